@@ -1,0 +1,151 @@
+//! Command-line types, parsed by clap. Defaults that a config file can set
+//! are not clap defaults: they are resolved in `config.rs` and only stated
+//! in the help text here.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+pub const EXIT_CODES: &str = "\
+Exit status:
+  0  success
+  1  some files failed (or the job failed locally)
+  2  usage or config error
+  3  cannot connect, or protocol error";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fxfer",
+    version,
+    about = "Fast, safe, scriptable file transfer: host a folder, list it, fetch from it",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Config file (default: $FXFER_CONFIG, ./fxfer.toml, then
+    /// $XDG_CONFIG_HOME/fxfer/config.toml)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print only errors
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Host a folder for fxfer clients
+    Serve(ServeArgs),
+    /// List the files a server hosts
+    Ls(LsArgs),
+    /// Download files from a server
+    Get(GetArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+/// Where the server is.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ServerAddrArgs {
+    /// Server address or host name [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<String>,
+
+    /// Server port [default: 9000]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Option<String>,
+
+    /// Port to listen on; 0 picks a free one [default: 9000]
+    #[arg(long, value_name = "PORT")]
+    pub port: Option<u16>,
+
+    /// Folder to host [default: ./host_dir]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Log file [default: fxfer-server.log]
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Most clients served at once; more get a "busy" error [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Seconds that transfers in flight may take to finish after Ctrl-C or
+    /// SIGTERM [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub grace_period: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub server: ServerAddrArgs,
+
+    /// Print one JSON array (exact sizes, Unix times) and nothing else
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Files to download, as the server lists them
+    #[arg(required = true, value_name = "NAME")]
+    pub names: Vec<String>,
+
+    #[command(flatten)]
+    pub server: ServerAddrArgs,
+
+    /// Download folder, created when missing [default: ./downloads]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// One connection per file, several at once
+    #[arg(long, overrides_with = "no_parallel")]
+    pub parallel: bool,
+
+    /// One connection for all files, requests pipelined (the default)
+    #[arg(long, overrides_with = "parallel")]
+    pub no_parallel: bool,
+
+    /// Most downloads at once with --parallel [default: 8]
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate the script for
+    pub shell: clap_complete::Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_flag_is_accepted_before_and_after_the_subcommand() {
+        let a = Cli::try_parse_from(["fxfer", "--config", "x.toml", "ls"]).unwrap();
+        let b = Cli::try_parse_from(["fxfer", "ls", "--config", "x.toml"]).unwrap();
+        assert_eq!(a.config, b.config);
+    }
+}

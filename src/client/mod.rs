@@ -1,0 +1,304 @@
+//! The client side of one connection: connect and greet, list, and receive
+//! files into a caller-supplied sink. No progress bars, no files, no menus:
+//! `transfer` and `main` decide what to do with what arrives.
+//!
+//! The greeting is written together with the first request and the server's
+//! greeting is read together with the first answer, so a connection costs
+//! one round trip, not two.
+
+use std::io::{self, BufReader, BufWriter, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::config::ServerAddr;
+use crate::error::{describe_io, Error};
+use crate::protocol::{
+    self, read_data_payload, Entry, ErrorCode, ErrorFrame, FileHeader, Hello, ProtocolError,
+    Request, Response, Trailer,
+};
+
+/// How long to wait for the TCP connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A server silent for this long is treated as gone.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Receive buffer: large reads mean few syscalls per megabyte.
+const RECV_BUF: usize = 1024 * 1024;
+
+/// Where received file bytes go.
+pub trait FileSink {
+    /// The server accepted the request and is about to send `header.body_len()` bytes.
+    fn start(&mut self, header: &FileHeader) -> io::Result<()>;
+    /// The next slice of the body.
+    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+}
+
+/// Why one file did not arrive, while the connection itself is still fine.
+#[derive(Debug)]
+pub enum FileError {
+    /// The server refused or aborted it.
+    Refused(ErrorFrame),
+    /// Our sink failed (disk full, permission); the rest of the body was
+    /// read and dropped so the connection stays in step.
+    Local(io::Error),
+}
+
+/// A file that arrived whole.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub header: FileHeader,
+    pub trailer: Trailer,
+}
+
+pub struct Connection {
+    addr: String,
+    reader: BufReader<TcpStream>,
+    writer: BufWriter<TcpStream>,
+    greeted: bool,
+}
+
+impl Connection {
+    /// Opens a TCP connection and queues our greeting (sent with the first
+    /// request).
+    pub fn connect(server: &ServerAddr) -> Result<Connection, Error> {
+        let addr = server.to_string();
+        let fail = |reason: String| Error::Connect {
+            addr: addr.clone(),
+            reason,
+        };
+        let addrs: Vec<_> = (server.host.as_str(), server.port)
+            .to_socket_addrs()
+            .map_err(|e| fail(format!("cannot resolve host '{}': {e}", server.host)))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = match (stream, last) {
+            (Some(s), _) => s,
+            (None, Some(e)) => {
+                let hint = if e.kind() == io::ErrorKind::ConnectionRefused {
+                    " (is fxfer serve running?)"
+                } else {
+                    ""
+                };
+                return Err(fail(format!("{}{hint}", describe_io(&e))));
+            }
+            (None, None) => return Err(fail("host name has no addresses".into())),
+        };
+        let setup = |s: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
+            s.set_nodelay(true)?;
+            s.set_read_timeout(Some(READ_TIMEOUT))?;
+            s.set_write_timeout(Some(READ_TIMEOUT))?;
+            Ok((s.try_clone()?, s.try_clone()?))
+        };
+        let (r, w) = setup(&stream).map_err(|e| fail(describe_io(&e)))?;
+        let mut conn = Connection {
+            addr,
+            reader: BufReader::with_capacity(RECV_BUF, r),
+            writer: BufWriter::with_capacity(64 * 1024, w),
+            greeted: false,
+        };
+        Hello::current()
+            .write_to(&mut conn.writer)
+            .map_err(|e| conn.lost(e))?;
+        Ok(conn)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn lost(&self, e: ProtocolError) -> Error {
+        match e {
+            ProtocolError::Closed => Error::protocol(
+                format!("server {}", self.addr),
+                ProtocolError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed unexpectedly",
+                )),
+            ),
+            ProtocolError::Io(ref io) => Error::protocol(
+                format!("connection to {}", self.addr),
+                ProtocolError::Io(io::Error::new(io.kind(), describe_io(io))),
+            ),
+            other => Error::protocol(format!("server {}", self.addr), other),
+        }
+    }
+
+    /// Queues a request; [`Connection::flush`] sends what is queued.
+    pub fn send(&mut self, req: &Request) -> Result<(), Error> {
+        req.write_to(&mut self.writer).map_err(|e| self.lost(e))
+    }
+
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.writer
+            .flush()
+            .map_err(|e| self.lost(ProtocolError::Io(e)))
+    }
+
+    fn greet(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        let hello = Hello::read_from(&mut self.reader).map_err(|e| match e {
+            ProtocolError::BadMagic => Error::protocol(
+                format!("server {}", self.addr),
+                ProtocolError::Malformed {
+                    frame: "greeting",
+                    what: "the peer is not an fxfer server".into(),
+                },
+            ),
+            e => self.lost(e),
+        })?;
+        self.greeted = true;
+        if hello.version != protocol::VERSION {
+            // The server says which versions it speaks in an ERROR frame.
+            let why = match Response::read_from(&mut self.reader) {
+                Ok(Response::Error(e)) => e.message,
+                _ => format!("server speaks protocol version {}", hello.version),
+            };
+            return Err(Error::Connect {
+                addr: self.addr.clone(),
+                reason: format!(
+                    "protocol version mismatch: {why} (this client speaks version {})",
+                    protocol::VERSION
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads the next response, turning connection-level refusals (busy,
+    /// version) into errors.
+    fn recv(&mut self) -> Result<Response, Error> {
+        if !self.greeted {
+            self.greet()?;
+        }
+        match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+            Response::Error(e)
+                if matches!(e.code, ErrorCode::Busy | ErrorCode::UnsupportedVersion) =>
+            {
+                Err(Error::Connect {
+                    addr: self.addr.clone(),
+                    reason: e.to_string(),
+                })
+            }
+            r => Ok(r),
+        }
+    }
+
+    fn unexpected(&self, got: &Response, expected: &'static str) -> Error {
+        Error::protocol(
+            format!("server {}", self.addr),
+            ProtocolError::Unexpected {
+                got: got.name(),
+                expected,
+            },
+        )
+    }
+
+    /// Lists `path` ("" = the root).
+    pub fn list(&mut self, path: &str, recursive: bool) -> Result<Vec<Entry>, Error> {
+        self.send(&Request::List {
+            path: path.into(),
+            recursive,
+        })?;
+        let mut entries = Vec::new();
+        loop {
+            match self.recv()? {
+                Response::Entries(mut es) => entries.append(&mut es),
+                Response::ListEnd { count } => {
+                    if count != entries.len() as u64 {
+                        return Err(Error::protocol(
+                            format!("server {}", self.addr),
+                            ProtocolError::Malformed {
+                                frame: "LIST_END",
+                                what: format!(
+                                    "server counted {count} entries but sent {}",
+                                    entries.len()
+                                ),
+                            },
+                        ));
+                    }
+                    return Ok(entries);
+                }
+                Response::Error(e) => return Err(Error::Remote(e)),
+                other => return Err(self.unexpected(&other, "ENTRIES")),
+            }
+        }
+    }
+
+    /// Receives the answer to the next GET in line into `sink`.
+    ///
+    /// `Ok(Err(_))`: this file failed but the connection is still usable.
+    /// `Err(_)`: the connection is broken.
+    pub fn receive_file(
+        &mut self,
+        sink: &mut dyn FileSink,
+    ) -> Result<Result<Received, FileError>, Error> {
+        let header = match self.recv()? {
+            Response::File(h) => h,
+            Response::Error(e) => return Ok(Err(FileError::Refused(e))),
+            other => return Err(self.unexpected(&other, "FILE")),
+        };
+        let body = header.body_len();
+        let mut local: Option<io::Error> = sink.start(&header).err();
+        let mut got = 0u64;
+        loop {
+            match self.recv()? {
+                Response::Data { len } => {
+                    if got + u64::from(len) > body {
+                        return Err(self.overrun(body));
+                    }
+                    read_data_payload(&mut self.reader, len, |chunk| {
+                        if local.is_none() {
+                            local = sink.write(chunk).err();
+                        }
+                        Ok::<(), ProtocolError>(())
+                    })
+                    .map_err(|e| self.lost(e))?;
+                    got += u64::from(len);
+                }
+                Response::End(trailer) => {
+                    if got != body {
+                        return Err(Error::protocol(
+                            format!("server {}", self.addr),
+                            ProtocolError::Malformed {
+                                frame: "END",
+                                what: format!("file ended after {got} of {body} bytes"),
+                            },
+                        ));
+                    }
+                    return Ok(match local {
+                        Some(e) => Err(FileError::Local(e)),
+                        None => Ok(Received { header, trailer }),
+                    });
+                }
+                // The server aborted this file (e.g. it changed while sent).
+                Response::Error(e) => return Ok(Err(FileError::Refused(e))),
+                other => return Err(self.unexpected(&other, "DATA or END")),
+            }
+        }
+    }
+
+    fn overrun(&self, body: u64) -> Error {
+        Error::protocol(
+            format!("server {}", self.addr),
+            ProtocolError::Malformed {
+                frame: "DATA",
+                what: format!("server sent more than the {body} bytes it announced"),
+            },
+        )
+    }
+
+    /// Says goodbye; errors do not matter any more.
+    pub fn quit(mut self) {
+        let _ = self.send(&Request::Quit);
+        let _ = self.flush();
+    }
+}

@@ -1,0 +1,329 @@
+//! The TOML config file and the one place where defaults, the file and the
+//! command line are merged: flags win over the file, the file over the
+//! built-in defaults.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs};
+use crate::error::{describe_io, Error};
+
+pub const DEFAULT_IP: &str = "127.0.0.1";
+pub const DEFAULT_PORT: u16 = 9000;
+pub const DEFAULT_HOST_DIR: &str = "./host_dir";
+pub const DEFAULT_DOWNLOAD_DIR: &str = "./downloads";
+pub const DEFAULT_LOG_FILE: &str = "fxfer-server.log";
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_GRACE_SECS: u64 = 10;
+pub const DEFAULT_JOBS: usize = 8;
+
+/// The whole file. Every field is optional; unknown keys are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Defaults for `fxfer serve`.
+    pub server: Option<ServerFile>,
+    /// Defaults for `fxfer ls` and `fxfer get`.
+    pub client: Option<ClientFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Address to listen on.
+    pub ip: Option<String>,
+    /// Port to listen on (0 = any free port).
+    pub port: Option<u16>,
+    /// Folder to host.
+    pub dir: Option<PathBuf>,
+    /// Where the server log goes.
+    pub log_file: Option<PathBuf>,
+    /// Most clients served at once.
+    pub max_connections: Option<usize>,
+    /// Seconds transfers may take to finish after a shutdown signal.
+    pub grace_period: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// Server address or host name.
+    pub ip: Option<String>,
+    /// Server port.
+    pub port: Option<u16>,
+    /// Download folder.
+    pub dir: Option<PathBuf>,
+    /// Use one connection per file by default.
+    pub parallel: Option<bool>,
+    /// Most parallel downloads at once.
+    pub jobs: Option<usize>,
+}
+
+/// Where a config file was found (for messages).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub file: FileConfig,
+    pub path: Option<PathBuf>,
+}
+
+/// Finds and reads the config: `--config`, `$FXFER_CONFIG`, `./fxfer.toml`,
+/// then `$XDG_CONFIG_HOME/fxfer/config.toml` (or `~/.config/...`). A path
+/// named explicitly must exist; the implicit ones are optional.
+pub fn load(explicit: Option<&Path>) -> Result<Loaded, Error> {
+    if let Some(p) = explicit {
+        return read(p).map(|file| Loaded {
+            file,
+            path: Some(p.to_path_buf()),
+        });
+    }
+    if let Some(p) = std::env::var_os("FXFER_CONFIG").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        return read(&p).map(|file| Loaded {
+            file,
+            path: Some(p),
+        });
+    }
+    let mut implicit = vec![PathBuf::from("fxfer.toml")];
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        implicit.push(PathBuf::from(x).join("fxfer/config.toml"));
+    } else if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        implicit.push(PathBuf::from(h).join(".config/fxfer/config.toml"));
+    }
+    for p in implicit {
+        if p.is_file() {
+            return read(&p).map(|file| Loaded {
+                file,
+                path: Some(p),
+            });
+        }
+    }
+    Ok(Loaded::default())
+}
+
+fn read(path: &Path) -> Result<FileConfig, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read config file {}: {}",
+            path.display(),
+            describe_io(&e)
+        ))
+    })?;
+    parse(&text, path)
+}
+
+/// Parses config text; errors name the file, the line and the key.
+pub fn parse(text: &str, path: &Path) -> Result<FileConfig, Error> {
+    toml::from_str(text).map_err(|e| {
+        let mut msg = format!("config file {}", path.display());
+        if let Some(span) = e.span() {
+            let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            msg += &format!(", line {line_no}");
+            let line = text.lines().nth(line_no - 1).unwrap_or("");
+            if let Some((key, _)) = line.split_once('=') {
+                let key = key.trim();
+                if !key.is_empty() && !key.starts_with('[') {
+                    msg += &format!(", key `{key}`");
+                }
+            }
+        }
+        msg += ": ";
+        msg += e.message().trim();
+        Error::Config(msg)
+    })
+}
+
+/// Everything `fxfer serve` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub ip: IpAddr,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub log_file: PathBuf,
+    pub max_connections: usize,
+    pub grace_period: Duration,
+}
+
+impl ServerSettings {
+    pub fn resolve(args: &ServeArgs, loaded: &Loaded) -> Result<ServerSettings, Error> {
+        let f = loaded.file.server.as_ref();
+        let ip_text = args
+            .ip
+            .clone()
+            .or_else(|| f.and_then(|f| f.ip.clone()))
+            .unwrap_or_else(|| DEFAULT_IP.into());
+        let ip = ip_text
+            .parse()
+            .map_err(|_| Error::Usage(format!("'--ip' must be an IP address, not '{ip_text}'")))?;
+        let max_connections = args
+            .max_connections
+            .or_else(|| f.and_then(|f| f.max_connections))
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if max_connections == 0 {
+            return Err(Error::Usage(
+                "'--max-connections' must be at least 1".into(),
+            ));
+        }
+        Ok(ServerSettings {
+            ip,
+            port: args
+                .port
+                .or_else(|| f.and_then(|f| f.port))
+                .unwrap_or(DEFAULT_PORT),
+            dir: args
+                .dir
+                .clone()
+                .or_else(|| f.and_then(|f| f.dir.clone()))
+                .unwrap_or_else(|| DEFAULT_HOST_DIR.into()),
+            log_file: args
+                .log_file
+                .clone()
+                .or_else(|| f.and_then(|f| f.log_file.clone()))
+                .unwrap_or_else(|| DEFAULT_LOG_FILE.into()),
+            max_connections,
+            grace_period: Duration::from_secs(
+                args.grace_period
+                    .or_else(|| f.and_then(|f| f.grace_period))
+                    .unwrap_or(DEFAULT_GRACE_SECS),
+            ),
+        })
+    }
+}
+
+/// Where the server is, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for ServerAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl ServerAddr {
+    pub fn resolve(args: &ServerAddrArgs, loaded: &Loaded) -> ServerAddr {
+        let f = loaded.file.client.as_ref();
+        ServerAddr {
+            host: args
+                .ip
+                .clone()
+                .or_else(|| f.and_then(|f| f.ip.clone()))
+                .unwrap_or_else(|| DEFAULT_IP.into()),
+            port: args
+                .port
+                .or_else(|| f.and_then(|f| f.port))
+                .unwrap_or(DEFAULT_PORT),
+        }
+    }
+}
+
+/// Everything `fxfer get` needs, resolved.
+#[derive(Debug, Clone)]
+pub struct GetSettings {
+    pub server: ServerAddr,
+    pub download_dir: PathBuf,
+    pub parallel: bool,
+    pub jobs: usize,
+}
+
+impl GetSettings {
+    pub fn resolve(args: &GetArgs, loaded: &Loaded) -> Result<GetSettings, Error> {
+        let f = loaded.file.client.as_ref();
+        let parallel = if args.parallel {
+            true
+        } else if args.no_parallel {
+            false
+        } else {
+            f.and_then(|f| f.parallel).unwrap_or(false)
+        };
+        let jobs = args
+            .jobs
+            .or_else(|| f.and_then(|f| f.jobs))
+            .unwrap_or(DEFAULT_JOBS);
+        if jobs == 0 {
+            return Err(Error::Usage("'--jobs' must be at least 1".into()));
+        }
+        Ok(GetSettings {
+            server: ServerAddr::resolve(&args.server, loaded),
+            download_dir: args
+                .dir
+                .clone()
+                .or_else(|| f.and_then(|f| f.dir.clone()))
+                .unwrap_or_else(|| DEFAULT_DOWNLOAD_DIR.into()),
+            parallel,
+            jobs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn loaded(text: &str) -> Loaded {
+        Loaded {
+            file: parse(text, Path::new("t.toml")).unwrap(),
+            path: None,
+        }
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../config/fxfer.toml");
+        parse(text, Path::new("config/fxfer.toml")).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = parse("[server]\nport = 1\ncolour = true\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f.toml"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse("[client]\nport = \"nine\"\n", Path::new("f.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("`port`"), "{e}");
+    }
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let l = loaded("[client]\nport = 7000\njobs = 3\nparallel = true\n");
+        let cli = Cli::parse_from(["fxfer", "get", "a", "--port", "7100", "--no-parallel"]);
+        let Command::Get(g) = cli.command else {
+            panic!()
+        };
+        let s = GetSettings::resolve(&g, &l).unwrap();
+        assert_eq!(s.server.port, 7100);
+        assert_eq!(s.jobs, 3);
+        assert!(!s.parallel);
+        assert_eq!(s.server.host, DEFAULT_IP);
+        assert_eq!(s.download_dir, Path::new(DEFAULT_DOWNLOAD_DIR));
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let cli = Cli::parse_from(["fxfer", "serve", "--ip", "localhost"]);
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        let e = ServerSettings::resolve(&a, &Loaded::default()).unwrap_err();
+        assert!(e.to_string().contains("--ip"));
+    }
+}

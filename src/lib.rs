@@ -1,0 +1,15 @@
+//! fxfer: fast, safe, scriptable file transfer over a small binary TCP
+//! protocol. The binary (`src/main.rs`) is a thin layer over this library;
+//! integration tests and benchmarks use the same types.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod human;
+pub mod logging;
+pub mod paths;
+pub mod progress;
+pub mod protocol;
+pub mod server;
+pub mod transfer;

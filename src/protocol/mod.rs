@@ -1,0 +1,696 @@
+//! The fxfer wire protocol, version 1: handshake, frames, requests and
+//! responses, encoded and decoded over any `Read`/`Write`.
+//!
+//! This module knows nothing about sockets, files, threads or terminals; the
+//! server and client wrap it around a `TcpStream`, the tests around a
+//! `Vec<u8>`. `docs/PROTOCOL.md` is the normative description; keep the two
+//! in step (and bump [`VERSION`] when the wire format changes).
+//!
+//! ```text
+//! handshake, both directions, 8 bytes:
+//! +----+----+----+----+---------+---------+
+//! | 'F'| 'X'| 'F'| 'R'| version | flags   |   version, flags: u16 big-endian
+//! +----+----+----+----+---------+---------+
+//!
+//! every later message is a frame:
+//! +------+-----------------+--------------------+
+//! | type | length: u32 BE  | payload (length)   |
+//! +------+-----------------+--------------------+
+//!   u8     control frames: at most 64 KiB; DATA frames: at most 16 MiB
+//! ```
+//!
+//! A GET is answered by `FILE` (size, offset, mtime), then DATA frames
+//! carrying exactly `size - offset` bytes, then `END` (a digest trailer), or
+//! by a single `ERROR` frame in place of any of them. Requests may be
+//! pipelined; responses come back in request order.
+
+mod codec;
+
+pub use codec::{read_data_payload, read_frame_header, FrameHeader};
+
+use std::fmt;
+use std::io::{self, Read, Write};
+
+use codec::{read_control_payload, write_frame, Parser, PayloadBuilder};
+
+/// Magic bytes that open the handshake in both directions.
+pub const MAGIC: [u8; 4] = *b"FXFR";
+/// The protocol version this build speaks best.
+pub const VERSION: u16 = 1;
+/// Every protocol version this build can speak.
+pub const SUPPORTED_VERSIONS: &[u16] = &[1];
+/// Length of the handshake message.
+pub const HELLO_LEN: usize = 8;
+/// Length of a frame header (type + length).
+pub const FRAME_HEADER_LEN: usize = 5;
+/// Largest payload of any frame except DATA.
+pub const MAX_CONTROL_PAYLOAD: usize = 64 * 1024;
+/// Largest payload of one DATA frame.
+pub const MAX_DATA_PAYLOAD: usize = 16 * 1024 * 1024;
+/// Longest relative path, in bytes of UTF-8.
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest error message, in bytes of UTF-8.
+pub const MAX_MESSAGE_LEN: usize = 1024;
+/// Longest digest in an END trailer.
+pub const MAX_DIGEST_LEN: usize = 64;
+
+/// Frame type bytes. Requests have the high bit clear, responses set.
+pub mod frame {
+    pub const LIST: u8 = 0x01;
+    pub const GET: u8 = 0x02;
+    pub const QUIT: u8 = 0x03;
+    pub const ENTRIES: u8 = 0x81;
+    pub const LIST_END: u8 = 0x82;
+    pub const FILE: u8 = 0x83;
+    pub const DATA: u8 = 0x84;
+    pub const END: u8 = 0x85;
+    pub const ERROR: u8 = 0xEE;
+
+    /// A short name for error messages and logs.
+    pub fn name(kind: u8) -> &'static str {
+        match kind {
+            LIST => "LIST",
+            GET => "GET",
+            QUIT => "QUIT",
+            ENTRIES => "ENTRIES",
+            LIST_END => "LIST_END",
+            FILE => "FILE",
+            DATA => "DATA",
+            END => "END",
+            ERROR => "ERROR",
+            _ => "unknown",
+        }
+    }
+}
+
+/// Everything that can go wrong while speaking the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("connection closed by the peer")]
+    Closed,
+    #[error("peer does not speak fxfer (bad magic bytes)")]
+    BadMagic,
+    #[error("{frame} frame of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        frame: &'static str,
+        len: u64,
+        max: usize,
+    },
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownFrame(u8),
+    #[error("unexpected {got} frame (expected {expected})")]
+    Unexpected {
+        got: &'static str,
+        expected: &'static str,
+    },
+    #[error("malformed {frame} frame: {what}")]
+    Malformed { frame: &'static str, what: String },
+}
+
+pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
+
+// ---------------------------------------------------------------- handshake
+
+/// The 8-byte greeting each side sends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u16,
+    /// Reserved for capabilities; version 1 sends 0 and ignores it.
+    pub flags: u16,
+}
+
+impl Hello {
+    pub fn current() -> Hello {
+        Hello {
+            version: VERSION,
+            flags: 0,
+        }
+    }
+
+    pub fn to_bytes(self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&self.version.to_be_bytes());
+        b[6..8].copy_from_slice(&self.flags.to_be_bytes());
+        b
+    }
+
+    pub fn write_to<W: Write + ?Sized>(self, w: &mut W) -> Result<()> {
+        w.write_all(&self.to_bytes())?;
+        Ok(())
+    }
+
+    /// Reads a greeting. Fewer than 8 bytes, or the wrong magic, is an error.
+    pub fn read_from<R: Read + ?Sized>(r: &mut R) -> Result<Hello> {
+        let mut b = [0u8; HELLO_LEN];
+        codec::read_exact_or_closed(r, &mut b)?;
+        if b[..4] != MAGIC {
+            return Err(ProtocolError::BadMagic);
+        }
+        Ok(Hello {
+            version: u16::from_be_bytes([b[4], b[5]]),
+            flags: u16::from_be_bytes([b[6], b[7]]),
+        })
+    }
+}
+
+/// Whether this build can speak `version`.
+pub fn is_supported(version: u16) -> bool {
+    SUPPORTED_VERSIONS.contains(&version)
+}
+
+/// "1" or "1, 2": the versions this build speaks, for messages.
+pub fn supported_versions_text() -> String {
+    SUPPORTED_VERSIONS
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ----------------------------------------------------------------- requests
+
+/// What a client may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// List the folder `path` ("" = the root), optionally recursively.
+    List { path: String, recursive: bool },
+    /// Send the file at `path`, starting at byte `offset`.
+    Get { path: String, offset: u64 },
+    /// Polite goodbye; the server closes after answering earlier requests.
+    Quit,
+}
+
+const LIST_RECURSIVE: u8 = 0x01;
+
+impl Request {
+    pub fn write_to<W: Write + ?Sized>(&self, w: &mut W) -> Result<()> {
+        let mut p = PayloadBuilder::default();
+        let kind = match self {
+            Request::List { path, recursive } => {
+                p.str16(path, MAX_PATH_LEN, "LIST")?;
+                p.u8(if *recursive { LIST_RECURSIVE } else { 0 });
+                frame::LIST
+            }
+            Request::Get { path, offset } => {
+                p.str16(path, MAX_PATH_LEN, "GET")?;
+                p.u64(*offset);
+                frame::GET
+            }
+            Request::Quit => frame::QUIT,
+        };
+        write_frame(w, kind, p.as_slice())
+    }
+
+    /// Reads the next request. A clean end of stream before a frame starts
+    /// is [`ProtocolError::Closed`].
+    pub fn read_from<R: Read + ?Sized>(r: &mut R) -> Result<Request> {
+        let header = read_frame_header(r)?;
+        let payload = read_control_payload(r, header)?;
+        let mut p = Parser::new(&payload, frame::name(header.kind));
+        let req = match header.kind {
+            frame::LIST => {
+                let path = p.str16(MAX_PATH_LEN)?;
+                let flags = p.u8()?;
+                if flags & !LIST_RECURSIVE != 0 {
+                    return Err(p.malformed(format!("unknown flags 0x{flags:02x}")));
+                }
+                Request::List {
+                    path,
+                    recursive: flags & LIST_RECURSIVE != 0,
+                }
+            }
+            frame::GET => Request::Get {
+                path: p.str16(MAX_PATH_LEN)?,
+                offset: p.u64()?,
+            },
+            frame::QUIT => Request::Quit,
+            frame::ENTRIES
+            | frame::LIST_END
+            | frame::FILE
+            | frame::DATA
+            | frame::END
+            | frame::ERROR => {
+                return Err(ProtocolError::Unexpected {
+                    got: frame::name(header.kind),
+                    expected: "a request",
+                })
+            }
+            other => return Err(ProtocolError::UnknownFrame(other)),
+        };
+        p.finish()?;
+        Ok(req)
+    }
+}
+
+// ---------------------------------------------------------------- responses
+
+/// What a listed path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+impl EntryKind {
+    fn code(self) -> u8 {
+        match self {
+            EntryKind::File => 1,
+            EntryKind::Dir => 2,
+        }
+    }
+}
+
+/// One line of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Relative, `/`-separated path from the served root.
+    pub path: String,
+    pub kind: EntryKind,
+    /// Size in bytes (0 for folders).
+    pub size: u64,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Sub-second part of the modification time.
+    pub mtime_nanos: u32,
+}
+
+/// Opens the answer to a GET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    /// Size of the whole file.
+    pub size: u64,
+    /// First byte that follows; `size - offset` bytes of DATA come next.
+    pub offset: u64,
+    pub mtime: i64,
+    pub mtime_nanos: u32,
+}
+
+impl FileHeader {
+    /// Bytes of DATA that follow this header.
+    pub fn body_len(&self) -> u64 {
+        self.size - self.offset
+    }
+}
+
+/// Digest algorithms an END trailer can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestAlgorithm {
+    /// No digest (version 1 servers send this).
+    None,
+    /// BLAKE3, 32 bytes.
+    Blake3,
+    /// A code this build does not know.
+    Other(u8),
+}
+
+impl DigestAlgorithm {
+    fn code(self) -> u8 {
+        match self {
+            DigestAlgorithm::None => 0,
+            DigestAlgorithm::Blake3 => 1,
+            DigestAlgorithm::Other(c) => c,
+        }
+    }
+    fn from_code(c: u8) -> Self {
+        match c {
+            0 => DigestAlgorithm::None,
+            1 => DigestAlgorithm::Blake3,
+            c => DigestAlgorithm::Other(c),
+        }
+    }
+}
+
+/// Closes the answer to a GET.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailer {
+    pub algorithm: DigestAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+impl Trailer {
+    pub fn none() -> Trailer {
+        Trailer {
+            algorithm: DigestAlgorithm::None,
+            digest: Vec::new(),
+        }
+    }
+}
+
+/// Stable numeric error codes. Never renumber: scripts and other clients
+/// depend on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    NotFound,
+    NotRegularFile,
+    ForbiddenPath,
+    Busy,
+    BadRequest,
+    UnsupportedVersion,
+    Internal,
+    /// The file changed (size or content) while it was being sent.
+    SourceChanged,
+    /// The server may not read the file.
+    PermissionDenied,
+    /// A code this build does not know (from a newer peer).
+    Other(u16),
+}
+
+impl ErrorCode {
+    pub fn code(self) -> u16 {
+        match self {
+            ErrorCode::NotFound => 1,
+            ErrorCode::NotRegularFile => 2,
+            ErrorCode::ForbiddenPath => 3,
+            ErrorCode::Busy => 4,
+            ErrorCode::BadRequest => 5,
+            ErrorCode::UnsupportedVersion => 6,
+            ErrorCode::Internal => 7,
+            ErrorCode::SourceChanged => 8,
+            ErrorCode::PermissionDenied => 9,
+            ErrorCode::Other(c) => c,
+        }
+    }
+
+    pub fn from_code(c: u16) -> ErrorCode {
+        match c {
+            1 => ErrorCode::NotFound,
+            2 => ErrorCode::NotRegularFile,
+            3 => ErrorCode::ForbiddenPath,
+            4 => ErrorCode::Busy,
+            5 => ErrorCode::BadRequest,
+            6 => ErrorCode::UnsupportedVersion,
+            7 => ErrorCode::Internal,
+            8 => ErrorCode::SourceChanged,
+            9 => ErrorCode::PermissionDenied,
+            c => ErrorCode::Other(c),
+        }
+    }
+
+    /// Short name used in logs and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::NotFound => "not found",
+            ErrorCode::NotRegularFile => "not a regular file",
+            ErrorCode::ForbiddenPath => "forbidden path",
+            ErrorCode::Busy => "server busy",
+            ErrorCode::BadRequest => "bad request",
+            ErrorCode::UnsupportedVersion => "unsupported version",
+            ErrorCode::Internal => "internal server error",
+            ErrorCode::SourceChanged => "file changed while being sent",
+            ErrorCode::PermissionDenied => "permission denied",
+            ErrorCode::Other(_) => "unknown error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An ERROR frame: a stable code and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorFrame {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorFrame {
+        let mut message = message.into();
+        if message.len() > MAX_MESSAGE_LEN {
+            // Cut on a character boundary so the frame stays valid UTF-8.
+            let mut end = MAX_MESSAGE_LEN;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+        }
+        ErrorFrame { code, message }
+    }
+}
+
+impl fmt::Display for ErrorFrame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            write!(f, "{}", self.code)
+        } else {
+            write!(f, "{}", self.message)
+        }
+    }
+}
+
+/// A response frame as the client reads it. DATA frames are returned with
+/// their length only: the caller streams the payload itself (see
+/// [`read_data_payload`]), so file bodies are never buffered whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    Entries(Vec<Entry>),
+    ListEnd { count: u64 },
+    File(FileHeader),
+    Data { len: u32 },
+    End(Trailer),
+    Error(ErrorFrame),
+}
+
+impl Response {
+    /// Reads the next response frame. For DATA, the payload is left unread.
+    pub fn read_from<R: Read + ?Sized>(r: &mut R) -> Result<Response> {
+        let header = read_frame_header(r)?;
+        if header.kind == frame::DATA {
+            if header.len as usize > MAX_DATA_PAYLOAD {
+                return Err(ProtocolError::TooLarge {
+                    frame: "DATA",
+                    len: header.len.into(),
+                    max: MAX_DATA_PAYLOAD,
+                });
+            }
+            return Ok(Response::Data { len: header.len });
+        }
+        let payload = read_control_payload(r, header)?;
+        let mut p = Parser::new(&payload, frame::name(header.kind));
+        let resp = match header.kind {
+            frame::ENTRIES => {
+                let count = p.u16()?;
+                // Each entry takes at least 23 bytes, so `count` is bounded by
+                // the payload we already hold; no allocation beyond it.
+                let mut entries = Vec::with_capacity(usize::from(count).min(payload.len() / 23));
+                for _ in 0..count {
+                    let kind = match p.u8()? {
+                        1 => EntryKind::File,
+                        2 => EntryKind::Dir,
+                        k => return Err(p.malformed(format!("unknown entry kind {k}"))),
+                    };
+                    let size = p.u64()?;
+                    let mtime = p.i64()?;
+                    let mtime_nanos = p.u32()?;
+                    if mtime_nanos >= 1_000_000_000 {
+                        return Err(p.malformed("mtime nanoseconds out of range".into()));
+                    }
+                    let path = p.str16(MAX_PATH_LEN)?;
+                    entries.push(Entry {
+                        path,
+                        kind,
+                        size,
+                        mtime,
+                        mtime_nanos,
+                    });
+                }
+                Response::Entries(entries)
+            }
+            frame::LIST_END => Response::ListEnd { count: p.u64()? },
+            frame::FILE => {
+                let size = p.u64()?;
+                let offset = p.u64()?;
+                let mtime = p.i64()?;
+                let mtime_nanos = p.u32()?;
+                if offset > size {
+                    return Err(p.malformed(format!("offset {offset} beyond size {size}")));
+                }
+                if mtime_nanos >= 1_000_000_000 {
+                    return Err(p.malformed("mtime nanoseconds out of range".into()));
+                }
+                Response::File(FileHeader {
+                    size,
+                    offset,
+                    mtime,
+                    mtime_nanos,
+                })
+            }
+            frame::END => {
+                let algorithm = DigestAlgorithm::from_code(p.u8()?);
+                let len = usize::from(p.u8()?);
+                if len > MAX_DIGEST_LEN {
+                    return Err(p.malformed(format!("digest of {len} bytes")));
+                }
+                let digest = p.bytes(len)?.to_vec();
+                Response::End(Trailer { algorithm, digest })
+            }
+            frame::ERROR => {
+                let code = ErrorCode::from_code(p.u16()?);
+                let message = p.str16(MAX_MESSAGE_LEN)?;
+                Response::Error(ErrorFrame { code, message })
+            }
+            frame::LIST | frame::GET | frame::QUIT => {
+                return Err(ProtocolError::Unexpected {
+                    got: frame::name(header.kind),
+                    expected: "a response",
+                })
+            }
+            other => return Err(ProtocolError::UnknownFrame(other)),
+        };
+        p.finish()?;
+        Ok(resp)
+    }
+
+    /// A short name for "unexpected frame" errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Response::Entries(_) => "ENTRIES",
+            Response::ListEnd { .. } => "LIST_END",
+            Response::File(_) => "FILE",
+            Response::Data { .. } => "DATA",
+            Response::End(_) => "END",
+            Response::Error(_) => "ERROR",
+        }
+    }
+}
+
+// ------------------------------------------------------- response encoders
+
+/// Encodes one ENTRIES frame. Callers keep each batch within
+/// [`MAX_CONTROL_PAYLOAD`]; [`ListWriter`] does that for them.
+pub fn write_entries<W: Write + ?Sized>(w: &mut W, entries: &[Entry]) -> Result<()> {
+    let mut p = PayloadBuilder::default();
+    let count = u16::try_from(entries.len()).map_err(|_| ProtocolError::TooLarge {
+        frame: "ENTRIES",
+        len: entries.len() as u64,
+        max: usize::from(u16::MAX),
+    })?;
+    p.u16(count);
+    for e in entries {
+        encode_entry(&mut p, e)?;
+    }
+    write_frame(w, frame::ENTRIES, p.as_slice())
+}
+
+fn encode_entry(p: &mut PayloadBuilder, e: &Entry) -> Result<()> {
+    p.u8(e.kind.code());
+    p.u64(e.size);
+    p.i64(e.mtime);
+    p.u32(e.mtime_nanos);
+    p.str16(&e.path, MAX_PATH_LEN, "ENTRIES")
+}
+
+/// Size of one encoded entry.
+fn entry_len(e: &Entry) -> usize {
+    1 + 8 + 8 + 4 + 2 + e.path.len()
+}
+
+/// Streams a listing as ENTRIES frames of at most [`MAX_CONTROL_PAYLOAD`]
+/// bytes each, then LIST_END, so a huge folder never needs one huge buffer.
+pub struct ListWriter {
+    batch: Vec<Entry>,
+    batch_len: usize,
+    count: u64,
+}
+
+impl Default for ListWriter {
+    fn default() -> Self {
+        ListWriter {
+            batch: Vec::new(),
+            batch_len: 2,
+            count: 0,
+        }
+    }
+}
+
+impl ListWriter {
+    pub fn push<W: Write + ?Sized>(&mut self, w: &mut W, entry: Entry) -> Result<()> {
+        if entry.path.len() > MAX_PATH_LEN {
+            return Err(ProtocolError::TooLarge {
+                frame: "ENTRIES path",
+                len: entry.path.len() as u64,
+                max: MAX_PATH_LEN,
+            });
+        }
+        let len = entry_len(&entry);
+        if self.batch_len + len > MAX_CONTROL_PAYLOAD || self.batch.len() == usize::from(u16::MAX) {
+            self.flush_batch(w)?;
+        }
+        self.batch_len += len;
+        self.batch.push(entry);
+        self.count += 1;
+        Ok(())
+    }
+
+    fn flush_batch<W: Write + ?Sized>(&mut self, w: &mut W) -> Result<()> {
+        if !self.batch.is_empty() {
+            write_entries(w, &self.batch)?;
+            self.batch.clear();
+            self.batch_len = 2;
+        }
+        Ok(())
+    }
+
+    /// Sends what is left and the LIST_END frame.
+    pub fn finish<W: Write + ?Sized>(mut self, w: &mut W) -> Result<()> {
+        self.flush_batch(w)?;
+        write_frame(w, frame::LIST_END, &self.count.to_be_bytes())
+    }
+}
+
+pub fn write_file_header<W: Write + ?Sized>(w: &mut W, h: &FileHeader) -> Result<()> {
+    let mut p = PayloadBuilder::default();
+    p.u64(h.size);
+    p.u64(h.offset);
+    p.i64(h.mtime);
+    p.u32(h.mtime_nanos);
+    write_frame(w, frame::FILE, p.as_slice())
+}
+
+/// Writes a DATA frame header announcing `len` payload bytes; the caller
+/// writes exactly that many bytes next (so bodies can go out with sendfile).
+pub fn write_data_header<W: Write + ?Sized>(w: &mut W, len: u32) -> Result<()> {
+    if len as usize > MAX_DATA_PAYLOAD {
+        return Err(ProtocolError::TooLarge {
+            frame: "DATA",
+            len: len.into(),
+            max: MAX_DATA_PAYLOAD,
+        });
+    }
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[0] = frame::DATA;
+    h[1..].copy_from_slice(&len.to_be_bytes());
+    w.write_all(&h)?;
+    Ok(())
+}
+
+pub fn write_trailer<W: Write + ?Sized>(w: &mut W, t: &Trailer) -> Result<()> {
+    if t.digest.len() > MAX_DIGEST_LEN {
+        return Err(ProtocolError::TooLarge {
+            frame: "END digest",
+            len: t.digest.len() as u64,
+            max: MAX_DIGEST_LEN,
+        });
+    }
+    let mut p = PayloadBuilder::default();
+    p.u8(t.algorithm.code());
+    p.u8(t.digest.len() as u8);
+    p.raw(&t.digest);
+    write_frame(w, frame::END, p.as_slice())
+}
+
+pub fn write_error<W: Write + ?Sized>(w: &mut W, e: &ErrorFrame) -> Result<()> {
+    let mut p = PayloadBuilder::default();
+    p.u16(e.code.code());
+    p.str16(&e.message, MAX_MESSAGE_LEN, "ERROR")?;
+    write_frame(w, frame::ERROR, p.as_slice())
+}
+
+#[cfg(test)]
+mod tests;

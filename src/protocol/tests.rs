@@ -1,0 +1,360 @@
+//! Round-trips and hostile-input checks for the wire format.
+
+use super::*;
+use std::io::Cursor;
+
+fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
+    Entry {
+        path: path.into(),
+        kind,
+        size,
+        mtime: 1_700_000_000,
+        mtime_nanos: 123_456_789,
+    }
+}
+
+#[test]
+fn hello_round_trips_and_checks_magic() {
+    let h = Hello {
+        version: 7,
+        flags: 0xBEEF,
+    };
+    let mut buf = Vec::new();
+    h.write_to(&mut buf).unwrap();
+    assert_eq!(&buf[..4], b"FXFR");
+    assert_eq!(Hello::read_from(&mut Cursor::new(&buf)).unwrap(), h);
+
+    let http = b"GET / HTTP/1.1\r\n\r\n";
+    assert!(matches!(
+        Hello::read_from(&mut Cursor::new(&http[..])),
+        Err(ProtocolError::BadMagic)
+    ));
+    assert!(matches!(
+        Hello::read_from(&mut Cursor::new(&buf[..5])),
+        Err(ProtocolError::Io(_))
+    ));
+    assert!(matches!(
+        Hello::read_from(&mut Cursor::new(&[][..])),
+        Err(ProtocolError::Closed)
+    ));
+}
+
+#[test]
+fn requests_round_trip() {
+    let reqs = [
+        Request::List {
+            path: String::new(),
+            recursive: false,
+        },
+        Request::List {
+            path: "logs/2026".into(),
+            recursive: true,
+        },
+        Request::Get {
+            path: "a b/ü.bin".into(),
+            offset: u64::MAX,
+        },
+        Request::Get {
+            path: "x".repeat(MAX_PATH_LEN),
+            offset: 0,
+        },
+        Request::Quit,
+    ];
+    let mut buf = Vec::new();
+    for r in &reqs {
+        r.write_to(&mut buf).unwrap();
+    }
+    let mut cur = Cursor::new(&buf);
+    for r in &reqs {
+        assert_eq!(&Request::read_from(&mut cur).unwrap(), r);
+    }
+    assert!(matches!(
+        Request::read_from(&mut cur),
+        Err(ProtocolError::Closed)
+    ));
+}
+
+#[test]
+fn overlong_path_is_refused_on_encode_and_decode() {
+    let r = Request::Get {
+        path: "x".repeat(MAX_PATH_LEN + 1),
+        offset: 0,
+    };
+    assert!(matches!(
+        r.write_to(&mut Vec::new()),
+        Err(ProtocolError::TooLarge { .. })
+    ));
+    // Hand-built frame with a 5000-byte path.
+    let mut p = vec![frame::GET];
+    let payload_len = 2 + 5000 + 8;
+    p.extend_from_slice(&(payload_len as u32).to_be_bytes());
+    p.extend_from_slice(&5000u16.to_be_bytes());
+    p.extend(std::iter::repeat(b'a').take(5000));
+    p.extend_from_slice(&0u64.to_be_bytes());
+    assert!(matches!(
+        Request::read_from(&mut Cursor::new(&p)),
+        Err(ProtocolError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn responses_round_trip() {
+    let mut buf = Vec::new();
+    let entries = vec![
+        entry("a.txt", EntryKind::File, 0),
+        entry("dir", EntryKind::Dir, 0),
+        entry("dir/ß space.bin", EntryKind::File, u64::MAX),
+    ];
+    write_entries(&mut buf, &entries).unwrap();
+    let fh = FileHeader {
+        size: 10,
+        offset: 4,
+        mtime: -5,
+        mtime_nanos: 999_999_999,
+    };
+    write_file_header(&mut buf, &fh).unwrap();
+    write_data_header(&mut buf, 6).unwrap();
+    buf.extend_from_slice(b"456789");
+    let trailer = Trailer {
+        algorithm: DigestAlgorithm::Blake3,
+        digest: vec![7; 32],
+    };
+    write_trailer(&mut buf, &trailer).unwrap();
+    write_trailer(&mut buf, &Trailer::none()).unwrap();
+    let err = ErrorFrame::new(ErrorCode::ForbiddenPath, "nope: ../x");
+    write_error(&mut buf, &err).unwrap();
+    let unknown = ErrorFrame::new(ErrorCode::Other(999), "");
+    write_error(&mut buf, &unknown).unwrap();
+
+    let mut cur = Cursor::new(&buf);
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::Entries(entries)
+    );
+    assert_eq!(Response::read_from(&mut cur).unwrap(), Response::File(fh));
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::Data { len: 6 }
+    );
+    let mut body = Vec::new();
+    read_data_payload(&mut cur, 6, |b: &[u8]| -> Result<()> {
+        body.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(body, b"456789");
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::End(trailer)
+    );
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::End(Trailer::none())
+    );
+    assert_eq!(Response::read_from(&mut cur).unwrap(), Response::Error(err));
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::Error(unknown)
+    );
+    assert!(matches!(
+        Response::read_from(&mut cur),
+        Err(ProtocolError::Closed)
+    ));
+}
+
+#[test]
+fn error_codes_are_stable() {
+    let all = [
+        (ErrorCode::NotFound, 1),
+        (ErrorCode::NotRegularFile, 2),
+        (ErrorCode::ForbiddenPath, 3),
+        (ErrorCode::Busy, 4),
+        (ErrorCode::BadRequest, 5),
+        (ErrorCode::UnsupportedVersion, 6),
+        (ErrorCode::Internal, 7),
+        (ErrorCode::SourceChanged, 8),
+        (ErrorCode::PermissionDenied, 9),
+    ];
+    for (c, n) in all {
+        assert_eq!(c.code(), n);
+        assert_eq!(ErrorCode::from_code(n), c);
+    }
+}
+
+#[test]
+fn long_error_message_is_cut_on_a_char_boundary() {
+    let e = ErrorFrame::new(ErrorCode::Internal, "é".repeat(MAX_MESSAGE_LEN));
+    assert!(e.message.len() <= MAX_MESSAGE_LEN);
+    let mut buf = Vec::new();
+    write_error(&mut buf, &e).unwrap();
+    assert_eq!(
+        Response::read_from(&mut Cursor::new(&buf)).unwrap(),
+        Response::Error(e)
+    );
+}
+
+#[test]
+fn list_writer_splits_into_bounded_frames() {
+    let mut buf = Vec::new();
+    let mut lw = ListWriter::default();
+    let n = 5000u64;
+    for i in 0..n {
+        lw.push(&mut buf, entry(&format!("{i:0>60}"), EntryKind::File, i))
+            .unwrap();
+    }
+    lw.finish(&mut buf).unwrap();
+    let mut cur = Cursor::new(&buf);
+    let mut got = 0u64;
+    let mut frames = 0;
+    loop {
+        match Response::read_from(&mut cur).unwrap() {
+            Response::Entries(es) => {
+                for e in es {
+                    assert_eq!(e.size, got);
+                    got += 1;
+                }
+                frames += 1;
+            }
+            Response::ListEnd { count } => {
+                assert_eq!(count, n);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, n);
+    assert!(frames > 1, "5000 entries must not fit one 64 KiB frame");
+}
+
+#[test]
+fn oversized_frames_are_refused_before_allocation() {
+    for kind in [frame::GET, frame::LIST, frame::ERROR, frame::ENTRIES] {
+        let mut b = vec![kind];
+        b.extend_from_slice(&u32::MAX.to_be_bytes());
+        let is_req = kind < 0x80;
+        let err = if is_req {
+            Request::read_from(&mut Cursor::new(&b)).unwrap_err()
+        } else {
+            Response::read_from(&mut Cursor::new(&b)).unwrap_err()
+        };
+        assert!(matches!(err, ProtocolError::TooLarge { .. }), "{err}");
+    }
+    let mut b = vec![frame::DATA];
+    b.extend_from_slice(&(MAX_DATA_PAYLOAD as u32 + 1).to_be_bytes());
+    assert!(matches!(
+        Response::read_from(&mut Cursor::new(&b)),
+        Err(ProtocolError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn truncated_frames_are_errors() {
+    let mut buf = Vec::new();
+    Request::Get {
+        path: "file.txt".into(),
+        offset: 9,
+    }
+    .write_to(&mut buf)
+    .unwrap();
+    for cut in 1..buf.len() {
+        let err = Request::read_from(&mut Cursor::new(&buf[..cut])).unwrap_err();
+        assert!(matches!(err, ProtocolError::Io(_)), "cut {cut}: {err}");
+    }
+    let mut buf = Vec::new();
+    write_entries(&mut buf, &[entry("a", EntryKind::File, 1)]).unwrap();
+    for cut in 1..buf.len() {
+        assert!(Response::read_from(&mut Cursor::new(&buf[..cut])).is_err());
+    }
+}
+
+#[test]
+fn malformed_payloads_are_errors() {
+    // Entry count says 3, only one entry present.
+    let mut p = PayloadBuilder::default();
+    p.u16(3);
+    encode_entry(&mut p, &entry("a", EntryKind::File, 1)).unwrap();
+    let mut buf = Vec::new();
+    write_frame(&mut buf, frame::ENTRIES, p.as_slice()).unwrap();
+    assert!(matches!(
+        Response::read_from(&mut Cursor::new(&buf)),
+        Err(ProtocolError::Malformed { .. })
+    ));
+
+    // Offset beyond size.
+    let mut p = PayloadBuilder::default();
+    p.u64(1);
+    p.u64(2);
+    p.i64(0);
+    p.u32(0);
+    let mut buf = Vec::new();
+    write_frame(&mut buf, frame::FILE, p.as_slice()).unwrap();
+    assert!(Response::read_from(&mut Cursor::new(&buf)).is_err());
+
+    // Invalid UTF-8 path, trailing bytes, unknown frame, response as request.
+    let mut buf = Vec::new();
+    write_frame(
+        &mut buf,
+        frame::GET,
+        &[0, 2, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0],
+    )
+    .unwrap();
+    assert!(Request::read_from(&mut Cursor::new(&buf)).is_err());
+    let mut buf = Vec::new();
+    write_frame(&mut buf, frame::QUIT, &[1]).unwrap();
+    assert!(Request::read_from(&mut Cursor::new(&buf)).is_err());
+    let mut buf = Vec::new();
+    write_frame(&mut buf, 0x42, &[]).unwrap();
+    assert!(matches!(
+        Request::read_from(&mut Cursor::new(&buf)),
+        Err(ProtocolError::UnknownFrame(0x42))
+    ));
+    let mut buf = Vec::new();
+    write_frame(&mut buf, frame::FILE, &[]).unwrap();
+    assert!(matches!(
+        Request::read_from(&mut Cursor::new(&buf)),
+        Err(ProtocolError::Unexpected { .. })
+    ));
+}
+
+/// A small deterministic generator, so the garbage test needs no extra crate
+/// and every failure can be replayed.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn random_garbage_never_panics() {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    for round in 0..20_000 {
+        let len = (xorshift(&mut seed) % 64) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| xorshift(&mut seed) as u8).collect();
+        // Half the time, start with a plausible frame type so decoding gets
+        // past the first byte.
+        if round % 2 == 0 && !bytes.is_empty() {
+            bytes[0] = [
+                frame::LIST,
+                frame::GET,
+                frame::ENTRIES,
+                frame::FILE,
+                frame::END,
+                frame::ERROR,
+            ][(xorshift(&mut seed) % 6) as usize];
+            if bytes.len() >= 5 {
+                let l = (bytes.len() - 5) as u32;
+                bytes[1..5].copy_from_slice(&l.to_be_bytes());
+            }
+        }
+        let mut cur = Cursor::new(&bytes);
+        while Request::read_from(&mut cur).is_ok() {}
+        let mut cur = Cursor::new(&bytes);
+        while let Ok(r) = Response::read_from(&mut cur) {
+            if let Response::Data { len } = r {
+                let _ = read_data_payload(&mut cur, len, |_: &[u8]| -> Result<()> { Ok(()) });
+            }
+        }
+        let _ = Hello::read_from(&mut Cursor::new(&bytes));
+    }
+}

@@ -1,0 +1,317 @@
+//! `fxfer serve`: the accept loop, the connection limit, the registry of
+//! connected clients, and graceful shutdown on Ctrl-C / SIGTERM.
+//!
+//! One thread per connection (small stack), bounded by `max_connections`;
+//! clients over the bound get a BUSY error frame from a short-lived thread
+//! so the accept loop never waits on a slow peer.
+
+mod session;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+
+use crate::config::ServerSettings;
+use crate::error::{describe_io, Error};
+use crate::paths::Root;
+use crate::protocol::{self, ErrorCode, ErrorFrame, Hello};
+
+/// Stack for connection threads: sessions keep their buffers on the heap,
+/// so a small stack keeps thousands of connections cheap.
+const SESSION_STACK: usize = 256 * 1024;
+/// At most this many BUSY replies are in flight; beyond it, excess
+/// connections are simply closed.
+const MAX_REJECTERS: usize = 32;
+/// How long a refused client gets to send its greeting and read our reply.
+const REJECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A connected client, as the registry knows it.
+struct Client {
+    peer: SocketAddr,
+    /// A second handle on the socket, so shutdown can wake a blocked reader.
+    stream: TcpStream,
+}
+
+/// State shared by the accept loop and every session.
+pub(crate) struct Shared {
+    pub root: Root,
+    pub shutting_down: AtomicBool,
+    clients: Mutex<HashMap<u64, Client>>,
+    all_gone: Condvar,
+}
+
+impl Shared {
+    fn register(&self, id: u64, client: Client) {
+        self.clients.lock().unwrap().insert(id, client);
+    }
+
+    fn unregister(&self, id: u64) {
+        let mut clients = self.clients.lock().unwrap();
+        clients.remove(&id);
+        if clients.is_empty() {
+            self.all_gone.notify_all();
+        }
+    }
+
+    fn connected(&self) -> Vec<SocketAddr> {
+        let mut v: Vec<SocketAddr> = self
+            .clients
+            .lock()
+            .unwrap()
+            .values()
+            .map(|c| c.peer)
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    settings: ServerSettings,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Checks the folder and binds the port; errors here are start-up
+    /// errors with one clear line.
+    pub fn bind(settings: ServerSettings) -> Result<Server, Error> {
+        let root = Root::new(&settings.dir).map_err(Error::Usage)?;
+        let addr = SocketAddr::new(settings.ip, settings.port);
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {}", describe_io(&e))))?;
+        Ok(Server {
+            listener,
+            settings,
+            shared: Arc::new(Shared {
+                root,
+                shutting_down: AtomicBool::new(false),
+                clients: Mutex::new(HashMap::new()),
+                all_gone: Condvar::new(),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until the first SIGINT/SIGTERM, then shuts down gracefully.
+    pub fn run(self) -> Result<(), Error> {
+        let local = self.local_addr();
+        info!(
+            "server started on {local}, serving {} (max {} connections, protocol v{})",
+            self.shared.root.path().display(),
+            self.settings.max_connections,
+            protocol::VERSION
+        );
+        if !local.ip().is_loopback() {
+            warn!("listening on {local}: anyone who can reach this address can download the hosted files");
+        }
+        install_signal_handler(Arc::clone(&self.shared), local)?;
+
+        let active = Arc::new(AtomicUsize::new(0));
+        let rejecters = Arc::new(AtomicUsize::new(0));
+        let next_id = AtomicU64::new(1);
+        for conn in self.listener.incoming() {
+            if self.shared.shutting_down.load(Ordering::SeqCst) {
+                break;
+            }
+            let stream = match conn {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: say so, pause briefly, go on.
+                    error!("accept failed: {}", describe_io(&e));
+                    std::thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let peer = match stream.peer_addr() {
+                Ok(p) => p,
+                Err(_) => continue, // already gone
+            };
+            if active.load(Ordering::SeqCst) >= self.settings.max_connections {
+                warn!(
+                    "{peer}: refused: server busy ({} connections)",
+                    self.settings.max_connections
+                );
+                reject_busy(stream, peer, &rejecters);
+                continue;
+            }
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let clone = match stream.try_clone() {
+                Ok(c) => c,
+                Err(e) => {
+                    error!("{peer}: cannot set up connection: {}", describe_io(&e));
+                    continue;
+                }
+            };
+            self.shared.register(
+                id,
+                Client {
+                    peer,
+                    stream: clone,
+                },
+            );
+            active.fetch_add(1, Ordering::SeqCst);
+            info!("{peer}: connected");
+            let shared = Arc::clone(&self.shared);
+            let active2 = Arc::clone(&active);
+            let spawned = std::thread::Builder::new()
+                .name(format!("conn-{id}"))
+                .stack_size(SESSION_STACK)
+                .spawn(move || {
+                    session::run(stream, peer, &shared);
+                    shared.unregister(id);
+                    active2.fetch_sub(1, Ordering::SeqCst);
+                });
+            if let Err(e) = spawned {
+                error!("{peer}: cannot start a thread: {e}");
+                self.shared.unregister(id);
+                active.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let still = self.shared.connected();
+        let names = still
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let line = if still.is_empty() {
+            "shutting down: no clients connected".to_string()
+        } else {
+            format!(
+                "shutting down: {} client(s) still connected: {names}; waiting up to {}s for transfers in flight",
+                still.len(),
+                self.settings.grace_period.as_secs()
+            )
+        };
+        eprintln!("{line}");
+        info!("{line}");
+
+        // Wake idle sessions (blocked reading the next request): they see
+        // end-of-stream and leave. Sessions mid-transfer keep writing.
+        for c in self.shared.clients.lock().unwrap().values() {
+            let _ = c.stream.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + self.settings.grace_period;
+        let mut clients = self.shared.clients.lock().unwrap();
+        while !clients.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            clients = self
+                .shared
+                .all_gone
+                .wait_timeout(clients, deadline - now)
+                .unwrap()
+                .0;
+        }
+        if !clients.is_empty() {
+            let left: Vec<String> = clients.values().map(|c| c.peer.to_string()).collect();
+            warn!(
+                "grace period over; closing {} connection(s): {}",
+                left.len(),
+                left.join(", ")
+            );
+            for c in clients.values() {
+                let _ = c.stream.shutdown(Shutdown::Both);
+            }
+        }
+        drop(clients);
+        info!("server stopped");
+        log::logger().flush();
+    }
+}
+
+/// First SIGINT/SIGTERM: stop accepting and shut down gracefully. Second:
+/// exit at once.
+fn install_signal_handler(shared: Arc<Shared>, local: SocketAddr) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| Error::io("cannot install signal handler", e))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if shared.shutting_down.swap(true, Ordering::SeqCst) {
+                    warn!("second signal {sig}: exiting now");
+                    log::logger().flush();
+                    std::process::exit(130);
+                }
+                info!("signal {sig} received: stopping");
+                // accept() is blocking; a connection to ourselves wakes it so
+                // the loop sees the flag.
+                let wake = if local.ip().is_unspecified() {
+                    let lo: std::net::IpAddr = if local.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    };
+                    SocketAddr::new(lo, local.port())
+                } else {
+                    local
+                };
+                let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
+            }
+        })
+        .map_err(|e| Error::io("cannot start signal thread", e))?;
+    Ok(())
+}
+
+/// Tells a client over the connection limit that we are busy: read its
+/// greeting (so closing does not reset the connection and lose our reply),
+/// answer with our greeting and a BUSY error, then close.
+fn reject_busy(stream: TcpStream, peer: SocketAddr, rejecters: &Arc<AtomicUsize>) {
+    if rejecters.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTERS {
+        rejecters.fetch_sub(1, Ordering::SeqCst);
+        return; // dropping closes it
+    }
+    let rejecters = Arc::clone(rejecters);
+    let spawned = std::thread::Builder::new()
+        .name("busy".into())
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            let _ = send_busy(stream);
+            rejecters.fetch_sub(1, Ordering::SeqCst);
+        });
+    if spawned.is_err() {
+        warn!("{peer}: could not send busy reply");
+    }
+}
+
+fn send_busy(mut stream: TcpStream) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(REJECT_TIMEOUT))?;
+    stream.set_write_timeout(Some(REJECT_TIMEOUT))?;
+    let mut hello = [0u8; protocol::HELLO_LEN];
+    let _ = stream.read_exact(&mut hello);
+    let mut out = Vec::new();
+    let _ = Hello::current().write_to(&mut out);
+    let _ = protocol::write_error(
+        &mut out,
+        &ErrorFrame::new(
+            ErrorCode::Busy,
+            "server busy: too many connections, try again later",
+        ),
+    );
+    stream.write_all(&out)?;
+    stream.shutdown(Shutdown::Write)?;
+    // Drain whatever the client pipelined so the close is orderly.
+    let mut sink = [0u8; 4096];
+    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    Ok(())
+}
