@@ -1,1 +1,16 @@
+//! Integration tests: every test starts the real `fxfer` binary as a server
+//! on 127.0.0.1 (port 0) and runs the real client, or a raw socket, against
+//! it. One test target, so the suite links once.
 
+mod util;
+
+// `fxfer ls` and `ls --json`.
+mod ls;
+// `fxfer get`: serial and parallel, odd names, big and empty files, failures.
+mod get;
+// The server under hostile or broken clients, limits, logging and shutdown.
+mod server;
+// Config file lookup, precedence and errors; exit codes.
+mod config;
+// Completions and other CLI surface checks.
+mod cli;

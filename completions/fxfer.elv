@@ -1,0 +1,107 @@
+
+use builtin;
+use str;
+
+set edit:completion:arg-completer[fxfer] = {|@words|
+    fn spaces {|n|
+        builtin:repeat $n ' ' | str:join ''
+    }
+    fn cand {|text desc|
+        edit:complex-candidate $text &display=$text' '(spaces (- 14 (wcswidth $text)))$desc
+    }
+    var command = 'fxfer'
+    for word $words[1..-1] {
+        if (str:has-prefix $word '-') {
+            break
+        }
+        set command = $command';'$word
+    }
+    var completions = [
+        &'fxfer'= {
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand serve 'Host a folder for fxfer clients'
+            cand ls 'List the files a server hosts'
+            cand get 'Download files from a server'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fxfer;serve'= {
+            cand --ip 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]'
+            cand --port 'Port to listen on; 0 picks a free one [default: 9000]'
+            cand --dir 'Folder to host [default: ./host_dir]'
+            cand --log-file 'Log file [default: fxfer-server.log]'
+            cand --max-connections 'Most clients served at once; more get a "busy" error [default: 64]'
+            cand --grace-period 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]'
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'fxfer;ls'= {
+            cand --ip 'Server address or host name [default: 127.0.0.1]'
+            cand --port 'Server port [default: 9000]'
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand --json 'Print one JSON array (exact sizes, Unix times) and nothing else'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'fxfer;get'= {
+            cand --ip 'Server address or host name [default: 127.0.0.1]'
+            cand --port 'Server port [default: 9000]'
+            cand --dir 'Download folder, created when missing [default: ./downloads]'
+            cand -j 'Most downloads at once with --parallel [default: 8]'
+            cand --jobs 'Most downloads at once with --parallel [default: 8]'
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand --parallel 'One connection per file, several at once'
+            cand --no-parallel 'One connection for all files, requests pipelined (the default)'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'fxfer;completions'= {
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'fxfer;help'= {
+            cand serve 'Host a folder for fxfer clients'
+            cand ls 'List the files a server hosts'
+            cand get 'Download files from a server'
+            cand completions 'Print a shell completion script'
+            cand help 'Print this message or the help of the given subcommand(s)'
+        }
+        &'fxfer;help;serve'= {
+        }
+        &'fxfer;help;ls'= {
+        }
+        &'fxfer;help;get'= {
+        }
+        &'fxfer;help;completions'= {
+        }
+        &'fxfer;help;help'= {
+        }
+    ]
+    $completions[$command]
+}

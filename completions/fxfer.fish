@@ -1,0 +1,72 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_fxfer_global_optspecs
+    string join \n config= q/quiet v/verbose h/help V/version
+end
+
+function __fish_fxfer_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_fxfer_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_fxfer_using_subcommand
+    set -l cmd (__fish_fxfer_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c fxfer -n "__fish_fxfer_needs_command" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_needs_command" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_needs_command" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_needs_command" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_needs_command" -s V -l version -d 'Print version'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "serve" -d 'Host a folder for fxfer clients'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "ls" -d 'List the files a server hosts'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "get" -d 'Download files from a server'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l ip -d 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l port -d 'Port to listen on; 0 picks a free one [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l dir -d 'Folder to host [default: ./host_dir]' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l log-file -d 'Log file [default: fxfer-server.log]' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l max-connections -d 'Most clients served at once; more get a "busy" error [default: 64]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l grace-period -d 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l json -d 'Print one JSON array (exact sizes, Unix times) and nothing else'
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l dir -d 'Download folder, created when missing [default: ./downloads]' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s j -l jobs -d 'Most downloads at once with --parallel [default: 8]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l parallel -d 'One connection per file, several at once'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-parallel -d 'One connection for all files, requests pipelined (the default)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "serve" -d 'Host a folder for fxfer clients'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "ls" -d 'List the files a server hosts'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "get" -d 'Download files from a server'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

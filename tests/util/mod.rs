@@ -1,0 +1,278 @@
+//! Shared test fixtures: a temporary host folder, a running `fxfer serve`
+//! on a free port, and a client command that cannot see the user's config.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_fxfer");
+
+/// A `Command` for the fxfer binary with a clean environment: no user
+/// config, no FXFER_* variables, HOME inside the test folder.
+pub fn fxfer(cwd: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.current_dir(cwd)
+        .env_remove("FXFER_CONFIG")
+        .env_remove("FXFER_LOG")
+        .env("HOME", cwd)
+        .env("XDG_CONFIG_HOME", cwd.join(".config"))
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so files do not compress
+/// and every failure can be reproduced.
+pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        v.extend_from_slice(&s.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+pub fn write(dir: &Path, name: &str, data: &[u8]) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, data).unwrap();
+}
+
+/// Files under `dir`, relative, sorted (recursive).
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A running `fxfer serve` on 127.0.0.1 with its own folders. Killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    /// The served folder.
+    pub host: PathBuf,
+    /// Working folder for server and clients (log, downloads, config).
+    pub work: PathBuf,
+    pub log: PathBuf,
+    stderr: Arc<Mutex<String>>,
+    _tmp: tempfile::TempDir,
+}
+
+/// Fills a host folder before the server starts.
+type Setup = Box<dyn FnOnce(&Path)>;
+
+pub struct ServerBuilder {
+    args: Vec<String>,
+    setup: Option<Setup>,
+}
+
+impl ServerBuilder {
+    pub fn arg(mut self, a: &str) -> Self {
+        self.args.push(a.to_string());
+        self
+    }
+
+    /// Fills the host folder before the server starts.
+    pub fn files(mut self, f: impl FnOnce(&Path) + 'static) -> Self {
+        self.setup = Some(Box::new(f));
+        self
+    }
+
+    pub fn start(self) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let host = tmp.path().join("host");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&host).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        if let Some(f) = self.setup {
+            f(&host);
+        }
+        let log = work.join("server.log");
+        let mut cmd = fxfer(&work);
+        cmd.args(["serve", "--ip", "127.0.0.1", "--port", "0", "--dir"])
+            .arg(&host)
+            .arg("--log-file")
+            .arg(&log)
+            .args(&self.args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start fxfer serve");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        {
+            let mut err = child.stderr.take().unwrap();
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+        }
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep draining so the server never blocks on stdout.
+            let mut rest = String::new();
+            let _ = r.read_to_string(&mut rest);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("server printed its address");
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected first line {line:?}; stderr: {}",
+                    stderr.lock().unwrap()
+                )
+            })
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            port,
+            host,
+            work,
+            log,
+            stderr,
+            _tmp: tmp,
+        }
+    }
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder {
+            args: Vec::new(),
+            setup: None,
+        }
+    }
+
+    pub fn with_files(f: impl FnOnce(&Path) + 'static) -> Server {
+        Server::builder().files(f).start()
+    }
+
+    /// A client command aimed at this server, run in the work folder.
+    pub fn client(&self, sub: &str) -> Command {
+        let mut c = fxfer(&self.work);
+        c.arg(sub).arg("--port").arg(self.port.to_string());
+        c
+    }
+
+    pub fn get(&self, extra: &[&str]) -> Output {
+        self.client("get").args(extra).output().unwrap()
+    }
+
+    pub fn downloads(&self) -> PathBuf {
+        self.work.join("downloads")
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let t = self.log_text();
+            if t.contains(needle) || Instant::now() > deadline {
+                return t;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Sends SIGINT (or another signal) to the server process.
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits (bounded) for the server to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts the exit code, printing both streams when it is wrong.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status\n--- stdout:\n{}\n--- stderr:\n{}",
+        stdout(o),
+        stderr(o)
+    );
+}
