@@ -33,6 +33,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Host a folder for fxfer clients')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the files a server hosts')
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Download files from a server')
+            [CompletionResult]::new('shell', 'shell', [CompletionResultType]::ParameterValue, 'Interactive session: browse, pick and download files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -57,6 +58,8 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
+            [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'List subfolders too')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'List subfolders too')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON array (exact sizes, Unix times) and nothing else')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors')
@@ -75,6 +78,22 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
             [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'One connection per file, several at once')
             [CompletionResult]::new('--no-parallel', '--no-parallel', [CompletionResultType]::ParameterName, 'One connection for all files, requests pipelined (the default)')
+            [CompletionResult]::new('-r', '-r', [CompletionResultType]::ParameterName, 'Download folders too, recreating their structure')
+            [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'Download folders too, recreating their structure')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON report (per file: name, status, error, bytes, seconds, path; plus totals) and nothing else on stdout')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            break
+        }
+        'fxfer;shell' {
+            [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
+            [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Download folder, created on first download [default: ./downloads]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
@@ -97,6 +116,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Host a folder for fxfer clients')
             [CompletionResult]::new('ls', 'ls', [CompletionResultType]::ParameterValue, 'List the files a server hosts')
             [CompletionResult]::new('get', 'get', [CompletionResultType]::ParameterValue, 'Download files from a server')
+            [CompletionResult]::new('shell', 'shell', [CompletionResultType]::ParameterValue, 'Interactive session: browse, pick and download files')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -108,6 +128,9 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             break
         }
         'fxfer;help;get' {
+            break
+        }
+        'fxfer;help;shell' {
             break
         }
         'fxfer;help;completions' {

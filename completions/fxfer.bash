@@ -31,6 +31,9 @@ _fxfer() {
             fxfer,serve)
                 cmd="fxfer__subcmd__serve"
                 ;;
+            fxfer,shell)
+                cmd="fxfer__subcmd__shell"
+                ;;
             fxfer__subcmd__help,completions)
                 cmd="fxfer__subcmd__help__subcmd__completions"
                 ;;
@@ -46,6 +49,9 @@ _fxfer() {
             fxfer__subcmd__help,serve)
                 cmd="fxfer__subcmd__help__subcmd__serve"
                 ;;
+            fxfer__subcmd__help,shell)
+                cmd="fxfer__subcmd__help__subcmd__shell"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +59,7 @@ _fxfer() {
 
     case "${cmd}" in
         fxfer)
-            opts="-q -v -h -V --config --quiet --verbose --help --version serve ls get completions help"
+            opts="-q -v -h -V --config --quiet --verbose --help --version serve ls get shell completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -89,7 +95,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -q -v -h --ip --port --dir --parallel --no-parallel --jobs --config --quiet --verbose --help"
+            opts="-j -r -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +133,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__help)
-            opts="serve ls get completions help"
+            opts="serve ls get shell completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -210,8 +216,22 @@ _fxfer() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        fxfer__subcmd__help__subcmd__shell)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         fxfer__subcmd__ls)
-            opts="-q -v -h --ip --port --json --config --quiet --verbose --help"
+            opts="-R -q -v -h --ip --port --recursive --json --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -264,6 +284,36 @@ _fxfer() {
                     return 0
                     ;;
                 --grace-period)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        fxfer__subcmd__shell)
+            opts="-q -v -h --ip --port --dir --config --quiet --verbose --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -30,6 +30,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand serve 'Host a folder for fxfer clients'
             cand ls 'List the files a server hosts'
             cand get 'Download files from a server'
+            cand shell 'Interactive session: browse, pick and download files'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -52,6 +53,8 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --ip 'Server address or host name [default: 127.0.0.1]'
             cand --port 'Server port [default: 9000]'
             cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand -R 'List subfolders too'
+            cand --recursive 'List subfolders too'
             cand --json 'Print one JSON array (exact sizes, Unix times) and nothing else'
             cand -q 'Print only errors'
             cand --quiet 'Print only errors'
@@ -69,6 +72,21 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
             cand --parallel 'One connection per file, several at once'
             cand --no-parallel 'One connection for all files, requests pipelined (the default)'
+            cand -r 'Download folders too, recreating their structure'
+            cand --recursive 'Download folders too, recreating their structure'
+            cand --json 'Print one JSON report (per file: name, status, error, bytes, seconds, path; plus totals) and nothing else on stdout'
+            cand -q 'Print only errors'
+            cand --quiet 'Print only errors'
+            cand -v 'More log output on stderr (-v info, -vv debug)'
+            cand --verbose 'More log output on stderr (-v info, -vv debug)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+        }
+        &'fxfer;shell'= {
+            cand --ip 'Server address or host name [default: 127.0.0.1]'
+            cand --port 'Server port [default: 9000]'
+            cand --dir 'Download folder, created on first download [default: ./downloads]'
+            cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
             cand -q 'Print only errors'
             cand --quiet 'Print only errors'
             cand -v 'More log output on stderr (-v info, -vv debug)'
@@ -89,6 +107,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand serve 'Host a folder for fxfer clients'
             cand ls 'List the files a server hosts'
             cand get 'Download files from a server'
+            cand shell 'Interactive session: browse, pick and download files'
             cand completions 'Print a shell completion script'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -97,6 +116,8 @@ set edit:completion:arg-completer[fxfer] = {|@words|
         &'fxfer;help;ls'= {
         }
         &'fxfer;help;get'= {
+        }
+        &'fxfer;help;shell'= {
         }
         &'fxfer;help;completions'= {
         }

@@ -32,6 +32,7 @@ complete -c fxfer -n "__fish_fxfer_needs_command" -s V -l version -d 'Print vers
 complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "serve" -d 'Host a folder for fxfer clients'
 complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "ls" -d 'List the files a server hosts'
 complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "get" -d 'Download files from a server'
+complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "shell" -d 'Interactive session: browse, pick and download files'
 complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l ip -d 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]' -r
@@ -47,6 +48,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s h -l help -d 'Prin
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l port -d 'Server port [default: 9000]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s R -l recursive -d 'List subfolders too'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l json -d 'Print one JSON array (exact sizes, Unix times) and nothing else'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
@@ -58,15 +60,25 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s j -l jobs -d 'Most d
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l parallel -d 'One connection per file, several at once'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-parallel -d 'One connection for all files, requests pipelined (the default)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s r -l recursive -d 'Download folders too, recreating their structure'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l json -d 'Print one JSON report (per file: name, status, error, bytes, seconds, path; plus totals) and nothing else on stdout'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l dir -d 'Download folder, created on first download [default: ./downloads]' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -s q -l quiet -d 'Print only errors'
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -s h -l help -d 'Print help'
 complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "serve" -d 'Host a folder for fxfer clients'
-complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "ls" -d 'List the files a server hosts'
-complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "get" -d 'Download files from a server'
-complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "serve" -d 'Host a folder for fxfer clients'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "ls" -d 'List the files a server hosts'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "get" -d 'Download files from a server'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "shell" -d 'Interactive session: browse, pick and download files'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c fxfer -n "__fish_fxfer_using_subcommand help; and not __fish_seen_subcommand_from serve ls get shell completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -46,6 +46,8 @@ pub enum Command {
     Ls(LsArgs),
     /// Download files from a server
     Get(GetArgs),
+    /// Interactive session: browse, pick and download files
+    Shell(ShellArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
 }
@@ -92,8 +94,16 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct LsArgs {
+    /// Folder on the server to list [default: the top folder]
+    #[arg(value_name = "PATH")]
+    pub path: Option<String>,
+
     #[command(flatten)]
     pub server: ServerAddrArgs,
+
+    /// List subfolders too
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
 
     /// Print one JSON array (exact sizes, Unix times) and nothing else
     #[arg(long)]
@@ -102,7 +112,8 @@ pub struct LsArgs {
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
-    /// Files to download, as the server lists them
+    /// Files to download, as the server lists them; glob patterns such as
+    /// '*.log' or 'logs/**/*.txt' match against the server's files
     #[arg(required = true, value_name = "NAME")]
     pub names: Vec<String>,
 
@@ -124,6 +135,25 @@ pub struct GetArgs {
     /// Most downloads at once with --parallel [default: 8]
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
+
+    /// Download folders too, recreating their structure
+    #[arg(short, long)]
+    pub recursive: bool,
+
+    /// Print one JSON report (per file: name, status, error, bytes,
+    /// seconds, path; plus totals) and nothing else on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    #[command(flatten)]
+    pub server: ServerAddrArgs,
+
+    /// Download folder, created on first download [default: ./downloads]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

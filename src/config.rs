@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs};
+use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs, ShellArgs};
 use crate::error::{describe_io, Error};
 
 pub const DEFAULT_IP: &str = "127.0.0.1";
@@ -233,6 +233,8 @@ pub struct GetSettings {
     pub download_dir: PathBuf,
     pub parallel: bool,
     pub jobs: usize,
+    /// Download folders named on the command line, recursively.
+    pub recursive: bool,
 }
 
 impl GetSettings {
@@ -261,6 +263,27 @@ impl GetSettings {
                 .unwrap_or_else(|| DEFAULT_DOWNLOAD_DIR.into()),
             parallel,
             jobs,
+            recursive: args.recursive,
+        })
+    }
+}
+
+impl GetSettings {
+    /// The shell's defaults: the same keys as `get`; the parallel choice is
+    /// made per download in the menu.
+    pub fn resolve_shell(args: &ShellArgs, loaded: &Loaded) -> Result<GetSettings, Error> {
+        let f = loaded.file.client.as_ref();
+        let jobs = f.and_then(|f| f.jobs).unwrap_or(DEFAULT_JOBS).max(1);
+        Ok(GetSettings {
+            server: ServerAddr::resolve(&args.server, loaded),
+            download_dir: args
+                .dir
+                .clone()
+                .or_else(|| f.and_then(|f| f.dir.clone()))
+                .unwrap_or_else(|| DEFAULT_DOWNLOAD_DIR.into()),
+            parallel: f.and_then(|f| f.parallel).unwrap_or(false),
+            jobs,
+            recursive: false,
         })
     }
 }

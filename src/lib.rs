@@ -11,5 +11,7 @@ pub mod logging;
 pub mod paths;
 pub mod progress;
 pub mod protocol;
+pub mod select;
 pub mod server;
+pub mod shell;
 pub mod transfer;

@@ -3,7 +3,7 @@
 //! warnings and errors on stderr.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use log::{LevelFilter, Log, Metadata, Record};
@@ -101,8 +101,12 @@ pub fn init_server(log_file: &Path, verbose: u8, quiet: bool) -> Result<(), Erro
     let file_logger = builder(file_level)
         .target(env_logger::Target::Pipe(Box::new(file)))
         .build();
+    // Under a service manager (stderr not a terminal) everything the file
+    // gets goes to stderr too, so journald has the full story.
     let stderr_level = if quiet {
         LevelFilter::Error
+    } else if !std::io::stderr().is_terminal() {
+        file_level
     } else {
         LevelFilter::Warn
     };

@@ -7,13 +7,15 @@ use std::process::ExitCode;
 use clap::{CommandFactory, Parser};
 use serde::Serialize;
 
-use fxfer::cli::{Cli, Command, CompletionsArgs, GetArgs, LsArgs, ServeArgs};
+use fxfer::cli::{Cli, Command, CompletionsArgs, GetArgs, LsArgs, ServeArgs, ShellArgs};
 use fxfer::client::Connection;
 use fxfer::config::{self, GetSettings, Loaded, ServerAddr, ServerSettings};
 use fxfer::error::{Error, Exit};
 use fxfer::progress::Progress;
 use fxfer::protocol::EntryKind;
 use fxfer::server::Server;
+use fxfer::shell::{self, ShellSettings};
+use fxfer::transfer::Report;
 use fxfer::{human, logging, paths, transfer};
 
 fn main() -> ExitCode {
@@ -34,6 +36,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<Exit, Error> {
+    // NO_COLOR (https://no-color.org) and pipes: no colour anywhere.
+    if std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()) {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
     if let Command::Serve(_) = cli.command {
         // The server sets up its own logging once it knows its log file.
     } else {
@@ -44,6 +51,7 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         Command::Serve(a) => serve(&cli, a),
         Command::Ls(a) => ls(&cli, a),
         Command::Get(a) => get(&cli, a),
+        Command::Shell(a) => shell_cmd(&cli, a),
     }
 }
 
@@ -91,7 +99,8 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let server = ServerAddr::resolve(&a.server, &loaded);
     let mut conn = Connection::connect(&server)?;
-    let mut entries = conn.list("", false)?;
+    let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
+    let mut entries = conn.list(path, a.recursive)?;
     conn.quit();
     entries.sort_by(|x, y| x.path.cmp(&y.path));
 
@@ -138,14 +147,79 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
 fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let settings = GetSettings::resolve(a, &loaded)?;
-    let progress = Progress::new(a.names.len(), cli.quiet);
-    let report = transfer::get(&settings, &a.names, &progress)?;
+    let progress = Progress::new(cli.quiet, a.json);
+    let report = match transfer::get(&settings, &a.names, &progress) {
+        Ok(r) => r,
+        Err(e) if a.json => {
+            // Scripts still get a JSON document saying what went wrong.
+            print_json(&serde_json::json!({ "error": e.to_string(), "files": [] }))?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     progress.finish(&report.summary());
+    if a.json {
+        print_json(&get_json(&report))?;
+    }
     Ok(if report.unreachable() {
         Exit::Connection
     } else if report.failed() > 0 {
         Exit::Failed
     } else {
         Exit::Success
+    })
+}
+
+fn print_json(v: &serde_json::Value) -> Result<(), Error> {
+    let mut out = io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)
+        .map_err(io::Error::from)
+        .and_then(|_| writeln!(out))
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("cannot write to stdout", e))
+}
+
+/// The `get --json` report: one object per file plus totals.
+fn get_json(report: &Report) -> serde_json::Value {
+    let files: Vec<serde_json::Value> = report
+        .outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(d) => serde_json::json!({
+                "name": o.name,
+                "status": "ok",
+                "bytes": d.bytes,
+                "seconds": d.secs,
+                "path": d.path,
+            }),
+            Err(why) => serde_json::json!({
+                "name": o.name,
+                "status": "failed",
+                "error": why,
+                "bytes": 0,
+                "seconds": 0.0,
+                "path": null,
+            }),
+        })
+        .collect();
+    serde_json::json!({
+        "files": files,
+        "totals": {
+            "files": report.outcomes.len(),
+            "ok": report.outcomes.len() - report.failed(),
+            "failed": report.failed(),
+            "bytes": report.bytes(),
+            "seconds": report.secs,
+        }
+    })
+}
+
+fn shell_cmd(cli: &Cli, a: &ShellArgs) -> Result<Exit, Error> {
+    let loaded = load_config(cli)?;
+    let get = GetSettings::resolve_shell(a, &loaded)?;
+    shell::run(ShellSettings {
+        server: get.server,
+        download_dir: get.download_dir,
+        jobs: get.jobs,
     })
 }

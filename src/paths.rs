@@ -120,20 +120,6 @@ impl Root {
     pub fn contains(&self, path: &Path) -> bool {
         fs::canonicalize(path).is_ok_and(|p| p.starts_with(&self.canonical))
     }
-
-    /// The protocol path of a real path under the root ("a/b.txt"), or
-    /// `None` when it is not valid UTF-8.
-    pub fn relative(&self, path: &Path) -> Option<String> {
-        let rel = path.strip_prefix(&self.canonical).ok()?;
-        let mut out = String::new();
-        for c in rel.components() {
-            if !out.is_empty() {
-                out.push('/');
-            }
-            out.push_str(c.as_os_str().to_str()?);
-        }
-        Some(out)
-    }
 }
 
 /// Where a file named by the server goes under `download_dir`. The name

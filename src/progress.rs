@@ -20,8 +20,9 @@ const TOTAL_TEMPLATE: &str =
 /// How a `get` reports what it is doing.
 pub struct Progress {
     bars: Option<(MultiProgress, ProgressBar)>,
-    quiet: bool,
-    files: usize,
+    /// Per-file lines and the summary are shown (not quiet, not JSON).
+    lines: bool,
+    files: AtomicUsize,
     done: AtomicUsize,
     bytes: AtomicU64,
 }
@@ -46,8 +47,9 @@ impl Drop for FileBar {
 }
 
 impl Progress {
-    /// Bars only on a terminal, never when quiet.
-    pub fn new(files: usize, quiet: bool) -> Progress {
+    /// Bars only on a terminal, never when quiet. With `json`, stdout is
+    /// left to the caller's report.
+    pub fn new(quiet: bool, json: bool) -> Progress {
         let bars = (!quiet && std::io::stderr().is_terminal()).then(|| {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
             let total = mp.add(ProgressBar::new(0));
@@ -56,16 +58,24 @@ impl Progress {
                     .expect("valid template")
                     .progress_chars("=> "),
             );
-            total.set_message(format!("0/{files} files"));
+            total.set_message("0 files");
             total.enable_steady_tick(Duration::from_millis(200));
             (mp, total)
         });
         Progress {
             bars,
-            quiet,
-            files,
+            lines: !quiet && !json,
+            files: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// How many files this run will fetch (for the total bar).
+    pub fn set_files(&self, n: usize) {
+        self.files.store(n, Ordering::Relaxed);
+        if let Some((_, total)) = &self.bars {
+            total.set_message(format!("0/{n} files"));
         }
     }
 
@@ -106,9 +116,9 @@ impl Progress {
     pub fn file_done(&self, name: &str, bytes: u64, secs: f64) {
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some((_, total)) = &self.bars {
-            total.set_message(format!("{n}/{} files", self.files));
+            total.set_message(format!("{n}/{} files", self.files.load(Ordering::Relaxed)));
         }
-        if !self.quiet {
+        if self.lines {
             self.line(
                 &format!(
                     "ok      {}  ({}, {:.2}s, {})",
@@ -133,7 +143,7 @@ impl Progress {
             total.finish_and_clear();
             let _ = mp.clear();
         }
-        if !self.quiet {
+        if self.lines {
             println!("{summary}");
         }
     }

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -19,7 +20,8 @@ use crate::error::{describe_io, Error};
 use crate::human;
 use crate::paths::{display_safe, local_target};
 use crate::progress::{FileBar, Progress};
-use crate::protocol::{FileHeader, Request};
+use crate::protocol::{ErrorCode, FileHeader, Request};
+use crate::select;
 
 /// Suffix of a download in progress.
 pub const PART_SUFFIX: &str = ".fxfer-part";
@@ -88,16 +90,11 @@ impl Report {
     }
 }
 
-/// Downloads `names` as `settings` say. Only a failure that stops the whole
-/// job (no download folder, no server for a serial run) is an `Err`.
+/// Downloads what `names` select (plain names, glob patterns, folders
+/// with `-r`) as `settings` say. Only a failure that stops the whole job (no
+/// download folder, no server for a serial run) is an `Err`.
 pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Result<Report, Error> {
     let started = Instant::now();
-    let mut seen = HashSet::new();
-    let names: Vec<&str> = names
-        .iter()
-        .map(String::as_str)
-        .filter(|n| seen.insert(*n))
-        .collect();
     let dir = &settings.download_dir;
     fs::create_dir_all(dir).map_err(|e| {
         Error::io(
@@ -105,14 +102,46 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             e,
         )
     })?;
-    let dir = fs::canonicalize(dir)
-        .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?;
+    let dest = Dest::new(
+        fs::canonicalize(dir)
+            .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?,
+    );
 
-    let outcomes = if settings.parallel && names.len() > 1 {
-        parallel(settings, &dir, &names, progress)?
+    // Patterns and folders need the server's listing; a serial run then
+    // keeps using the same connection.
+    let mut conn = None;
+    let listing = if select::needs_listing(names, settings.recursive) {
+        let mut c = Connection::connect(&settings.server)?;
+        let l = c.list("", true)?;
+        conn = Some(c);
+        Some(l)
     } else {
-        serial(settings, &dir, &names, progress)?
+        None
     };
+    let selection = select::expand(names, settings.recursive, listing.as_deref());
+    let mut outcomes: Vec<Outcome> = selection
+        .errors
+        .iter()
+        .map(|(name, why)| report(progress, name, Err(why.clone()), false))
+        .collect();
+    let files: Vec<&str> = selection.files.iter().map(String::as_str).collect();
+    progress.set_files(files.len());
+    if !files.is_empty() {
+        if settings.parallel && files.len() > 1 {
+            if let Some(c) = conn.take() {
+                c.quit();
+            }
+            outcomes.extend(parallel(settings, &dest, &files, progress)?);
+        } else {
+            let c = match conn.take() {
+                Some(c) => c,
+                None => Connection::connect(&settings.server)?,
+            };
+            outcomes.extend(serial(c, &dest, &files, progress)?);
+        }
+    } else if let Some(c) = conn.take() {
+        c.quit();
+    }
     Ok(Report {
         outcomes,
         secs: started.elapsed().as_secs_f64(),
@@ -120,12 +149,11 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
 }
 
 fn serial(
-    settings: &GetSettings,
-    dir: &Path,
+    mut conn: Connection,
+    dest: &Dest,
     names: &[&str],
     progress: &Progress,
 ) -> Result<Vec<Outcome>, Error> {
-    let mut conn = Connection::connect(&settings.server)?;
     let mut outcomes = Vec::with_capacity(names.len());
     let mut sent = 0;
     let mut in_flight_bytes = 0usize;
@@ -152,7 +180,7 @@ fn serial(
         if sent > before {
             conn.flush()?;
         }
-        let result = receive(&mut conn, dir, name, progress);
+        let result = receive(&mut conn, dest, name, progress);
         in_flight_bytes -= request_len(name);
         match result {
             Ok(r) => outcomes.push(report(progress, name, r, false)),
@@ -177,7 +205,7 @@ fn serial(
 
 fn parallel(
     settings: &GetSettings,
-    dir: &Path,
+    dest: &Dest,
     names: &[&str],
     progress: &Progress,
 ) -> Result<Vec<Outcome>, Error> {
@@ -198,7 +226,7 @@ fn parallel(
                     })?;
                     conn.send(&Request::Quit)?;
                     conn.flush()?;
-                    receive(&mut conn, dir, name, progress)
+                    receive(&mut conn, dest, name, progress)
                 };
                 match one() {
                     Ok(r) => report(progress, name, r, false),
@@ -228,20 +256,20 @@ fn report(progress: &Progress, name: &str, r: Result<Done, String>, unreachable:
 /// failed; `Err(_)`: the connection failed.
 fn receive(
     conn: &mut Connection,
-    dir: &Path,
+    dest: &Dest,
     name: &str,
     progress: &Progress,
 ) -> Result<Result<Done, String>, Error> {
     let started = Instant::now();
     let mut sink = LocalFile {
-        dir,
+        dest,
         name,
         progress,
         target: None,
         file: None,
         bar: None,
     };
-    let result = conn.receive_file(&mut sink);
+    let result = conn.receive_file(0, &mut sink);
     let part = sink.part_path();
     let file = sink.file.take();
     drop(sink.bar.take());
@@ -263,6 +291,9 @@ fn receive(
                 ))),
             }
         }
+        Ok(Err(FileError::Refused(e))) if e.code == ErrorCode::NotRegularFile => {
+            Ok(Err(format!("{e} (use -r to download folders)")))
+        }
         Ok(Err(FileError::Refused(e))) => Ok(Err(e.to_string())),
         Ok(Err(FileError::Local(e))) => Ok(Err(e.to_string())),
         Err(e) => Err(e),
@@ -275,9 +306,53 @@ fn receive(
     outcome
 }
 
+/// The download folder, and the subfolders already made and checked, so
+/// many files in one folder cost no repeated mkdir/realpath calls.
+pub struct Dest {
+    /// Canonical download folder.
+    root: PathBuf,
+    checked: Mutex<HashSet<PathBuf>>,
+}
+
+impl Dest {
+    fn new(root: PathBuf) -> Dest {
+        Dest {
+            root,
+            checked: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Makes sure `parent` exists and really lies inside the download
+    /// folder: a symlink planted there must not lead us out.
+    fn prepare(&self, parent: &Path) -> io::Result<()> {
+        if parent == self.root || self.checked.lock().unwrap().contains(parent) {
+            return Ok(());
+        }
+        let fail = |what: &str, e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("{what} {}: {}", parent.display(), describe_io(&e)),
+            )
+        };
+        fs::create_dir_all(parent).map_err(|e| fail("cannot create folder", e))?;
+        let real = fs::canonicalize(parent).map_err(|e| fail("cannot open folder", e))?;
+        if !real.starts_with(&self.root) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to write through {}: it leads outside the download folder",
+                    parent.display()
+                ),
+            ));
+        }
+        self.checked.lock().unwrap().insert(parent.to_path_buf());
+        Ok(())
+    }
+}
+
 /// Writes one download to `NAME.fxfer-part` beside its final place.
 struct LocalFile<'a> {
-    dir: &'a Path,
+    dest: &'a Dest,
     name: &'a str,
     progress: &'a Progress,
     target: Option<PathBuf>,
@@ -303,7 +378,7 @@ impl LocalFile<'_> {
 
 impl FileSink for LocalFile<'_> {
     fn start(&mut self, header: &FileHeader) -> io::Result<()> {
-        let target = local_target(self.dir, self.name).map_err(|e| {
+        let target = local_target(&self.dest.root, self.name).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
@@ -312,40 +387,21 @@ impl FileSink for LocalFile<'_> {
                 ),
             )
         })?;
-        let parent = target.parent().unwrap_or(self.dir);
-        fs::create_dir_all(parent).map_err(|e| self.fail("cannot create folder", parent, &e))?;
-        // A symlink planted in the download folder must not lead us out.
-        let real_parent =
-            fs::canonicalize(parent).map_err(|e| self.fail("cannot open folder", parent, &e))?;
-        if !real_parent.starts_with(self.dir) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "refusing to write through {}: it leads outside the download folder",
-                    parent.display()
-                ),
-            ));
-        }
-        if target.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("{} is a folder", target.display()),
-            ));
-        }
+        let parent = target.parent().unwrap_or(self.dest.root.as_path());
+        self.dest.prepare(parent)?;
         self.target = Some(target);
         let part = self.part_path().unwrap_or_default();
-        // Never follow whatever sits at the temporary name.
-        match fs::remove_file(&part) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(self.fail("cannot replace", &part, &e))
+        // create_new never follows whatever sits at the temporary name; a
+        // leftover there is removed (not followed) and the create retried.
+        let create = || OpenOptions::new().write(true).create_new(true).open(&part);
+        let file = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&part).map_err(|e| self.fail("cannot replace", &part, &e))?;
+                create()
             }
-            _ => {}
+            other => other,
         }
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&part)
-            .map_err(|e| self.fail("cannot create", &part, &e))?;
+        .map_err(|e| self.fail("cannot create", &part, &e))?;
         self.file = Some(file);
         self.bar = Some(self.progress.start_file(self.name, header.body_len()));
         Ok(())

@@ -14,3 +14,7 @@ mod server;
 mod config;
 // Completions and other CLI surface checks.
 mod cli;
+// `fxfer shell` driven through a pseudo-terminal.
+mod shell;
+// Scripting surface: get --json, globs, folders, ls PATH / -R, exit codes.
+mod scripting;

@@ -156,7 +156,7 @@ impl Connection {
             e => self.lost(e),
         })?;
         self.greeted = true;
-        if hello.version != protocol::VERSION {
+        if !protocol::is_supported(hello.version) {
             // The server says which versions it speaks in an ERROR frame.
             let why = match Response::read_from(&mut self.reader) {
                 Ok(Response::Error(e)) => e.message,
@@ -178,6 +178,9 @@ impl Connection {
     fn recv(&mut self) -> Result<Response, Error> {
         if !self.greeted {
             self.greet()?;
+        } else if !self.writer.buffer().is_empty() {
+            // Never wait for an answer to a request still in our buffer.
+            self.flush()?;
         }
         match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
             Response::Error(e)
@@ -239,10 +242,20 @@ impl Connection {
     /// `Err(_)`: the connection is broken.
     pub fn receive_file(
         &mut self,
+        offset: u64,
         sink: &mut dyn FileSink,
     ) -> Result<Result<Received, FileError>, Error> {
         let header = match self.recv()? {
-            Response::File(h) => h,
+            Response::File(h) if h.offset == offset => h,
+            Response::File(h) => {
+                return Err(Error::protocol(
+                    format!("server {}", self.addr),
+                    ProtocolError::Malformed {
+                        frame: "FILE",
+                        what: format!("asked for offset {offset}, got {}", h.offset),
+                    },
+                ))
+            }
             Response::Error(e) => return Ok(Err(FileError::Refused(e))),
             other => return Err(self.unexpected(&other, "FILE")),
         };

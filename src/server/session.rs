@@ -81,7 +81,18 @@ fn serve(
             return Ok("refused".into());
         }
     };
-    Hello::current().write_to(&mut writer)?;
+    // Answer in the client's version when we speak it, else in our best
+    // one (and then refuse, naming what we speak).
+    let agreed = if protocol::is_supported(hello.version) {
+        hello.version
+    } else {
+        protocol::VERSION
+    };
+    Hello {
+        version: agreed,
+        flags: 0,
+    }
+    .write_to(&mut writer)?;
     if !protocol::is_supported(hello.version) {
         let msg = format!(
             "unsupported protocol version {}; this server speaks version {}",
@@ -94,6 +105,7 @@ fn serve(
             &ErrorFrame::new(ErrorCode::UnsupportedVersion, msg),
         )?;
         writer.flush()?;
+        linger_close(&mut reader);
         return Ok("refused".into());
     }
     writer.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
@@ -101,8 +113,9 @@ fn serve(
     let mut small_buf = Vec::with_capacity(SMALL_BODY as usize);
     loop {
         // Answers to pipelined requests are coalesced: flush only when no
-        // further request is already waiting in our buffer.
-        if reader.buffer().is_empty() {
+        // complete request is already waiting in our buffer (a partial one
+        // may never be completed while the client waits for our answers).
+        if !holds_complete_frame(reader.buffer()) {
             writer.flush()?;
         }
         if shared.shutting_down.load(Ordering::SeqCst) {
@@ -123,6 +136,7 @@ fn serve(
                     &ErrorFrame::new(ErrorCode::BadRequest, format!("bad request: {e}")),
                 );
                 let _ = writer.flush();
+                linger_close(&mut reader);
                 return Ok("protocol error".into());
             }
         };
@@ -139,6 +153,30 @@ fn serve(
                     stats.bytes += sent;
                 }
             }
+        }
+    }
+}
+
+/// Whether `buf` starts with a whole frame.
+fn holds_complete_frame(buf: &[u8]) -> bool {
+    buf.len() >= protocol::FRAME_HEADER_LEN
+        && buf.len() - protocol::FRAME_HEADER_LEN
+            >= u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize
+}
+
+/// Before closing on an error, stop writing and drain (briefly, boundedly)
+/// what the client already sent: closing a socket with unread data resets
+/// the connection, and the client could lose our ERROR frame.
+fn linger_close(reader: &mut BufReader<TcpStream>) {
+    let sock = reader.get_ref();
+    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let _ = sock.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut sink = [0u8; 8192];
+    let mut budget = 1024 * 1024;
+    while budget > 0 {
+        match reader.get_mut().read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => budget -= n.min(budget),
         }
     }
 }
@@ -202,10 +240,21 @@ fn list(
         return refuse(w, peer, "LIST", path, ErrorCode::NotRegularFile, msg);
     }
     let mut lw = ListWriter::default();
-    let mut stack = vec![dir];
-    while let Some(d) = stack.pop() {
-        let mut names: Vec<_> = match fs::read_dir(&d) {
-            Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+    // Walk real folders but name entries by the path the client asked for,
+    // so listing through a symlinked folder gives names under that link.
+    let mut stack = vec![(dir, path.to_string())];
+    while let Some((real, logical)) = stack.pop() {
+        let mut names: Vec<String> = match fs::read_dir(&real) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .filter_map(|e| match e.file_name().into_string() {
+                    Ok(n) => Some(n),
+                    Err(n) => {
+                        debug!("{peer}: not listing non-UTF-8 name {n:?}");
+                        None
+                    }
+                })
+                .collect(),
             Err(e) => {
                 let (code, msg) = io_frame(&e);
                 // Mid-listing failures end the listing with an error frame.
@@ -214,13 +263,27 @@ fn list(
         };
         names.sort();
         let mut subdirs = Vec::new();
-        for p in names {
-            if let Some(entry) = list_entry(shared, &p, peer) {
+        for name in names {
+            let rel = if logical.is_empty() {
+                name.clone()
+            } else {
+                format!("{logical}/{name}")
+            };
+            // Names no client could fetch are not offered.
+            if name.contains('\\') || rel.len() > protocol::MAX_PATH_LEN {
+                debug!(
+                    "{peer}: not listing {:?}: not a valid request path",
+                    display_safe(&rel)
+                );
+                continue;
+            }
+            let p = real.join(&name);
+            if let Some(entry) = list_entry(shared, &p, rel) {
                 if entry.kind == EntryKind::Dir && recursive {
                     // Symlinked folders are listed but not descended into, so
                     // a link cycle cannot loop the walk.
                     if !fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                        subdirs.push(p);
+                        subdirs.push((p, entry.path.clone()));
                     }
                 }
                 lw.push(w, entry)?;
@@ -239,16 +302,9 @@ fn list(
 }
 
 /// The listing line for one path, or `None` for what we never show:
-/// non-UTF-8 names, symlinks leading outside the root, and anything that is
-/// neither a regular file nor a folder (FIFOs, sockets, devices).
-fn list_entry(shared: &Shared, p: &Path, peer: SocketAddr) -> Option<Entry> {
-    let rel = match shared.root.relative(p) {
-        Some(r) => r,
-        None => {
-            debug!("{peer}: not listing non-UTF-8 name {}", p.display());
-            return None;
-        }
-    };
+/// symlinks leading outside the root, and anything that is neither a
+/// regular file nor a folder (FIFOs, sockets, devices).
+fn list_entry(shared: &Shared, p: &Path, rel: String) -> Option<Entry> {
     let lmd = fs::symlink_metadata(p).ok()?;
     let md = if lmd.file_type().is_symlink() {
         if !shared.root.contains(p) {

@@ -1,0 +1,208 @@
+//! Which server files a `get` means: plain names pass through unchanged;
+//! glob patterns (`*.log`, `logs/**/*.txt`) and, with `-r`, folders expand
+//! against the server's recursive listing. A pattern or folder that matches
+//! nothing is an error naming it.
+
+use std::collections::HashSet;
+
+use globset::GlobBuilder;
+
+use crate::protocol::{Entry, EntryKind};
+
+/// Characters that make a name a glob pattern.
+const GLOB_CHARS: &[char] = &['*', '?', '[', '{'];
+
+pub fn is_pattern(name: &str) -> bool {
+    name.contains(GLOB_CHARS)
+}
+
+/// Whether expanding `names` needs the server's listing.
+pub fn needs_listing(names: &[String], recursive: bool) -> bool {
+    recursive || names.iter().any(|n| is_pattern(n))
+}
+
+/// The files to fetch, and the names that could not be turned into any.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub files: Vec<String>,
+    /// (name as given, why it selects nothing)
+    pub errors: Vec<(String, String)>,
+}
+
+/// Expands `names` against `listing` (recursive, from the root). Without a
+/// listing (`None`), names pass through as they are.
+pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> Selection {
+    let mut sel = Selection::default();
+    let mut seen = HashSet::new();
+    let mut push = |sel: &mut Selection, f: &str| {
+        if seen.insert(f.to_string()) {
+            sel.files.push(f.to_string());
+        }
+    };
+    let Some(listing) = listing else {
+        for n in names {
+            push(&mut sel, n);
+        }
+        return sel;
+    };
+    let files_under = |dir: &str| -> Vec<&str> {
+        let prefix = format!("{dir}/");
+        listing
+            .iter()
+            .filter(|e| e.kind == EntryKind::File && e.path.starts_with(&prefix))
+            .map(|e| e.path.as_str())
+            .collect()
+    };
+    for raw in names {
+        let name = raw.trim_end_matches('/');
+        let exact = listing.iter().find(|e| e.path == name);
+        match exact {
+            Some(e) if e.kind == EntryKind::File => push(&mut sel, name),
+            Some(_) if !recursive => sel.errors.push((
+                raw.clone(),
+                "not a regular file (use -r to download folders)".into(),
+            )),
+            Some(_) => {
+                let files = files_under(name);
+                if files.is_empty() {
+                    sel.errors
+                        .push((raw.clone(), "folder holds no files".into()));
+                }
+                for f in files {
+                    push(&mut sel, f);
+                }
+            }
+            None if is_pattern(name) => {
+                let glob = match GlobBuilder::new(name)
+                    .literal_separator(true)
+                    .backslash_escape(true)
+                    .build()
+                {
+                    Ok(g) => g.compile_matcher(),
+                    Err(e) => {
+                        sel.errors
+                            .push((raw.clone(), format!("invalid pattern: {}", e.kind())));
+                        continue;
+                    }
+                };
+                let mut matched = 0;
+                for e in listing.iter().filter(|e| glob.is_match(&e.path)) {
+                    match e.kind {
+                        EntryKind::File => {
+                            matched += 1;
+                            push(&mut sel, &e.path);
+                        }
+                        EntryKind::Dir if recursive => {
+                            for f in files_under(&e.path) {
+                                matched += 1;
+                                push(&mut sel, f);
+                            }
+                        }
+                        EntryKind::Dir => {}
+                    }
+                }
+                if matched == 0 {
+                    sel.errors.push((
+                        raw.clone(),
+                        "no files on the server match this pattern".into(),
+                    ));
+                }
+            }
+            // Not listed: let the server give the authoritative answer.
+            None => push(&mut sel, name),
+        }
+    }
+    sel
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            size: 1,
+            mtime: 0,
+            mtime_nanos: 0,
+        }
+    }
+
+    fn listing() -> Vec<Entry> {
+        use EntryKind::*;
+        vec![
+            e("a.log", File),
+            e("b.txt", File),
+            e("logs", Dir),
+            e("logs/2026", Dir),
+            e("logs/2026/x.txt", File),
+            e("logs/2026/y.log", File),
+            e("logs/top.txt", File),
+            e("empty", Dir),
+            e("file[1].txt", File),
+        ]
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn star_does_not_cross_folders_but_double_star_does() {
+        let l = listing();
+        let s = expand(&names(&["*.log"]), false, Some(&l));
+        assert_eq!(s.files, ["a.log"]);
+        let s = expand(&names(&["logs/**/*.txt"]), false, Some(&l));
+        assert_eq!(s.files, ["logs/2026/x.txt", "logs/top.txt"]);
+        let s = expand(&names(&["**/*.log"]), false, Some(&l));
+        assert_eq!(s.files, ["a.log", "logs/2026/y.log"]);
+    }
+
+    #[test]
+    fn folders_need_r_and_expand_recursively() {
+        let l = listing();
+        let s = expand(&names(&["logs"]), false, Some(&l));
+        assert!(s.files.is_empty());
+        assert_eq!(s.errors[0].0, "logs");
+        assert!(s.errors[0].1.contains("use -r"));
+        let s = expand(&names(&["logs/", "b.txt"]), true, Some(&l));
+        assert_eq!(
+            s.files,
+            [
+                "logs/2026/x.txt",
+                "logs/2026/y.log",
+                "logs/top.txt",
+                "b.txt"
+            ]
+        );
+        let s = expand(&names(&["empty"]), true, Some(&l));
+        assert_eq!(s.errors.len(), 1);
+    }
+
+    #[test]
+    fn unmatched_pattern_is_named_and_plain_names_pass_through() {
+        let l = listing();
+        let s = expand(
+            &names(&["*.zip", "nope.txt", "file[1].txt"]),
+            false,
+            Some(&l),
+        );
+        assert_eq!(s.files, ["nope.txt", "file[1].txt"]);
+        assert_eq!(s.errors.len(), 1);
+        assert_eq!(s.errors[0].0, "*.zip");
+        assert!(s.errors[0].1.contains("no files"));
+        let s = expand(&names(&["a[", "a.log", "a.log"]), false, Some(&l));
+        assert_eq!(s.files, ["a.log"]);
+        assert!(s.errors[0].1.contains("invalid pattern"));
+    }
+
+    #[test]
+    fn without_listing_names_pass_through_deduplicated() {
+        let s = expand(&names(&["x", "y", "x"]), false, None);
+        assert_eq!(s.files, ["x", "y"]);
+        assert!(!needs_listing(&names(&["x"]), false));
+        assert!(needs_listing(&names(&["*.x"]), false));
+        assert!(needs_listing(&names(&["x"]), true));
+    }
+}
