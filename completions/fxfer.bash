@@ -95,7 +95,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -r -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --config --quiet --verbose --help"
+            opts="-j -r -n -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -118,6 +118,14 @@ _fxfer() {
                     return 0
                     ;;
                 -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --retries)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

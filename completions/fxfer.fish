@@ -57,11 +57,15 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l ip -d 'Server addres
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l port -d 'Server port [default: 9000]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l dir -d 'Download folder, created when missing [default: ./downloads]' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s j -l jobs -d 'Most downloads at once with --parallel [default: 8]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l retries -d 'Retries after a transient failure (connection refused, reset or timed out), resuming from the partial data [default: 3]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l timeout -d 'Seconds without progress before a connection counts as dead [default: 30]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l parallel -d 'One connection per file, several at once'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-parallel -d 'One connection for all files, requests pipelined (the default)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s r -l recursive -d 'Download folders too, recreating their structure'
-complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l json -d 'Print one JSON report (per file: name, status, error, bytes, seconds, path; plus totals) and nothing else on stdout'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l json -d 'Print one JSON report (per file: name, status, error, bytes, seconds, path, digest, retries; plus totals) and nothing else on stdout'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-resume -d 'Start over instead of resuming partial downloads'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s n -l no-clobber -d 'Keep existing local files; report them as skipped'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'

@@ -141,9 +141,27 @@ pub struct GetArgs {
     pub recursive: bool,
 
     /// Print one JSON report (per file: name, status, error, bytes,
-    /// seconds, path; plus totals) and nothing else on stdout
+    /// seconds, path, digest, retries; plus totals) and nothing else on stdout
     #[arg(long)]
     pub json: bool,
+
+    /// Retries after a transient failure (connection refused, reset or
+    /// timed out), resuming from the partial data [default: 3]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+
+    /// Seconds without progress before a connection counts as dead
+    /// [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+
+    /// Start over instead of resuming partial downloads
+    #[arg(long)]
+    pub no_resume: bool,
+
+    /// Keep existing local files; report them as skipped
+    #[arg(long, short = 'n')]
+    pub no_clobber: bool,
 }
 
 #[derive(Debug, Args)]

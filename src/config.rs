@@ -19,6 +19,8 @@ pub const DEFAULT_LOG_FILE: &str = "fxfer-server.log";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_GRACE_SECS: u64 = 10;
 pub const DEFAULT_JOBS: usize = 8;
+pub const DEFAULT_RETRIES: u32 = 3;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
 
 /// The whole file. Every field is optional; unknown keys are errors.
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +62,11 @@ pub struct ClientFile {
     pub parallel: Option<bool>,
     /// Most parallel downloads at once.
     pub jobs: Option<usize>,
+    /// Retries after a transient failure (connection refused or lost).
+    pub retries: Option<u32>,
+    /// Seconds without progress (connecting, or bytes arriving) before a
+    /// transfer counts as failed.
+    pub timeout: Option<u64>,
 }
 
 /// Where a config file was found (for messages).
@@ -235,6 +242,12 @@ pub struct GetSettings {
     pub jobs: usize,
     /// Download folders named on the command line, recursively.
     pub recursive: bool,
+    pub retries: u32,
+    pub timeout: Duration,
+    /// Continue partial downloads (off with --no-resume).
+    pub resume: bool,
+    /// Keep existing local files (--no-clobber).
+    pub no_clobber: bool,
 }
 
 impl GetSettings {
@@ -264,7 +277,21 @@ impl GetSettings {
             parallel,
             jobs,
             recursive: args.recursive,
+            retries: args
+                .retries
+                .or_else(|| f.and_then(|f| f.retries))
+                .unwrap_or(DEFAULT_RETRIES),
+            timeout: timeout(args.timeout.or_else(|| f.and_then(|f| f.timeout)))?,
+            resume: !args.no_resume,
+            no_clobber: args.no_clobber,
         })
+    }
+}
+
+fn timeout(secs: Option<u64>) -> Result<Duration, Error> {
+    match secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
+        0 => Err(Error::Usage("'--timeout' must be at least 1 second".into())),
+        s => Ok(Duration::from_secs(s)),
     }
 }
 
@@ -284,6 +311,10 @@ impl GetSettings {
             parallel: f.and_then(|f| f.parallel).unwrap_or(false),
             jobs,
             recursive: false,
+            retries: f.and_then(|f| f.retries).unwrap_or(DEFAULT_RETRIES),
+            timeout: timeout(f.and_then(|f| f.timeout))?,
+            resume: true,
+            no_clobber: false,
         })
     }
 }

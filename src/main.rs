@@ -98,7 +98,7 @@ struct JsonEntry<'a> {
 fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let server = ServerAddr::resolve(&a.server, &loaded);
-    let mut conn = Connection::connect(&server)?;
+    let mut conn = Connection::connect(&server, fxfer::client::DEFAULT_TIMEOUT)?;
     let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
     let mut entries = conn.list(path, a.recursive)?;
     conn.quit();
@@ -187,10 +187,13 @@ fn get_json(report: &Report) -> serde_json::Value {
         .map(|o| match &o.result {
             Ok(d) => serde_json::json!({
                 "name": o.name,
-                "status": "ok",
+                "status": if d.skipped { "skipped" } else { "ok" },
                 "bytes": d.bytes,
                 "seconds": d.secs,
                 "path": d.path,
+                "digest": d.digest.map(|h| format!("blake3:{}", transfer::hex(&h))),
+                "resumed_from": d.resumed_from,
+                "retries": o.retries,
             }),
             Err(why) => serde_json::json!({
                 "name": o.name,
@@ -199,6 +202,9 @@ fn get_json(report: &Report) -> serde_json::Value {
                 "bytes": 0,
                 "seconds": 0.0,
                 "path": null,
+                "digest": null,
+                "resumed_from": 0,
+                "retries": o.retries,
             }),
         })
         .collect();
@@ -206,7 +212,8 @@ fn get_json(report: &Report) -> serde_json::Value {
         "files": files,
         "totals": {
             "files": report.outcomes.len(),
-            "ok": report.outcomes.len() - report.failed(),
+            "ok": report.outcomes.len() - report.failed() - report.skipped(),
+            "skipped": report.skipped(),
             "failed": report.failed(),
             "bytes": report.bytes(),
             "seconds": report.secs,
@@ -221,5 +228,7 @@ fn shell_cmd(cli: &Cli, a: &ShellArgs) -> Result<Exit, Error> {
         server: get.server,
         download_dir: get.download_dir,
         jobs: get.jobs,
+        retries: get.retries,
+        timeout: get.timeout,
     })
 }

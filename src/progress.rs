@@ -22,6 +22,7 @@ pub struct Progress {
     bars: Option<(MultiProgress, ProgressBar)>,
     /// Per-file lines and the summary are shown (not quiet, not JSON).
     lines: bool,
+    quiet: bool,
     files: AtomicUsize,
     done: AtomicUsize,
     bytes: AtomicU64,
@@ -65,6 +66,7 @@ impl Progress {
         Progress {
             bars,
             lines: !quiet && !json,
+            quiet,
             files: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
             bytes: AtomicU64::new(0),
@@ -129,6 +131,13 @@ impl Progress {
                 ),
                 false,
             );
+        }
+    }
+
+    /// A warning such as a retry: stderr, unless quiet.
+    pub fn notice(&self, text: &str) {
+        if !self.quiet {
+            self.line(&format!("fxfer: {text}"), true);
         }
     }
 

@@ -47,6 +47,8 @@ pub struct ShellSettings {
     pub server: ServerAddr,
     pub download_dir: PathBuf,
     pub jobs: usize,
+    pub retries: u32,
+    pub timeout: std::time::Duration,
 }
 
 struct Session {
@@ -74,7 +76,7 @@ pub fn run(settings: ShellSettings) -> Result<Exit, Error> {
     } else {
         Box::new(SimpleTheme)
     };
-    let conn = Connection::connect(&settings.server)?;
+    let conn = Connection::connect(&settings.server, settings.timeout)?;
     let mut s = Session {
         settings,
         conn: Some(conn),
@@ -148,11 +150,13 @@ impl Session {
         loop {
             let attempt = match self.conn.as_mut() {
                 Some(c) => c.list("", true),
-                None => Connection::connect(&self.settings.server).and_then(|mut c| {
-                    let l = c.list("", true);
-                    self.conn = Some(c);
-                    l
-                }),
+                None => Connection::connect(&self.settings.server, self.settings.timeout).and_then(
+                    |mut c| {
+                        let l = c.list("", true);
+                        self.conn = Some(c);
+                        l
+                    },
+                ),
             };
             match attempt {
                 Ok(mut l) => {
@@ -305,6 +309,10 @@ impl Session {
             parallel: mode == 0,
             jobs: self.settings.jobs,
             recursive: false,
+            retries: self.settings.retries,
+            timeout: self.settings.timeout,
+            resume: true,
+            no_clobber: false,
         };
         let progress = Progress::new(false, false);
         match transfer::get(&settings, &names, &progress) {

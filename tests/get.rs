@@ -119,6 +119,8 @@ fn traversal_and_escaping_symlinks_are_refused_and_logged() {
         abs.to_str().unwrap(),
         "escape",
     ];
+    // The client refuses unsafe names itself; the escaping link is the
+    // server's to refuse.
     let o = s.client("get").args(bad).arg("inside").output().unwrap();
     assert_exit(&o, 1);
     assert_eq!(tree(&s.downloads()), ["inside"]);
@@ -126,7 +128,28 @@ fn traversal_and_escaping_symlinks_are_refused_and_logged() {
         std::fs::read(s.downloads().join("inside")).unwrap(),
         b"fine"
     );
-    let log = s.wait_log("\"escape\"");
+    let err = stderr(&o);
+    assert_eq!(err.matches("refusing to save").count(), 3, "{err}");
+    assert!(err.contains("escape: forbidden path"), "{err}");
+    // The server refuses (and logs) every one of them on the wire too.
+    use fxfer::protocol::{ErrorCode, Hello, Request, Response};
+    use std::io::Write;
+    let mut c = s.connect();
+    let mut msg = Vec::new();
+    Hello::current().write_to(&mut msg).unwrap();
+    for b in bad {
+        Request::get(b).write_to(&mut msg).unwrap();
+    }
+    c.write_all(&msg).unwrap();
+    let mut r = std::io::BufReader::new(c);
+    Hello::read_from(&mut r).unwrap();
+    for _ in bad {
+        match Response::read_from(&mut r).unwrap() {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::ForbiddenPath),
+            other => panic!("{other:?}"),
+        }
+    }
+    let log = s.wait_log("secret.txt\": forbidden");
     for b in bad {
         assert!(
             log.contains(&format!("refused GET {b:?}: forbidden path")),

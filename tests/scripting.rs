@@ -44,12 +44,26 @@ fn get_json_when_the_server_is_unreachable_still_prints_json_and_exits_3() {
         .port();
     let dir = tempfile::tempdir().unwrap();
     let o = fxfer(dir.path())
-        .args(["get", "--json", "--port", &port.to_string(), "x"])
+        .args([
+            "get",
+            "--json",
+            "--retries",
+            "1",
+            "--port",
+            &port.to_string(),
+            "x",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 3);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("cannot connect"));
+    assert_eq!(v["totals"]["failed"], 1);
+    assert!(v["files"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot connect"));
+    // The retry was announced on stderr and counted.
+    assert!(stderr(&o).contains("retrying in"), "{}", stderr(&o));
     let o = fxfer(dir.path())
         .args([
             "get",

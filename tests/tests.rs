@@ -18,3 +18,6 @@ mod cli;
 mod shell;
 // Scripting surface: get --json, globs, folders, ls PATH / -R, exit codes.
 mod scripting;
+// Faults: killed peers, corrupt and cut streams, changing sources, full and
+// read-only disks, resume and retries.
+mod faults;

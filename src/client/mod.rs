@@ -17,10 +17,9 @@ use crate::protocol::{
     Request, Response, Trailer,
 };
 
-/// How long to wait for the TCP connection.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// A server silent for this long is treated as gone.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for how long the server may make no progress (connecting,
+/// answering, sending bytes) before it is treated as gone.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Receive buffer: large reads mean few syscalls per megabyte.
 const RECV_BUF: usize = 1024 * 1024;
 
@@ -59,7 +58,7 @@ pub struct Connection {
 impl Connection {
     /// Opens a TCP connection and queues our greeting (sent with the first
     /// request).
-    pub fn connect(server: &ServerAddr) -> Result<Connection, Error> {
+    pub fn connect(server: &ServerAddr, timeout: Duration) -> Result<Connection, Error> {
         let addr = server.to_string();
         let fail = |reason: String| Error::Connect {
             addr: addr.clone(),
@@ -72,7 +71,7 @@ impl Connection {
         let mut last = None;
         let mut stream = None;
         for a in &addrs {
-            match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            match TcpStream::connect_timeout(a, timeout) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -94,8 +93,8 @@ impl Connection {
         };
         let setup = |s: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(READ_TIMEOUT))?;
-            s.set_write_timeout(Some(READ_TIMEOUT))?;
+            s.set_read_timeout(Some(timeout))?;
+            s.set_write_timeout(Some(timeout))?;
             Ok((s.try_clone()?, s.try_clone()?))
         };
         let (r, w) = setup(&stream).map_err(|e| fail(describe_io(&e)))?;
@@ -162,13 +161,13 @@ impl Connection {
                 Ok(Response::Error(e)) => e.message,
                 _ => format!("server speaks protocol version {}", hello.version),
             };
-            return Err(Error::Connect {
-                addr: self.addr.clone(),
-                reason: format!(
+            return Err(Error::protocol(
+                format!("server {}", self.addr),
+                ProtocolError::Incompatible(format!(
                     "protocol version mismatch: {why} (this client speaks version {})",
                     protocol::VERSION
-                ),
-            });
+                )),
+            ));
         }
         Ok(())
     }
@@ -183,14 +182,14 @@ impl Connection {
             self.flush()?;
         }
         match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
-            Response::Error(e)
-                if matches!(e.code, ErrorCode::Busy | ErrorCode::UnsupportedVersion) =>
-            {
-                Err(Error::Connect {
-                    addr: self.addr.clone(),
-                    reason: e.to_string(),
-                })
-            }
+            Response::Error(e) if e.code == ErrorCode::Busy => Err(Error::Connect {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            }),
+            Response::Error(e) if e.code == ErrorCode::UnsupportedVersion => Err(Error::protocol(
+                format!("server {}", self.addr),
+                ProtocolError::Incompatible(e.to_string()),
+            )),
             r => Ok(r),
         }
     }
@@ -236,7 +235,9 @@ impl Connection {
         }
     }
 
-    /// Receives the answer to the next GET in line into `sink`.
+    /// Receives the answer to the next GET in line (asked from `offset`)
+    /// into `sink`. The server may answer from offset 0 instead when the
+    /// file changed since a partial copy was made.
     ///
     /// `Ok(Err(_))`: this file failed but the connection is still usable.
     /// `Err(_)`: the connection is broken.
@@ -246,7 +247,7 @@ impl Connection {
         sink: &mut dyn FileSink,
     ) -> Result<Result<Received, FileError>, Error> {
         let header = match self.recv()? {
-            Response::File(h) if h.offset == offset => h,
+            Response::File(h) if h.offset == offset || h.offset == 0 => h,
             Response::File(h) => {
                 return Err(Error::protocol(
                     format!("server {}", self.addr),

@@ -1,4 +1,4 @@
-//! The fxfer wire protocol, version 1: handshake, frames, requests and
+//! The fxfer wire protocol, version 2: handshake, frames, requests and
 //! responses, encoded and decoded over any `Read`/`Write`.
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
@@ -35,10 +35,12 @@ use codec::{read_control_payload, write_frame, Parser, PayloadBuilder};
 
 /// Magic bytes that open the handshake in both directions.
 pub const MAGIC: [u8; 4] = *b"FXFR";
-/// The protocol version this build speaks best.
-pub const VERSION: u16 = 1;
+/// The protocol version this build speaks best. Version 2 added the
+/// if-unchanged condition to GET (for safe resume) and made the BLAKE3
+/// digest in END mandatory.
+pub const VERSION: u16 = 2;
 /// Every protocol version this build can speak.
-pub const SUPPORTED_VERSIONS: &[u16] = &[1];
+pub const SUPPORTED_VERSIONS: &[u16] = &[2];
 /// Length of the handshake message.
 pub const HELLO_LEN: usize = 8;
 /// Length of a frame header (type + length).
@@ -107,6 +109,9 @@ pub enum ProtocolError {
     },
     #[error("malformed {frame} frame: {what}")]
     Malformed { frame: &'static str, what: String },
+    /// The peers share no protocol version.
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 pub type Result<T, E = ProtocolError> = std::result::Result<T, E>;
@@ -177,13 +182,40 @@ pub fn supported_versions_text() -> String {
 pub enum Request {
     /// List the folder `path` ("" = the root), optionally recursively.
     List { path: String, recursive: bool },
-    /// Send the file at `path`, starting at byte `offset`.
-    Get { path: String, offset: u64 },
+    /// Send the file at `path`, starting at byte `offset`. With
+    /// `if_unchanged`, the offset only holds while the file still has that
+    /// size and modification time; otherwise the server sends it whole
+    /// (its FILE header then says offset 0).
+    Get {
+        path: String,
+        offset: u64,
+        if_unchanged: Option<Stamp>,
+    },
     /// Polite goodbye; the server closes after answering earlier requests.
     Quit,
 }
 
 const LIST_RECURSIVE: u8 = 0x01;
+const GET_IF_UNCHANGED: u8 = 0x01;
+
+/// What identifies one version of a file: size and modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime: i64,
+    pub mtime_nanos: u32,
+}
+
+impl Request {
+    /// A plain GET of a whole file.
+    pub fn get(path: impl Into<String>) -> Request {
+        Request::Get {
+            path: path.into(),
+            offset: 0,
+            if_unchanged: None,
+        }
+    }
+}
 
 impl Request {
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W) -> Result<()> {
@@ -194,9 +226,22 @@ impl Request {
                 p.u8(if *recursive { LIST_RECURSIVE } else { 0 });
                 frame::LIST
             }
-            Request::Get { path, offset } => {
+            Request::Get {
+                path,
+                offset,
+                if_unchanged,
+            } => {
                 p.str16(path, MAX_PATH_LEN, "GET")?;
                 p.u64(*offset);
+                match if_unchanged {
+                    None => p.u8(0),
+                    Some(st) => {
+                        p.u8(GET_IF_UNCHANGED);
+                        p.u64(st.size);
+                        p.i64(st.mtime);
+                        p.u32(st.mtime_nanos);
+                    }
+                }
                 frame::GET
             }
             Request::Quit => frame::QUIT,
@@ -222,10 +267,34 @@ impl Request {
                     recursive: flags & LIST_RECURSIVE != 0,
                 }
             }
-            frame::GET => Request::Get {
-                path: p.str16(MAX_PATH_LEN)?,
-                offset: p.u64()?,
-            },
+            frame::GET => {
+                let path = p.str16(MAX_PATH_LEN)?;
+                let offset = p.u64()?;
+                let flags = p.u8()?;
+                if flags & !GET_IF_UNCHANGED != 0 {
+                    return Err(p.malformed(format!("unknown flags 0x{flags:02x}")));
+                }
+                let if_unchanged = if flags & GET_IF_UNCHANGED != 0 {
+                    let size = p.u64()?;
+                    let mtime = p.i64()?;
+                    let mtime_nanos = p.u32()?;
+                    if mtime_nanos >= 1_000_000_000 {
+                        return Err(p.malformed("mtime nanoseconds out of range".into()));
+                    }
+                    Some(Stamp {
+                        size,
+                        mtime,
+                        mtime_nanos,
+                    })
+                } else {
+                    None
+                };
+                Request::Get {
+                    path,
+                    offset,
+                    if_unchanged,
+                }
+            }
             frame::QUIT => Request::Quit,
             frame::ENTRIES
             | frame::LIST_END
@@ -293,6 +362,15 @@ impl FileHeader {
     pub fn body_len(&self) -> u64 {
         self.size - self.offset
     }
+
+    /// The version of the file this header describes.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            size: self.size,
+            mtime: self.mtime,
+            mtime_nanos: self.mtime_nanos,
+        }
+    }
 }
 
 /// Digest algorithms an END trailer can carry.
@@ -335,6 +413,13 @@ impl Trailer {
         Trailer {
             algorithm: DigestAlgorithm::None,
             digest: Vec::new(),
+        }
+    }
+
+    pub fn blake3(digest: [u8; 32]) -> Trailer {
+        Trailer {
+            algorithm: DigestAlgorithm::Blake3,
+            digest: digest.to_vec(),
         }
     }
 }

@@ -53,11 +53,18 @@ fn requests_round_trip() {
         Request::Get {
             path: "a b/ü.bin".into(),
             offset: u64::MAX,
+            if_unchanged: None,
         },
         Request::Get {
-            path: "x".repeat(MAX_PATH_LEN),
-            offset: 0,
+            path: "resume.bin".into(),
+            offset: 77,
+            if_unchanged: Some(Stamp {
+                size: 1 << 40,
+                mtime: -3,
+                mtime_nanos: 999_999_999,
+            }),
         },
+        Request::get("x".repeat(MAX_PATH_LEN)),
         Request::Quit,
     ];
     let mut buf = Vec::new();
@@ -76,21 +83,19 @@ fn requests_round_trip() {
 
 #[test]
 fn overlong_path_is_refused_on_encode_and_decode() {
-    let r = Request::Get {
-        path: "x".repeat(MAX_PATH_LEN + 1),
-        offset: 0,
-    };
+    let r = Request::get("x".repeat(MAX_PATH_LEN + 1));
     assert!(matches!(
         r.write_to(&mut Vec::new()),
         Err(ProtocolError::TooLarge { .. })
     ));
     // Hand-built frame with a 5000-byte path.
     let mut p = vec![frame::GET];
-    let payload_len = 2 + 5000 + 8;
+    let payload_len = 2 + 5000 + 8 + 1;
     p.extend_from_slice(&(payload_len as u32).to_be_bytes());
     p.extend_from_slice(&5000u16.to_be_bytes());
     p.extend(std::iter::repeat(b'a').take(5000));
     p.extend_from_slice(&0u64.to_be_bytes());
+    p.push(0);
     assert!(matches!(
         Request::read_from(&mut Cursor::new(&p)),
         Err(ProtocolError::Malformed { .. })
@@ -253,6 +258,11 @@ fn truncated_frames_are_errors() {
     Request::Get {
         path: "file.txt".into(),
         offset: 9,
+        if_unchanged: Some(Stamp {
+            size: 10,
+            mtime: 1,
+            mtime_nanos: 2,
+        }),
     }
     .write_to(&mut buf)
     .unwrap();

@@ -5,6 +5,7 @@
 //! clients over the bound get a BUSY error frame from a short-lived thread
 //! so the accept loop never waits on a slow peer.
 
+mod digest;
 mod session;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ struct Client {
 /// State shared by the accept loop and every session.
 pub(crate) struct Shared {
     pub root: Root,
+    pub digests: digest::Cache,
     pub shutting_down: AtomicBool,
     clients: Mutex<HashMap<u64, Client>>,
     all_gone: Condvar,
@@ -91,6 +93,7 @@ impl Server {
             settings,
             shared: Arc::new(Shared {
                 root,
+                digests: digest::Cache::default(),
                 shutting_down: AtomicBool::new(false),
                 clients: Mutex::new(HashMap::new()),
                 all_gone: Condvar::new(),

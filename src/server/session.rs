@@ -8,17 +8,17 @@ use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
 
-use super::Shared;
+use super::{digest, Shared};
 use crate::error::describe_io;
 use crate::paths::{display_safe, Refusal};
 use crate::protocol::{
     self, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello, ListWriter, ProtocolError,
-    Request, Trailer,
+    Request, Stamp, Trailer,
 };
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -147,8 +147,17 @@ fn serve(
                 return Ok("client quit".into());
             }
             Request::List { path, recursive } => list(&mut writer, peer, shared, &path, recursive)?,
-            Request::Get { path, offset } => {
-                if let Some(sent) = get(&mut writer, peer, shared, &path, offset, &mut small_buf)? {
+            Request::Get {
+                path,
+                offset,
+                if_unchanged,
+            } => {
+                let want = Want {
+                    path: &path,
+                    offset,
+                    if_unchanged,
+                };
+                if let Some(sent) = get(&mut writer, peer, shared, want, &mut small_buf)? {
                     stats.files += 1;
                     stats.bytes += sent;
                 }
@@ -331,67 +340,83 @@ fn list_entry(shared: &Shared, p: &Path, rel: String) -> Option<Entry> {
     })
 }
 
-/// Answers a GET. Returns the bytes sent, or `None` if refused.
+/// What a GET asked for.
+struct Want<'a> {
+    path: &'a str,
+    offset: u64,
+    if_unchanged: Option<Stamp>,
+}
+
+/// Answers a GET: FILE, DATA..., END with the BLAKE3 digest of the whole
+/// file. Returns the body bytes sent, or `None` if refused.
 fn get(
     w: &mut BufWriter<TcpStream>,
     peer: SocketAddr,
     shared: &Shared,
-    path: &str,
-    offset: u64,
+    want: Want,
     small_buf: &mut Vec<u8>,
 ) -> Result<Option<u64>, ProtocolError> {
     let started = Instant::now();
+    let path = want.path;
+    macro_rules! refuse_with {
+        ($code:expr, $msg:expr) => {{
+            refuse(w, peer, "GET", path, $code, $msg)?;
+            return Ok(None);
+        }};
+    }
     let real = match shared.root.resolve(path, false) {
         Ok(p) => p,
         Err(r) => {
             let (code, msg) = refusal_frame(r);
-            refuse(w, peer, "GET", path, code, msg)?;
-            return Ok(None);
+            refuse_with!(code, msg)
         }
     };
     let shown = display_safe(path).into_owned();
     // Check the kind before opening: opening a FIFO would block this thread.
     match fs::metadata(&real) {
         Ok(md) if md.is_file() => {}
-        Ok(_) => {
-            let msg = "not a regular file".to_string();
-            refuse(w, peer, "GET", path, ErrorCode::NotRegularFile, msg)?;
-            return Ok(None);
-        }
+        Ok(_) => refuse_with!(ErrorCode::NotRegularFile, "not a regular file".into()),
         Err(e) => {
             let (code, msg) = io_frame(&e);
-            refuse(w, peer, "GET", path, code, msg)?;
-            return Ok(None);
+            refuse_with!(code, msg)
         }
     }
     let mut file = match File::open(&real) {
         Ok(f) => f,
         Err(e) => {
             let (code, msg) = io_frame(&e);
-            refuse(w, peer, "GET", path, code, msg)?;
-            return Ok(None);
+            refuse_with!(code, msg)
         }
     };
     let md = match file.metadata() {
         Ok(m) if m.is_file() => m,
-        Ok(_) => {
-            let msg = "not a regular file".to_string();
-            refuse(w, peer, "GET", path, ErrorCode::NotRegularFile, msg)?;
-            return Ok(None);
-        }
+        Ok(_) => refuse_with!(ErrorCode::NotRegularFile, "not a regular file".into()),
         Err(e) => {
             let (code, msg) = io_frame(&e);
-            refuse(w, peer, "GET", path, code, msg)?;
-            return Ok(None);
+            refuse_with!(code, msg)
         }
     };
     let size = md.len();
-    if offset > size {
-        let msg = format!("offset {offset} is beyond the end of the file ({size} bytes)");
-        refuse(w, peer, "GET", path, ErrorCode::BadRequest, msg)?;
-        return Ok(None);
-    }
     let (mtime, mtime_nanos) = mtime_of(&md);
+    let stamp = Stamp {
+        size,
+        mtime,
+        mtime_nanos,
+    };
+    // A resume only holds for the version of the file the client has.
+    let offset = match want.if_unchanged {
+        Some(theirs) if theirs != stamp => {
+            info!("{peer}: {shown:?} changed since the client's partial copy; sending it whole");
+            0
+        }
+        _ => want.offset,
+    };
+    if offset > size {
+        refuse_with!(
+            ErrorCode::BadRequest,
+            format!("offset {offset} is beyond the end of the file ({size} bytes)")
+        );
+    }
     let header = FileHeader {
         size,
         offset,
@@ -399,71 +424,123 @@ fn get(
         mtime_nanos,
     };
     let body = header.body_len();
-    if offset > 0 {
-        if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-            let (code, msg) = io_frame(&e);
-            refuse(w, peer, "GET", path, code, msg)?;
-            return Ok(None);
-        }
-    }
 
-    if body <= SMALL_BODY {
+    let digest = if size <= SMALL_BODY {
+        // Small: read it whole (the digest covers the whole file even when
+        // only a tail is sent), then header, body and trailer leave in one
+        // write.
         small_buf.clear();
-        let read = (&mut file).take(body).read_to_end(small_buf);
-        match read {
-            Ok(n) if n as u64 == body => {}
-            Ok(n) => {
-                let msg = format!("file shrank while being read ({n} of {body} bytes)");
-                refuse(w, peer, "GET", path, ErrorCode::SourceChanged, msg)?;
-                return Ok(None);
-            }
+        match (&mut file).take(size).read_to_end(small_buf) {
+            Ok(n) if n as u64 == size => {}
+            Ok(n) => refuse_with!(
+                ErrorCode::SourceChanged,
+                format!("file shrank while being read ({n} of {size} bytes)")
+            ),
             Err(e) => {
                 let (code, msg) = io_frame(&e);
-                refuse(w, peer, "GET", path, code, msg)?;
-                return Ok(None);
+                refuse_with!(code, msg)
             }
         }
         protocol::write_file_header(w, &header)?;
         if body > 0 {
             protocol::write_data_header(w, body as u32)?;
-            w.write_all(small_buf)?;
+            w.write_all(&small_buf[offset as usize..])?;
         }
+        *blake3::hash(small_buf).as_bytes()
     } else {
+        if offset > 0 {
+            if let Err(e) = file.seek(SeekFrom::Start(offset)) {
+                let (code, msg) = io_frame(&e);
+                refuse_with!(code, msg)
+            }
+        }
         protocol::write_file_header(w, &header)?;
         w.flush()?;
-        let sock = w.get_ref();
-        let mut left = body;
-        while left > 0 {
-            let n = left.min(CHUNK);
-            protocol::write_data_header(&mut &*sock, n as u32)?;
-            let copied = io::copy(&mut (&file).take(n), &mut &*sock)?;
-            if copied < n {
-                // The frame promised n bytes we no longer have; the stream
-                // cannot be resynchronised, so the connection must end.
-                error!(
-                    "{peer}: {shown} shrank while being sent ({} of {body} bytes); closing connection",
-                    body - left + copied
-                );
-                return Err(ProtocolError::Io(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "source file shrank during transfer",
-                )));
+        let key = digest::Key::of(&md);
+        let cached = shared.digests.get(&key);
+        let cancel = AtomicBool::new(false);
+        let (sent, hashed) = std::thread::scope(|scope| {
+            // Hash on the second core while sendfile streams the body.
+            let hasher = match cached {
+                Some(_) => None,
+                None => std::thread::Builder::new()
+                    .name("hash".into())
+                    .stack_size(128 * 1024)
+                    .spawn_scoped(scope, || digest::hash_file(&file, size, &cancel))
+                    .ok(),
+            };
+            let sent = send_body(w.get_ref(), &file, body);
+            if sent.is_err() {
+                cancel.store(true, Ordering::Relaxed);
             }
-            left -= n;
+            let hashed = match hasher {
+                Some(h) => Some(
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("hash thread failed"))),
+                ),
+                None => cached.map(Ok),
+                // Could not start a thread: hash here.
+            }
+            .unwrap_or_else(|| digest::hash_file(&file, size, &cancel));
+            (sent, hashed)
+        });
+        if let Err(e) = sent {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // The frame promised bytes we no longer have; the stream
+                // cannot be resynchronised, so the connection must end.
+                error!("{peer}: {shown:?} shrank while being sent; closing connection");
+            }
+            return Err(ProtocolError::Io(e));
         }
-    }
+        match hashed {
+            Ok(d) => {
+                if cached.is_none() {
+                    shared.digests.put(key, d);
+                }
+                d
+            }
+            Err(e) => refuse_with!(
+                ErrorCode::SourceChanged,
+                format!("file changed while being sent: {}", describe_io(&e))
+            ),
+        }
+    };
     // A file that changed under us is not delivered as if complete.
     let after = file.metadata().ok();
     if after.as_ref().map(|m| (m.len(), mtime_of(m))) != Some((size, (mtime, mtime_nanos))) {
-        let msg = "file changed while being sent".to_string();
-        refuse(w, peer, "GET", path, ErrorCode::SourceChanged, msg)?;
-        return Ok(None);
+        refuse_with!(
+            ErrorCode::SourceChanged,
+            "file changed while being sent".to_string()
+        );
     }
-    protocol::write_trailer(w, &Trailer::none())?;
+    protocol::write_trailer(w, &Trailer::blake3(digest))?;
     let secs = started.elapsed().as_secs_f64();
     info!(
         "{peer}: sent {shown:?} ({body} bytes from offset {offset}) in {secs:.3}s ({:.1} MB/s)",
         body as f64 / 1e6 / secs.max(1e-9)
     );
     Ok(Some(body))
+}
+
+/// Sends `body` bytes from the file's current position as DATA frames, each
+/// with sendfile(2) (std's `io::copy` from a file to a socket uses it on
+/// Linux). A file that ends early is an `UnexpectedEof` error.
+fn send_body(sock: &TcpStream, file: &File, body: u64) -> io::Result<()> {
+    let mut left = body;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        protocol::write_data_header(&mut &*sock, n as u32).map_err(|e| match e {
+            ProtocolError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        let copied = io::copy(&mut file.take(n), &mut &*sock)?;
+        if copied < n {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "source file shrank during transfer",
+            ));
+        }
+        left -= n;
+    }
+    Ok(())
 }

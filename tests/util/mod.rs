@@ -85,11 +85,18 @@ type Setup = Box<dyn FnOnce(&Path)>;
 pub struct ServerBuilder {
     args: Vec<String>,
     setup: Option<Setup>,
+    host: Option<PathBuf>,
 }
 
 impl ServerBuilder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    /// Serves an existing folder instead of a new one.
+    pub fn host(mut self, dir: &Path) -> Self {
+        self.host = Some(dir.to_path_buf());
         self
     }
 
@@ -101,7 +108,7 @@ impl ServerBuilder {
 
     pub fn start(self) -> Server {
         let tmp = tempfile::tempdir().unwrap();
-        let host = tmp.path().join("host");
+        let host = self.host.unwrap_or_else(|| tmp.path().join("host"));
         let work = tmp.path().join("work");
         std::fs::create_dir_all(&host).unwrap();
         std::fs::create_dir_all(&work).unwrap();
@@ -176,6 +183,7 @@ impl Server {
         ServerBuilder {
             args: Vec::new(),
             setup: None,
+            host: None,
         }
     }
 

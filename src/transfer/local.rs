@@ -1,0 +1,453 @@
+//! The local side of a download: where each file goes, its temporary
+//! `NAME.fxfer-part` with a `NAME.fxfer-resume` note (server size and
+//! modification time) for resuming, hashing what arrives, and making a
+//! finished file durable (fsync) before it is renamed into place.
+//!
+//! Small files are made durable in batches (one syncfs, then the renames,
+//! then one fsync per folder) so thousands of them do not each wait for the
+//! disk; large files are synced one by one.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::client::FileSink;
+use crate::error::describe_io;
+use crate::paths::{display_safe, local_target};
+use crate::progress::{FileBar, Progress};
+use crate::protocol::{DigestAlgorithm, FileHeader, Stamp, Trailer};
+
+/// Suffix of a download in progress.
+pub const PART_SUFFIX: &str = ".fxfer-part";
+/// Suffix of the note that makes a partial download resumable.
+pub const RESUME_SUFFIX: &str = ".fxfer-resume";
+/// Files smaller than this start over rather than resume: the note would
+/// cost more than it saves.
+const RESUME_MIN: u64 = 1024 * 1024;
+/// Files at least this large are synced on their own; smaller ones in
+/// batches.
+const SYNC_ALONE_MIN: u64 = 1024 * 1024;
+const BATCH_FILES: usize = 256;
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
+const RESUME_MAGIC: &str = "fxfer-resume 1";
+
+/// Where one name goes, and where it may resume from.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub target: PathBuf,
+    pub part: PathBuf,
+    pub note: PathBuf,
+    /// Bytes already here (0 = start over).
+    pub offset: u64,
+    /// The server's version of the file those bytes came from.
+    pub stamp: Option<Stamp>,
+}
+
+/// A file that arrived whole and verified, not yet in place.
+pub struct Arrived {
+    pub name: String,
+    pub target: PathBuf,
+    pub part: PathBuf,
+    pub note: PathBuf,
+    pub bytes: u64,
+    pub size: u64,
+    pub secs: f64,
+    pub digest: [u8; 32],
+    pub resumed_from: u64,
+    /// Tries it took (reported with the outcome).
+    pub retries: u32,
+    file: Option<File>,
+}
+
+/// A file in its final place.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub name: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub secs: f64,
+    pub digest: [u8; 32],
+    pub resumed_from: u64,
+    pub retries: u32,
+}
+
+/// Why one file did not arrive.
+#[derive(Debug)]
+pub enum Failure {
+    /// Will not get better by trying again (not found, disk full, ...).
+    Permanent(String),
+    /// The bytes did not match the server's digest, or the source changed
+    /// while sent: worth one more try from scratch.
+    Corrupt(String),
+}
+
+/// The download folder: checked subfolders and the batch of small files
+/// waiting to be made durable.
+pub struct Dest {
+    pub root: PathBuf,
+    checked: Mutex<HashSet<PathBuf>>,
+    batch: Mutex<(Vec<Arrived>, u64)>,
+}
+
+fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn fail(what: &str, path: &Path, e: &io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("{what} {}: {}", path.display(), describe_io(e)),
+    )
+}
+
+impl Dest {
+    pub fn new(root: PathBuf) -> Dest {
+        Dest {
+            root,
+            checked: Mutex::new(HashSet::new()),
+            batch: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// Where `name` goes, and what we already have of it. With `resume`
+    /// off, or without a readable note, any partial copy is ignored.
+    pub fn plan(&self, name: &str, resume: bool) -> Result<Plan, String> {
+        let target = local_target(&self.root, name)
+            .map_err(|e| format!("refusing to save {:?}: {e}", display_safe(name)))?;
+        let part = with_suffix(&target, PART_SUFFIX);
+        let note = with_suffix(&target, RESUME_SUFFIX);
+        let mut plan = Plan {
+            name: name.to_string(),
+            target,
+            part,
+            note,
+            offset: 0,
+            stamp: None,
+        };
+        if resume {
+            if let (Some(stamp), Ok(md)) = (read_note(&plan.note), fs::symlink_metadata(&plan.part))
+            {
+                if md.is_file() && md.len() <= stamp.size {
+                    plan.offset = md.len();
+                    plan.stamp = Some(stamp);
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Throws away any partial copy of `plan`.
+    pub fn discard(&self, plan: &Plan) {
+        let _ = fs::remove_file(&plan.part);
+        let _ = fs::remove_file(&plan.note);
+    }
+
+    /// Makes sure `parent` exists and really lies inside the download
+    /// folder: a symlink planted there must not lead us out.
+    fn prepare(&self, parent: &Path) -> io::Result<()> {
+        if parent == self.root || self.checked.lock().unwrap().contains(parent) {
+            return Ok(());
+        }
+        fs::create_dir_all(parent).map_err(|e| fail("cannot create folder", parent, &e))?;
+        let real = fs::canonicalize(parent).map_err(|e| fail("cannot open folder", parent, &e))?;
+        if !real.starts_with(&self.root) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "refusing to write through {}: it leads outside the download folder",
+                    parent.display()
+                ),
+            ));
+        }
+        self.checked.lock().unwrap().insert(parent.to_path_buf());
+        Ok(())
+    }
+
+    /// Puts a verified file in place, durably. Large files go at once;
+    /// small ones join the batch, which is settled when full (or by
+    /// [`Dest::flush`]). Returns the files settled by this call.
+    pub fn complete(&self, mut a: Arrived) -> Vec<Result<Placed, (String, String)>> {
+        if a.size >= SYNC_ALONE_MIN {
+            let synced = match a.file.take() {
+                Some(f) => f.sync_data().map_err(|e| fail("cannot flush", &a.part, &e)),
+                None => Ok(()),
+            };
+            let r = synced.and_then(|_| place(&a)).map(|_| {
+                sync_dir(a.target.parent().unwrap_or(&self.root));
+                placed(&a)
+            });
+            return vec![r.map_err(|e| (a.name.clone(), e.to_string()))];
+        }
+        drop(a.file.take());
+        let mut batch = self.batch.lock().unwrap();
+        batch.1 += a.size;
+        batch.0.push(a);
+        if batch.0.len() >= BATCH_FILES || batch.1 >= BATCH_BYTES {
+            let items = std::mem::take(&mut batch.0);
+            batch.1 = 0;
+            drop(batch);
+            return self.settle(items);
+        }
+        Vec::new()
+    }
+
+    /// Settles whatever small files are still waiting.
+    pub fn flush(&self) -> Vec<Result<Placed, (String, String)>> {
+        let items = {
+            let mut batch = self.batch.lock().unwrap();
+            batch.1 = 0;
+            std::mem::take(&mut batch.0)
+        };
+        self.settle(items)
+    }
+
+    fn settle(&self, items: Vec<Arrived>) -> Vec<Result<Placed, (String, String)>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        // One syncfs makes every part's data durable at once.
+        let synced = File::open(&self.root)
+            .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+            .map_err(|e| fail("cannot flush", &self.root, &e).to_string());
+        let mut dirs = HashSet::new();
+        let out = items
+            .iter()
+            .map(|a| {
+                synced.clone().map_err(|e| {
+                    let _ = fs::remove_file(&a.part);
+                    (a.name.clone(), e)
+                })?;
+                place(a).map_err(|e| (a.name.clone(), e.to_string()))?;
+                dirs.insert(a.target.parent().unwrap_or(&self.root).to_path_buf());
+                Ok(placed(a))
+            })
+            .collect();
+        for d in dirs {
+            sync_dir(&d);
+        }
+        out
+    }
+}
+
+fn placed(a: &Arrived) -> Placed {
+    Placed {
+        name: a.name.clone(),
+        path: a.target.clone(),
+        bytes: a.bytes,
+        secs: a.secs,
+        digest: a.digest,
+        resumed_from: a.resumed_from,
+        retries: a.retries,
+    }
+}
+
+/// Renames the part over the final name (atomically replacing any old
+/// file) and drops the resume note.
+fn place(a: &Arrived) -> io::Result<()> {
+    fs::rename(&a.part, &a.target).map_err(|e| {
+        let _ = fs::remove_file(&a.part);
+        fail("cannot move download into place at", &a.target, &e)
+    })?;
+    let _ = fs::remove_file(&a.note);
+    Ok(())
+}
+
+/// Makes a rename durable. Failure here cannot be acted on usefully.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn read_note(p: &Path) -> Option<Stamp> {
+    let text = fs::read_to_string(p).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != RESUME_MAGIC {
+        return None;
+    }
+    let mut f = lines.next()?.split_whitespace();
+    let stamp = Stamp {
+        size: f.next()?.parse().ok()?,
+        mtime: f.next()?.parse().ok()?,
+        mtime_nanos: f.next()?.parse().ok()?,
+    };
+    (stamp.mtime_nanos < 1_000_000_000).then_some(stamp)
+}
+
+fn write_note(p: &Path, s: &Stamp) -> io::Result<()> {
+    fs::write(
+        p,
+        format!("{RESUME_MAGIC}\n{} {} {}\n", s.size, s.mtime, s.mtime_nanos),
+    )
+}
+
+/// Receives one file into its part, hashing as it goes.
+pub struct LocalFile<'a> {
+    dest: &'a Dest,
+    plan: &'a Plan,
+    progress: &'a Progress,
+    file: Option<File>,
+    hasher: blake3::Hasher,
+    bar: Option<FileBar>,
+    header: Option<FileHeader>,
+    started: Instant,
+}
+
+impl<'a> LocalFile<'a> {
+    pub fn new(dest: &'a Dest, plan: &'a Plan, progress: &'a Progress) -> Self {
+        LocalFile {
+            dest,
+            plan,
+            progress,
+            file: None,
+            hasher: blake3::Hasher::new(),
+            bar: None,
+            header: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// Checks the digest; on success the file is ready to be placed.
+    pub fn finish(mut self, trailer: &Trailer) -> Result<Arrived, Failure> {
+        drop(self.bar.take());
+        let header = self
+            .header
+            .ok_or_else(|| Failure::Permanent("no file header".into()))?;
+        let ours = *self.hasher.finalize().as_bytes();
+        if trailer.algorithm != DigestAlgorithm::Blake3 || trailer.digest.len() != 32 {
+            return Err(Failure::Permanent(
+                "server sent no BLAKE3 digest; cannot verify the file".into(),
+            ));
+        }
+        if trailer.digest != ours {
+            return Err(Failure::Corrupt(format!(
+                "BLAKE3 digest mismatch (expected {}, got {})",
+                hex(&trailer.digest),
+                hex(&ours)
+            )));
+        }
+        Ok(Arrived {
+            name: self.plan.name.clone(),
+            target: self.plan.target.clone(),
+            part: self.plan.part.clone(),
+            note: self.plan.note.clone(),
+            bytes: header.body_len(),
+            size: header.size,
+            secs: self.started.elapsed().as_secs_f64(),
+            digest: ours,
+            resumed_from: header.offset,
+            retries: 0,
+            file: self.file.take(),
+        })
+    }
+
+    /// Whether what is on disk can be resumed later (it has a note).
+    pub fn resumable(&self) -> bool {
+        self.header.is_some_and(|h| h.size >= RESUME_MIN)
+    }
+
+    /// Continues the part at `offset`: trims anything past it and hashes
+    /// the bytes already there.
+    fn reopen(&mut self, offset: u64) -> io::Result<File> {
+        let part = &self.plan.part;
+        let md = fs::symlink_metadata(part).map_err(|e| fail("cannot open", part, &e))?;
+        if !md.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{} is not a regular file", part.display()),
+            ));
+        }
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(part)
+            .map_err(|e| fail("cannot open", part, &e))?;
+        f.set_len(offset)
+            .map_err(|e| fail("cannot trim", part, &e))?;
+        let mut buf = vec![0u8; 1024 * 1024];
+        let mut left = offset;
+        while left > 0 {
+            let n = (&mut f)
+                .take(left.min(buf.len() as u64))
+                .read(&mut buf)
+                .map_err(|e| fail("cannot read", part, &e))?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{} is shorter than expected", part.display()),
+                ));
+            }
+            self.hasher.update(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(f)
+    }
+
+    fn create(&mut self) -> io::Result<File> {
+        let part = &self.plan.part;
+        // create_new never follows whatever sits at the temporary name; a
+        // leftover there is removed (not followed) and the create retried.
+        let create = || OpenOptions::new().write(true).create_new(true).open(part);
+        match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(part).map_err(|e| fail("cannot replace", part, &e))?;
+                create()
+            }
+            other => other,
+        }
+        .map_err(|e| fail("cannot create", part, &e))
+    }
+}
+
+impl FileSink for LocalFile<'_> {
+    fn start(&mut self, header: &FileHeader) -> io::Result<()> {
+        let parent = self
+            .plan
+            .target
+            .parent()
+            .unwrap_or(self.dest.root.as_path())
+            .to_path_buf();
+        self.dest.prepare(&parent)?;
+        let file = if header.offset > 0 {
+            self.reopen(header.offset)?
+        } else {
+            let f = self.create()?;
+            if header.size >= RESUME_MIN {
+                write_note(&self.plan.note, &header.stamp())
+                    .map_err(|e| fail("cannot write", &self.plan.note, &e))?;
+            } else if self.plan.stamp.is_some() {
+                let _ = fs::remove_file(&self.plan.note);
+            }
+            f
+        };
+        self.file = Some(file);
+        self.header = Some(*header);
+        self.bar = Some(self.progress.start_file(&self.plan.name, header.body_len()));
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        let Some(f) = self.file.as_mut() else {
+            return Err(io::Error::other("download file is not open"));
+        };
+        f.write_all(data)
+            .map_err(|e| fail("cannot write", &self.plan.part, &e))?;
+        self.hasher.update(data);
+        if let Some(b) = &self.bar {
+            b.inc(data.len() as u64);
+        }
+        self.progress.add_bytes(data.len() as u64);
+        Ok(())
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

@@ -1,0 +1,554 @@
+//! How `fxfer get` runs: serially over one connection with a window of
+//! pipelined requests, or in parallel on a rayon pool with one connection
+//! per file. Each file is written under a temporary name, verified against
+//! the server's BLAKE3 digest, made durable and only then renamed into
+//! place, so a failed download never leaves a file under its final name.
+//! Transient failures are retried with backoff, resuming from the partial
+//! data; one outcome per file; failures do not stop the others.
+
+mod local;
+
+pub use local::{hex, PART_SUFFIX, RESUME_SUFFIX};
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+use crate::client::{Connection, FileError};
+use crate::config::GetSettings;
+use crate::error::Error;
+use crate::human;
+use crate::progress::Progress;
+use crate::protocol::{ErrorCode, ProtocolError, Request};
+use crate::select;
+use local::{Dest, Failure, LocalFile, Placed, Plan};
+
+/// Most GET requests in flight on one connection.
+const WINDOW_REQUESTS: usize = 64;
+/// Most request bytes in flight: far below any socket buffer, so writing
+/// requests can never block while the server waits for us to read.
+const WINDOW_BYTES: usize = 32 * 1024;
+
+/// A file that is in place (or was left alone with --no-clobber).
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// Bytes transferred this time.
+    pub bytes: u64,
+    pub secs: f64,
+    pub path: PathBuf,
+    /// BLAKE3 of the whole file, as verified (`None` when skipped).
+    pub digest: Option<[u8; 32]>,
+    /// Where this transfer started (0 unless resumed).
+    pub resumed_from: u64,
+    /// Existing file kept because of --no-clobber.
+    pub skipped: bool,
+}
+
+/// What happened to one requested name.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub result: Result<Done, String>,
+    /// The failure was the connection (refused, lost, timed out, protocol
+    /// broken), not this file (for the exit code).
+    pub unreachable: bool,
+    /// How many times it was tried again.
+    pub retries: u32,
+}
+
+/// The result of a whole `get`.
+#[derive(Debug)]
+pub struct Report {
+    pub outcomes: Vec<Outcome>,
+    pub secs: f64,
+}
+
+impl Report {
+    pub fn failed(&self) -> usize {
+        self.outcomes.iter().filter(|o| o.result.is_err()).count()
+    }
+
+    /// Every file failed because of the connection, not the files.
+    pub fn unreachable(&self) -> bool {
+        !self.outcomes.is_empty() && self.outcomes.iter().all(|o| o.unreachable)
+    }
+
+    pub fn skipped(&self) -> usize {
+        self.outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_ok_and(|d| d.skipped))
+            .count()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .filter_map(|o| o.result.as_ref().ok())
+            .map(|d| d.bytes)
+            .sum()
+    }
+
+    /// "3 files, 1.2 MiB in 0.05s (24.0 MiB/s); 1 failed"
+    pub fn summary(&self) -> String {
+        let ok = self.outcomes.len() - self.failed() - self.skipped();
+        let mut s = format!(
+            "{ok} file{} downloaded, {} in {:.2}s ({})",
+            if ok == 1 { "" } else { "s" },
+            human::size(self.bytes()),
+            self.secs,
+            human::rate(self.bytes(), self.secs)
+        );
+        if self.skipped() > 0 {
+            s += &format!("; {} skipped (already there)", self.skipped());
+        }
+        if self.failed() > 0 {
+            s += &format!("; {} failed", self.failed());
+        }
+        s
+    }
+}
+
+/// Downloads what `names` select (plain names, glob patterns, folders
+/// with `-r`) as `settings` say. Only a failure that stops the whole job (no
+/// download folder, no server for a serial run) is an `Err`.
+pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Result<Report, Error> {
+    let started = Instant::now();
+    let dir = &settings.download_dir;
+    fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            format!("cannot create download folder {}", dir.display()),
+            e,
+        )
+    })?;
+    let dest = Dest::new(
+        fs::canonicalize(dir)
+            .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?,
+    );
+
+    // Patterns and folders need the server's listing; a serial run then
+    // keeps using the same connection.
+    let mut conn = None;
+    let listing = if select::needs_listing(names, settings.recursive) {
+        let mut c = Connection::connect(&settings.server, settings.timeout)?;
+        let l = c.list("", true)?;
+        conn = Some(c);
+        Some(l)
+    } else {
+        None
+    };
+    let selection = select::expand(names, settings.recursive, listing.as_deref());
+    let mut outcomes: Vec<Outcome> = selection
+        .errors
+        .iter()
+        .map(|(name, why)| report(progress, name, Err(why.clone()), 0))
+        .collect();
+    let mut todo = Vec::new();
+    for name in &selection.files {
+        match dest.plan(name, settings.resume) {
+            Err(why) => outcomes.push(report(progress, name, Err(why), 0)),
+            Ok(p) if settings.no_clobber && fs::symlink_metadata(&p.target).is_ok() => {
+                progress.notice(&format!(
+                    "{}: skipped, {} already exists",
+                    crate::paths::display_safe(name),
+                    p.target.display()
+                ));
+                outcomes.push(Outcome {
+                    name: name.clone(),
+                    result: Ok(Done {
+                        bytes: 0,
+                        secs: 0.0,
+                        path: p.target,
+                        digest: None,
+                        resumed_from: 0,
+                        skipped: true,
+                    }),
+                    unreachable: false,
+                    retries: 0,
+                });
+            }
+            Ok(_) => todo.push(Task::new(name)),
+        }
+    }
+    progress.set_files(todo.len());
+    if !todo.is_empty() {
+        let run = Run {
+            settings,
+            dest: &dest,
+            progress,
+        };
+        if settings.parallel && todo.len() > 1 {
+            if let Some(c) = conn.take() {
+                c.quit();
+            }
+            outcomes.extend(run.parallel(todo)?);
+        } else {
+            outcomes.extend(run.serial(conn.take(), todo));
+        }
+    } else if let Some(c) = conn.take() {
+        c.quit();
+    }
+    outcomes.extend(dest.flush().into_iter().map(|r| settled(progress, r)));
+    Ok(Report {
+        outcomes,
+        secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// One name to fetch, with its tries so far.
+#[derive(Debug, Clone)]
+struct Task {
+    name: String,
+    /// Retries after transient (connection) failures.
+    retries: u32,
+    /// Whether it was already started over after a bad digest.
+    restarted: bool,
+}
+
+impl Task {
+    fn new(name: &str) -> Task {
+        Task {
+            name: name.to_string(),
+            retries: 0,
+            restarted: false,
+        }
+    }
+}
+
+/// What one receive came to.
+enum Received {
+    Arrived(Box<local::Arrived>),
+    Failed(Failure),
+}
+
+/// Whether an error is worth another try: the network, not the peer's
+/// nature.
+fn transient(e: &Error) -> bool {
+    match e {
+        Error::Connect { .. } => true,
+        Error::Protocol { cause, .. } => {
+            matches!(cause, ProtocolError::Io(_) | ProtocolError::Closed)
+        }
+        _ => false,
+    }
+}
+
+/// Whether an error is about the connection rather than one file.
+fn connection_level(e: &Error) -> bool {
+    matches!(e, Error::Connect { .. } | Error::Protocol { .. })
+}
+
+/// Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s ... capped at
+/// 5 s, each between half and one and a half times that.
+fn backoff(attempt: u32) -> Duration {
+    let base = (250u64 << attempt.min(5)).min(5_000);
+    // Cheap jitter from the clock; no need for a random number crate.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let frac = f64::from(nanos % 1000) / 1000.0;
+    Duration::from_millis((base as f64 * (0.5 + frac)) as u64)
+}
+
+/// Shared state of one `get`.
+struct Run<'a> {
+    settings: &'a GetSettings,
+    dest: &'a Dest,
+    progress: &'a Progress,
+}
+
+impl Run<'_> {
+    fn plan(&self, t: &Task) -> Result<Plan, String> {
+        self.dest
+            .plan(&t.name, self.settings.resume && !t.restarted)
+    }
+
+    fn request(plan: &Plan) -> Request {
+        Request::Get {
+            path: plan.name.clone(),
+            offset: plan.offset,
+            if_unchanged: plan.stamp,
+        }
+    }
+
+    fn announce_retry(&self, name: &str, why: &str, attempt: u32, wait: Duration) {
+        self.progress.notice(&format!(
+            "{}: {why}; retrying in {:.1}s ({attempt}/{})",
+            crate::paths::display_safe(name),
+            wait.as_secs_f64(),
+            self.settings.retries
+        ));
+    }
+
+    /// A bad digest or changed source: start over once, then give up.
+    /// Returns the task to queue again, or the final outcome.
+    fn corrupt(&self, mut t: Task, plan: &Plan, why: String) -> Result<Task, Outcome> {
+        self.dest.discard(plan);
+        if t.restarted {
+            return Err(report(self.progress, &t.name, Err(why), t.retries + 1));
+        }
+        self.progress.notice(&format!(
+            "{}: {why}; downloading it again from the start",
+            crate::paths::display_safe(&t.name)
+        ));
+        t.restarted = true;
+        Ok(t)
+    }
+
+    fn serial(&self, first: Option<Connection>, tasks: Vec<Task>) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        let mut queue: VecDeque<Task> = tasks.into();
+        let mut conn = first;
+        // Connection failures since the last file arrived.
+        let mut failures = 0u32;
+        while !queue.is_empty() {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => match Connection::connect(&self.settings.server, self.settings.timeout) {
+                    Ok(c) => conn.insert(c),
+                    Err(e) => {
+                        failures += 1;
+                        if !transient(&e) || failures > self.settings.retries {
+                            let why = e.to_string();
+                            let unreachable = connection_level(&e);
+                            for t in queue.drain(..) {
+                                let mut o =
+                                    report(self.progress, &t.name, Err(why.clone()), t.retries);
+                                o.unreachable = unreachable;
+                                outcomes.push(o);
+                            }
+                            break;
+                        }
+                        let wait = backoff(failures - 1);
+                        let front = queue.front().map(|t| t.name.clone()).unwrap_or_default();
+                        self.announce_retry(&front, &e.to_string(), failures, wait);
+                        std::thread::sleep(wait);
+                        continue;
+                    }
+                },
+            };
+            let mut in_flight: VecDeque<(Task, Plan)> = VecDeque::new();
+            match self.pipeline(c, &mut queue, &mut in_flight, &mut outcomes, &mut failures) {
+                Ok(()) => {}
+                Err(e) => {
+                    conn = None;
+                    // Unanswered requests go back in line, in order; only
+                    // the file in progress is charged a retry.
+                    while let Some((t, _)) = in_flight.pop_back() {
+                        queue.push_front(t);
+                    }
+                    failures += 1;
+                    let Some(mut t) = queue.pop_front() else {
+                        continue;
+                    };
+                    if !transient(&e) || t.retries >= self.settings.retries {
+                        let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
+                        o.unreachable = connection_level(&e);
+                        outcomes.push(o);
+                        continue;
+                    }
+                    t.retries += 1;
+                    let wait = backoff(t.retries - 1);
+                    self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
+                    queue.push_front(t);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        if let Some(c) = conn {
+            c.quit();
+        }
+        outcomes
+    }
+
+    /// Streams the queue over one connection, keeping a window of requests
+    /// in flight so small files arrive back to back. Returns when the queue
+    /// is empty, or with the connection's error (unanswered requests left
+    /// in `in_flight`).
+    fn pipeline(
+        &self,
+        c: &mut Connection,
+        queue: &mut VecDeque<Task>,
+        in_flight: &mut VecDeque<(Task, Plan)>,
+        outcomes: &mut Vec<Outcome>,
+        failures: &mut u32,
+    ) -> Result<(), Error> {
+        let request_len = |name: &str| name.len() + 40;
+        let mut in_flight_bytes = 0usize;
+        loop {
+            let mut sent = false;
+            while in_flight.len() < WINDOW_REQUESTS {
+                let Some(next) = queue.front() else { break };
+                let len = request_len(&next.name);
+                if !in_flight.is_empty() && in_flight_bytes + len > WINDOW_BYTES {
+                    break;
+                }
+                let t = queue.pop_front().expect("front exists");
+                let plan = match self.plan(&t) {
+                    Ok(p) => p,
+                    Err(why) => {
+                        outcomes.push(report(self.progress, &t.name, Err(why), t.retries));
+                        continue;
+                    }
+                };
+                c.send(&Self::request(&plan))?;
+                in_flight_bytes += len;
+                in_flight.push_back((t, plan));
+                sent = true;
+            }
+            if sent {
+                c.flush()?;
+            }
+            let Some((_, plan)) = in_flight.front() else {
+                return Ok(());
+            };
+            let got = self.receive(c, plan)?;
+            let (t, plan) = in_flight.pop_front().expect("front exists");
+            in_flight_bytes -= request_len(&t.name);
+            match got {
+                Received::Arrived(mut a) => {
+                    *failures = 0;
+                    a.retries = t.retries + u32::from(t.restarted);
+                    outcomes.extend(
+                        self.dest
+                            .complete(*a)
+                            .into_iter()
+                            .map(|r| settled(self.progress, r)),
+                    );
+                }
+                Received::Failed(Failure::Permanent(why)) => {
+                    self.dest.discard(&plan);
+                    outcomes.push(report(self.progress, &t.name, Err(why), t.retries));
+                }
+                Received::Failed(Failure::Corrupt(why)) => match self.corrupt(t, &plan, why) {
+                    Ok(again) => queue.push_front(again),
+                    Err(o) => outcomes.push(o),
+                },
+            }
+        }
+    }
+
+    fn parallel(&self, tasks: Vec<Task>) -> Result<Vec<Outcome>, Error> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.settings.jobs.min(tasks.len()))
+            .thread_name(|i| format!("get-{i}"))
+            .build()
+            .map_err(|e| Error::io("cannot start download threads", std::io::Error::other(e)))?;
+        Ok(pool.install(|| {
+            tasks
+                .into_par_iter()
+                .flat_map_iter(|t| self.fetch_alone(t))
+                .collect()
+        }))
+    }
+
+    /// One file over its own connection, with retries.
+    fn fetch_alone(&self, mut t: Task) -> Vec<Outcome> {
+        loop {
+            let plan = match self.plan(&t) {
+                Ok(p) => p,
+                Err(why) => return vec![report(self.progress, &t.name, Err(why), t.retries)],
+            };
+            let attempt = || -> Result<Received, Error> {
+                let mut c = Connection::connect(&self.settings.server, self.settings.timeout)?;
+                c.send(&Self::request(&plan))?;
+                c.send(&Request::Quit)?;
+                c.flush()?;
+                self.receive(&mut c, &plan)
+            };
+            match attempt() {
+                Ok(Received::Arrived(mut a)) => {
+                    a.retries = t.retries + u32::from(t.restarted);
+                    return self
+                        .dest
+                        .complete(*a)
+                        .into_iter()
+                        .map(|r| settled(self.progress, r))
+                        .collect();
+                }
+                Ok(Received::Failed(Failure::Permanent(why))) => {
+                    self.dest.discard(&plan);
+                    return vec![report(self.progress, &t.name, Err(why), t.retries)];
+                }
+                Ok(Received::Failed(Failure::Corrupt(why))) => match self.corrupt(t, &plan, why) {
+                    Ok(again) => t = again,
+                    Err(o) => return vec![o],
+                },
+                Err(e) => {
+                    if !transient(&e) || t.retries >= self.settings.retries {
+                        let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
+                        o.unreachable = connection_level(&e);
+                        return vec![o];
+                    }
+                    t.retries += 1;
+                    let wait = backoff(t.retries - 1);
+                    self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+    }
+
+    /// Receives the next file on `c` into its part. `Err`: the connection
+    /// failed (the part is kept when it can be resumed).
+    fn receive(&self, c: &mut Connection, plan: &Plan) -> Result<Received, Error> {
+        let mut sink = LocalFile::new(self.dest, plan, self.progress);
+        let got = c.receive_file(plan.offset, &mut sink);
+        match got {
+            Ok(Ok(received)) => Ok(match sink.finish(&received.trailer) {
+                Ok(a) => Received::Arrived(Box::new(a)),
+                Err(f) => Received::Failed(f),
+            }),
+            Ok(Err(FileError::Refused(e))) => Ok(Received::Failed(match e.code {
+                ErrorCode::NotRegularFile => {
+                    Failure::Permanent(format!("{e} (use -r to download folders)"))
+                }
+                ErrorCode::SourceChanged => Failure::Corrupt(e.to_string()),
+                _ => Failure::Permanent(e.to_string()),
+            })),
+            Ok(Err(FileError::Local(e))) => Ok(Received::Failed(Failure::Permanent(e.to_string()))),
+            Err(e) => {
+                if !sink.resumable() {
+                    self.dest.discard(plan);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn report(progress: &Progress, name: &str, r: Result<Done, String>, retries: u32) -> Outcome {
+    match &r {
+        Ok(d) => progress.file_done(name, d.bytes, d.secs),
+        Err(why) => progress.file_failed(name, why),
+    }
+    Outcome {
+        name: name.to_string(),
+        result: r,
+        unreachable: false,
+        retries,
+    }
+}
+
+/// The outcome of a file the destination has settled (placed or failed).
+fn settled(progress: &Progress, r: Result<Placed, (String, String)>) -> Outcome {
+    match r {
+        Ok(p) => report(
+            progress,
+            &p.name,
+            Ok(Done {
+                bytes: p.bytes,
+                secs: p.secs,
+                path: p.path,
+                digest: Some(p.digest),
+                resumed_from: p.resumed_from,
+                skipped: false,
+            }),
+            p.retries,
+        ),
+        Err((name, why)) => report(progress, &name, Err(why), 0),
+    }
+}

@@ -1,0 +1,526 @@
+use crate::util::*;
+use fxfer::protocol::{ErrorCode, Hello, Request, Response};
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const BIG: usize = 256 << 20;
+
+/// Waits (bounded) until `cond` holds.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    false
+}
+
+fn size_of(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn json(o: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+}
+
+#[test]
+fn server_killed_mid_file_then_rerun_resumes_and_sends_only_the_rest() {
+    let mut s1 = Server::with_files(|h| write(h, "big.bin", &bytes(21, BIG)));
+    let dl = s1.work.join("dl");
+    let part = dl.join("big.bin.fxfer-part");
+    let client = s1
+        .client("get")
+        .args(["--retries", "1", "--dir", "dl", "big.bin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || size_of(&part) > 16 << 20),
+        "download never got going"
+    );
+    s1.child.kill().unwrap(); // SIGKILL
+    let _ = s1.child.wait();
+    let out = client.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        !dl.join("big.bin").exists(),
+        "no final file after a failed download"
+    );
+    let have = size_of(&part);
+    assert!(have > 0 && (have as usize) < BIG, "partial kept: {have}");
+    assert!(dl.join("big.bin.fxfer-resume").exists());
+
+    // A new server on the same folder; the rerun resumes.
+    let s2 = Server::builder().host(&s1.host).start();
+    let o = fxfer(&s1.work)
+        .args([
+            "get",
+            "--json",
+            "--dir",
+            "dl",
+            "--port",
+            &s2.port.to_string(),
+            "big.bin",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let v = json(&o);
+    let f = &v["files"][0];
+    let from = f["resumed_from"].as_u64().unwrap();
+    assert!(from > 0 && from <= have, "resumed from {from}, had {have}");
+    assert_eq!(f["bytes"].as_u64().unwrap(), BIG as u64 - from);
+    let got = std::fs::read(dl.join("big.bin")).unwrap();
+    assert!(got == bytes(21, BIG), "resumed file differs");
+    assert_eq!(
+        f["digest"].as_str().unwrap(),
+        format!("blake3:{}", blake3::hash(&got).to_hex())
+    );
+    assert!(!part.exists() && !dl.join("big.bin.fxfer-resume").exists());
+    let log = s2.wait_log("sent \"big.bin\"");
+    assert!(
+        log.contains(&format!("({} bytes from offset {from})", BIG as u64 - from)),
+        "{log}"
+    );
+}
+
+#[test]
+fn changed_source_restarts_a_resume_from_zero() {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(1, 4 << 20)));
+    let dl = s.work.join("downloads");
+    std::fs::create_dir_all(&dl).unwrap();
+    // A partial copy of an older version of the file.
+    std::fs::write(dl.join("f.bin.fxfer-part"), bytes(2, 1 << 20)).unwrap();
+    std::fs::write(
+        dl.join("f.bin.fxfer-resume"),
+        "fxfer-resume 1\n4194304 1 0\n",
+    )
+    .unwrap();
+    let o = s.get(&["--json", "f.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["files"][0]["resumed_from"], 0);
+    assert!(std::fs::read(dl.join("f.bin")).unwrap() == bytes(1, 4 << 20));
+    // --no-resume ignores a matching partial too.
+    std::fs::write(dl.join("f.bin.fxfer-part"), bytes(1, 1 << 20)).unwrap();
+    let o = s.get(&["--json", "--no-resume", "f.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["files"][0]["resumed_from"], 0);
+    assert_eq!(tree(&dl), ["f.bin"], "no partial lingers");
+}
+
+/// A TCP proxy between client and server that damages the server's
+/// answers: flips one byte in every `flip.0` bytes of the first `flip.1`
+/// bytes, or ends the stream
+/// after `cut_at` bytes. Only the first `bad_conns` connections are damaged.
+struct Proxy {
+    port: u16,
+    conns: Arc<AtomicUsize>,
+}
+
+fn proxy(
+    server_port: u16,
+    flip: Option<(usize, usize)>,
+    cut_at: Option<usize>,
+    bad_conns: usize,
+) -> Proxy {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&conns);
+    std::thread::spawn(move || {
+        for c in l.incoming().take(16) {
+            let Ok(client) = c else { break };
+            let n = count.fetch_add(1, Ordering::SeqCst);
+            let bad = n < bad_conns;
+            let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+            let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c_r, &mut s_w);
+                let _ = s_w.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut s_r, mut c_w) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut pos = 0usize;
+                loop {
+                    let k = match s_r.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => k,
+                    };
+                    let mut end = k;
+                    if bad {
+                        if let Some((every, until)) = flip {
+                            for (i, b) in buf[..k].iter_mut().enumerate() {
+                                if pos + i < until && (pos + i) % every == every - 1 {
+                                    *b ^= 0x01;
+                                }
+                            }
+                        }
+                        if let Some(cut) = cut_at {
+                            if pos + k >= cut {
+                                end = cut - pos;
+                                let _ = c_w.write_all(&buf[..end]);
+                                break;
+                            }
+                        }
+                    }
+                    if c_w.write_all(&buf[..end]).is_err() {
+                        break;
+                    }
+                    pos += k;
+                }
+                let _ = c_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    Proxy { port, conns }
+}
+
+#[test]
+fn corrupted_bytes_are_caught_and_never_renamed_into_place() {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(5, 3 << 20)));
+    // Damaged on every connection: fails after one fresh retry.
+    let p = proxy(s.port, Some((1 << 20, usize::MAX)), None, usize::MAX);
+    let o = fxfer(&s.work)
+        .args(["get", "--json", "--port", &p.port.to_string(), "f.bin"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    let v = json(&o);
+    assert!(
+        v["files"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("digest mismatch"),
+        "{v}"
+    );
+    assert_eq!(v["files"][0]["retries"], 1);
+    assert!(
+        tree(&s.downloads()).is_empty(),
+        "{:?}",
+        tree(&s.downloads())
+    );
+    assert_eq!(p.conns.load(Ordering::SeqCst), 1);
+
+    // Damaged only in the first answer: the fresh retry gets clean bytes.
+    let p = proxy(s.port, Some((2 << 20, 3 << 20)), None, 1);
+    let o = fxfer(&s.work)
+        .args(["get", "--json", "--port", &p.port.to_string(), "f.bin"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["files"][0]["retries"], 1);
+    assert!(std::fs::read(s.downloads().join("f.bin")).unwrap() == bytes(5, 3 << 20));
+}
+
+#[test]
+fn truncated_stream_is_retried_and_resumed() {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(6, 8 << 20)));
+    // The first two connections end after ~3 MiB; the third gets through.
+    let p = proxy(s.port, None, Some(3 << 20), 2);
+    let o = fxfer(&s.work)
+        .args([
+            "get",
+            "--json",
+            "--retries",
+            "3",
+            "--port",
+            &p.port.to_string(),
+            "f.bin",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["files"][0]["retries"], 2, "{v}");
+    assert!(v["files"][0]["resumed_from"].as_u64().unwrap() > 0, "{v}");
+    assert!(std::fs::read(s.downloads().join("f.bin")).unwrap() == bytes(6, 8 << 20));
+    assert!(
+        stderr(&o).matches("retrying in").count() == 2,
+        "{}",
+        stderr(&o)
+    );
+
+    // With no retries allowed, a cut stream fails cleanly and keeps the part.
+    let _ = std::fs::remove_dir_all(s.downloads());
+    let p = proxy(s.port, None, Some(3 << 20), usize::MAX);
+    let o = fxfer(&s.work)
+        .args([
+            "get",
+            "--retries",
+            "0",
+            "--port",
+            &p.port.to_string(),
+            "f.bin",
+        ])
+        .output()
+        .unwrap();
+    // Every failure was the connection's: exit 3.
+    assert_exit(&o, 3);
+    assert!(!s.downloads().join("f.bin").exists());
+    assert!(s.downloads().join("f.bin.fxfer-part").exists());
+}
+
+/// Reads a GET's answer slowly so the server is mid-send; `mutate` runs
+/// then. The answer must not end in a clean END.
+fn source_change_is_detected(mutate: impl FnOnce(&Path)) {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(8, 64 << 20)));
+    let mut c = s.connect();
+    let mut msg = Vec::new();
+    Hello::current().write_to(&mut msg).unwrap();
+    Request::get("f.bin").write_to(&mut msg).unwrap();
+    c.write_all(&msg).unwrap();
+    let mut r = BufReader::new(c);
+    Hello::read_from(&mut r).unwrap();
+    assert!(matches!(
+        Response::read_from(&mut r).unwrap(),
+        Response::File(_)
+    ));
+    let mut sink = vec![0u8; 1 << 20];
+    r.read_exact(&mut sink).unwrap();
+    // Give the server time to fill the socket buffers, then change the file.
+    std::thread::sleep(Duration::from_millis(200));
+    mutate(&s.host.join("f.bin"));
+    let verdict = loop {
+        match Response::read_from(&mut r) {
+            Ok(Response::Data { len }) => {
+                let mut left = len as usize;
+                while left > 0 {
+                    let n = left.min(sink.len());
+                    if r.read_exact(&mut sink[..n]).is_err() {
+                        break;
+                    }
+                    left -= n;
+                }
+            }
+            Ok(Response::End(_)) => break "clean end",
+            Ok(Response::Error(e)) => {
+                assert_eq!(e.code, ErrorCode::SourceChanged, "{e}");
+                break "error frame";
+            }
+            Ok(other) => panic!("{other:?}"),
+            Err(_) => break "connection closed",
+        }
+    };
+    assert_ne!(
+        verdict, "clean end",
+        "a changed file was delivered as complete"
+    );
+}
+
+#[test]
+fn source_truncated_while_sent_is_detected() {
+    source_change_is_detected(|p| {
+        let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.set_len(8 << 20).unwrap();
+    });
+}
+
+#[test]
+fn source_rewritten_while_sent_is_detected() {
+    source_change_is_detected(|p| {
+        // Same size, new content and modification time.
+        std::thread::sleep(Duration::from_millis(20));
+        let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.write_all(&bytes(9, 1 << 20)).unwrap();
+    });
+}
+
+/// A small filesystem mounted for one test (root only); unmounted on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(dir: &Path, opts: &str) -> Option<Mount> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_disk_is_a_clear_error_and_leaves_nothing() {
+    let s = Server::with_files(|h| {
+        write(h, "big.bin", &bytes(3, 4 << 20));
+        write(h, "small.txt", b"fits");
+    });
+    let dir = s.work.join("tiny");
+    let Some(_m) = Mount::tmpfs(&dir, "size=1m") else {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    // Serially: the big file fails alone, the small one after it fits.
+    let o = s
+        .client("get")
+        .args(["--dir", "tiny", "big.bin", "small.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(err.contains("big.bin: cannot write"), "{err}");
+    assert!(
+        err.contains("big.bin.fxfer-part: no space left on device"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(tree(&dir), ["small.txt"], "only the file that fit");
+    std::fs::remove_file(dir.join("small.txt")).unwrap();
+    // In parallel: whatever fails, nothing incomplete is left behind.
+    let o = s
+        .client("get")
+        .args(["--parallel", "--dir", "tiny", "big.bin", "small.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    assert!(stderr(&o).contains("no space left on device"));
+    assert!(!dir.join("big.bin").exists());
+    assert!(
+        tree(&dir).iter().all(|f| f == "small.txt"),
+        "{:?}",
+        tree(&dir)
+    );
+}
+
+#[test]
+fn read_only_download_folder_is_a_clear_error() {
+    let s = Server::with_files(|h| write(h, "f.txt", b"x"));
+    let dir = s.work.join("ro");
+    let mount = Mount::tmpfs(&dir, "ro,size=1m");
+    if mount.is_none() {
+        std::fs::create_dir_all(&dir).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    let o = s
+        .client("get")
+        .args(["--dir", "ro", "f.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot create") && err.contains("ro/f.txt.fxfer-part"),
+        "{err}"
+    );
+    assert!(
+        err.contains("read-only file system") || err.contains("permission denied"),
+        "{err}"
+    );
+    assert!(!dir.join("f.txt").exists());
+}
+
+#[test]
+fn client_killed_mid_parallel_run_then_rerun_completes_everything() {
+    let n = 24;
+    let s = Server::with_files(move |h| {
+        for i in 0..n {
+            write(h, &format!("f{i:02}.bin"), &bytes(100 + i as u64, 6 << 20));
+        }
+    });
+    let names: Vec<String> = (0..n).map(|i| format!("f{i:02}.bin")).collect();
+    let mut client = s
+        .client("get")
+        .args(["--parallel", "--jobs", "4"])
+        .args(&names)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dl = s.downloads();
+    wait_until(Duration::from_secs(30), || {
+        std::fs::read_dir(&dl)
+            .map(|d| d.count() >= 6)
+            .unwrap_or(false)
+    });
+    client.kill().unwrap();
+    let _ = client.wait();
+    let o = s
+        .client("get")
+        .args(["--parallel", "--jobs", "4", "--json"])
+        .args(&names)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    for (i, name) in names.iter().enumerate() {
+        let got = std::fs::read(dl.join(name)).unwrap();
+        assert!(got == bytes(100 + i as u64, 6 << 20), "{name} differs");
+    }
+    assert_eq!(tree(&dl), names, "no partial files linger");
+}
+
+#[test]
+fn no_clobber_keeps_existing_files_and_reports_them_skipped() {
+    let s = Server::with_files(|h| {
+        write(h, "a.txt", b"server a");
+        write(h, "b.txt", b"server b");
+    });
+    std::fs::create_dir_all(s.downloads()).unwrap();
+    std::fs::write(s.downloads().join("a.txt"), b"mine").unwrap();
+    let o = s.get(&["--json", "--no-clobber", "a.txt", "b.txt"]);
+    assert_exit(&o, 0);
+    let v = json(&o);
+    assert_eq!(v["files"][0]["status"], "skipped");
+    assert_eq!(v["totals"]["skipped"], 1);
+    assert_eq!(std::fs::read(s.downloads().join("a.txt")).unwrap(), b"mine");
+    assert_eq!(
+        std::fs::read(s.downloads().join("b.txt")).unwrap(),
+        b"server b"
+    );
+    // Without it, the existing file is replaced.
+    assert_exit(&s.get(&["a.txt"]), 0);
+    assert_eq!(
+        std::fs::read(s.downloads().join("a.txt")).unwrap(),
+        b"server a"
+    );
+}
+
+#[test]
+fn stalled_server_times_out_instead_of_hanging() {
+    // A listener that accepts and then says nothing.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || {
+        let mut keep = Vec::new();
+        for c in l.incoming().take(2) {
+            keep.push(c);
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let o = fxfer(dir.path())
+        .args([
+            "get",
+            "--timeout",
+            "1",
+            "--retries",
+            "1",
+            "--port",
+            &port.to_string(),
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
+    drop(held);
+}
