@@ -86,6 +86,8 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('--no-resume', '--no-resume', [CompletionResultType]::ParameterName, 'Start over instead of resuming partial downloads')
             [CompletionResult]::new('-n', '-n', [CompletionResultType]::ParameterName, 'Keep existing local files; report them as skipped')
             [CompletionResult]::new('--no-clobber', '--no-clobber', [CompletionResultType]::ParameterName, 'Keep existing local files; report them as skipped')
+            [CompletionResult]::new('--no-fsync', '--no-fsync', [CompletionResultType]::ParameterName, 'Skip flushing files to disk before renaming them: faster, but a crash right after may lose recent downloads')
+            [CompletionResult]::new('--fsync', '--fsync', [CompletionResultType]::ParameterName, 'Flush every file to disk before renaming it into place (the default)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')

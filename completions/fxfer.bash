@@ -95,7 +95,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -r -n -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --config --quiet --verbose --help"
+            opts="-j -r -n -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -80,6 +80,8 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --no-resume 'Start over instead of resuming partial downloads'
             cand -n 'Keep existing local files; report them as skipped'
             cand --no-clobber 'Keep existing local files; report them as skipped'
+            cand --no-fsync 'Skip flushing files to disk before renaming them: faster, but a crash right after may lose recent downloads'
+            cand --fsync 'Flush every file to disk before renaming it into place (the default)'
             cand -q 'Print only errors'
             cand --quiet 'Print only errors'
             cand -v 'More log output on stderr (-v info, -vv debug)'

@@ -66,6 +66,8 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s r -l recursive -d 'D
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l json -d 'Print one JSON report (per file: name, status, error, bytes, seconds, path, digest, retries; plus totals) and nothing else on stdout'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-resume -d 'Start over instead of resuming partial downloads'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s n -l no-clobber -d 'Keep existing local files; report them as skipped'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-fsync -d 'Skip flushing files to disk before renaming them: faster, but a crash right after may lose recent downloads'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l fsync -d 'Flush every file to disk before renaming it into place (the default)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'

@@ -162,6 +162,15 @@ pub struct GetArgs {
     /// Keep existing local files; report them as skipped
     #[arg(long, short = 'n')]
     pub no_clobber: bool,
+
+    /// Skip flushing files to disk before renaming them: faster, but a
+    /// crash right after may lose recent downloads
+    #[arg(long, overrides_with = "fsync")]
+    pub no_fsync: bool,
+
+    /// Flush every file to disk before renaming it into place (the default)
+    #[arg(long, overrides_with = "no_fsync")]
+    pub fsync: bool,
 }
 
 #[derive(Debug, Args)]

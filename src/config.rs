@@ -67,6 +67,8 @@ pub struct ClientFile {
     /// Seconds without progress (connecting, or bytes arriving) before a
     /// transfer counts as failed.
     pub timeout: Option<u64>,
+    /// Flush each file to disk before giving it its final name.
+    pub fsync: Option<bool>,
 }
 
 /// Where a config file was found (for messages).
@@ -248,6 +250,8 @@ pub struct GetSettings {
     pub resume: bool,
     /// Keep existing local files (--no-clobber).
     pub no_clobber: bool,
+    /// Flush files to disk before renaming them into place.
+    pub fsync: bool,
 }
 
 impl GetSettings {
@@ -284,6 +288,13 @@ impl GetSettings {
             timeout: timeout(args.timeout.or_else(|| f.and_then(|f| f.timeout)))?,
             resume: !args.no_resume,
             no_clobber: args.no_clobber,
+            fsync: if args.no_fsync {
+                false
+            } else if args.fsync {
+                true
+            } else {
+                f.and_then(|f| f.fsync).unwrap_or(true)
+            },
         })
     }
 }
@@ -315,6 +326,7 @@ impl GetSettings {
             timeout: timeout(f.and_then(|f| f.timeout))?,
             resume: true,
             no_clobber: false,
+            fsync: f.and_then(|f| f.fsync).unwrap_or(true),
         })
     }
 }

@@ -230,5 +230,6 @@ fn shell_cmd(cli: &Cli, a: &ShellArgs) -> Result<Exit, Error> {
         jobs: get.jobs,
         retries: get.retries,
         timeout: get.timeout,
+        fsync: get.fsync,
     })
 }

@@ -49,6 +49,7 @@ pub struct ShellSettings {
     pub jobs: usize,
     pub retries: u32,
     pub timeout: std::time::Duration,
+    pub fsync: bool,
 }
 
 struct Session {
@@ -313,6 +314,7 @@ impl Session {
             timeout: self.settings.timeout,
             resume: true,
             no_clobber: false,
+            fsync: self.settings.fsync,
         };
         let progress = Progress::new(false, false);
         match transfer::get(&settings, &names, &progress) {

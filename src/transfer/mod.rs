@@ -123,10 +123,9 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             e,
         )
     })?;
-    let dest = Dest::new(
-        fs::canonicalize(dir)
-            .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?,
-    );
+    let root = fs::canonicalize(dir)
+        .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?;
+    let dest = Dest::new(root, settings.fsync);
 
     // Patterns and folders need the server's listing; a serial run then
     // keeps using the same connection.
