@@ -45,7 +45,14 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Log file [default: fxfer-server.log]')
             [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most clients served at once; more get a "busy" error [default: 64]')
             [CompletionResult]::new('--grace-period', '--grace-period', [CompletionResultType]::ParameterName, 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]')
+            [CompletionResult]::new('--max-connections-per-ip', '--max-connections-per-ip', [CompletionResultType]::ParameterName, 'Most connections from one IP address at once [default: 16]')
+            [CompletionResult]::new('--handshake-timeout', '--handshake-timeout', [CompletionResultType]::ParameterName, 'Seconds a new connection has to complete the handshake [default: 10]')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Seconds an idle connection is kept open [default: 300]')
+            [CompletionResult]::new('--write-timeout', '--write-timeout', [CompletionResultType]::ParameterName, 'Seconds a client may stop reading before it is dropped [default: 60]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'Require this shared token from clients (or set FXFER_TOKEN)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
+            [CompletionResult]::new('--hidden', '--hidden', [CompletionResultType]::ParameterName, 'List and serve dot-files too')
+            [CompletionResult]::new('--no-hidden', '--no-hidden', [CompletionResultType]::ParameterName, 'Keep dot-files hidden (the default)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print only errors')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output on stderr (-v info, -vv debug)')
@@ -57,6 +64,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
         'fxfer;ls' {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the server''s shared token (or set FXFER_TOKEN)')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
             [CompletionResult]::new('-R', '-R ', [CompletionResultType]::ParameterName, 'List subfolders too')
             [CompletionResult]::new('--recursive', '--recursive', [CompletionResultType]::ParameterName, 'List subfolders too')
@@ -72,6 +80,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
         'fxfer;get' {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the server''s shared token (or set FXFER_TOKEN)')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Download folder, created when missing [default: ./downloads]')
             [CompletionResult]::new('-j', '-j', [CompletionResultType]::ParameterName, 'Most downloads at once with --parallel [default: 8]')
             [CompletionResult]::new('--jobs', '--jobs', [CompletionResultType]::ParameterName, 'Most downloads at once with --parallel [default: 8]')
@@ -99,6 +108,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
         'fxfer;shell' {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
+            [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the server''s shared token (or set FXFER_TOKEN)')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Download folder, created on first download [default: ./downloads]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print only errors')

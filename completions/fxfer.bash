@@ -95,7 +95,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -r -n -q -v -h --ip --port --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
+            opts="-j -r -n -q -v -h --ip --port --token-file --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -106,6 +106,10 @@ _fxfer() {
                     return 0
                     ;;
                 --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -239,7 +243,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__ls)
-            opts="-R -q -v -h --ip --port --recursive --json --config --quiet --verbose --help"
+            opts="-R -q -v -h --ip --port --token-file --recursive --json --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -250,6 +254,10 @@ _fxfer() {
                     return 0
                     ;;
                 --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -265,7 +273,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__serve)
-            opts="-q -v -h --ip --port --dir --log-file --max-connections --grace-period --config --quiet --verbose --help"
+            opts="-q -v -h --ip --port --dir --log-file --max-connections --grace-period --max-connections-per-ip --handshake-timeout --idle-timeout --write-timeout --token-file --hidden --no-hidden --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -295,6 +303,26 @@ _fxfer() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --max-connections-per-ip)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --handshake-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --write-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -307,7 +335,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__shell)
-            opts="-q -v -h --ip --port --dir --config --quiet --verbose --help"
+            opts="-q -v -h --ip --port --token-file --dir --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -318,6 +346,10 @@ _fxfer() {
                     return 0
                     ;;
                 --port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

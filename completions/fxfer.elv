@@ -41,7 +41,14 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --log-file 'Log file [default: fxfer-server.log]'
             cand --max-connections 'Most clients served at once; more get a "busy" error [default: 64]'
             cand --grace-period 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]'
+            cand --max-connections-per-ip 'Most connections from one IP address at once [default: 16]'
+            cand --handshake-timeout 'Seconds a new connection has to complete the handshake [default: 10]'
+            cand --idle-timeout 'Seconds an idle connection is kept open [default: 300]'
+            cand --write-timeout 'Seconds a client may stop reading before it is dropped [default: 60]'
+            cand --token-file 'Require this shared token from clients (or set FXFER_TOKEN)'
             cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
+            cand --hidden 'List and serve dot-files too'
+            cand --no-hidden 'Keep dot-files hidden (the default)'
             cand -q 'Print only errors'
             cand --quiet 'Print only errors'
             cand -v 'More log output on stderr (-v info, -vv debug)'
@@ -52,6 +59,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
         &'fxfer;ls'= {
             cand --ip 'Server address or host name [default: 127.0.0.1]'
             cand --port 'Server port [default: 9000]'
+            cand --token-file 'File holding the server''s shared token (or set FXFER_TOKEN)'
             cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
             cand -R 'List subfolders too'
             cand --recursive 'List subfolders too'
@@ -66,6 +74,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
         &'fxfer;get'= {
             cand --ip 'Server address or host name [default: 127.0.0.1]'
             cand --port 'Server port [default: 9000]'
+            cand --token-file 'File holding the server''s shared token (or set FXFER_TOKEN)'
             cand --dir 'Download folder, created when missing [default: ./downloads]'
             cand -j 'Most downloads at once with --parallel [default: 8]'
             cand --jobs 'Most downloads at once with --parallel [default: 8]'
@@ -92,6 +101,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
         &'fxfer;shell'= {
             cand --ip 'Server address or host name [default: 127.0.0.1]'
             cand --port 'Server port [default: 9000]'
+            cand --token-file 'File holding the server''s shared token (or set FXFER_TOKEN)'
             cand --dir 'Download folder, created on first download [default: ./downloads]'
             cand --config 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)'
             cand -q 'Print only errors'

@@ -41,12 +41,20 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l dir -d 'Folder to 
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l log-file -d 'Log file [default: fxfer-server.log]' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l max-connections -d 'Most clients served at once; more get a "busy" error [default: 64]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l grace-period -d 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l max-connections-per-ip -d 'Most connections from one IP address at once [default: 16]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l handshake-timeout -d 'Seconds a new connection has to complete the handshake [default: 10]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l idle-timeout -d 'Seconds an idle connection is kept open [default: 300]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l write-timeout -d 'Seconds a client may stop reading before it is dropped [default: 60]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l token-file -d 'Require this shared token from clients (or set FXFER_TOKEN)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l hidden -d 'List and serve dot-files too'
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l no-hidden -d 'Keep dot-files hidden (the default)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l token-file -d 'File holding the server\'s shared token (or set FXFER_TOKEN)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s R -l recursive -d 'List subfolders too'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l json -d 'Print one JSON array (exact sizes, Unix times) and nothing else'
@@ -55,6 +63,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s v -l verbose -d 'More
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s h -l help -d 'Print help'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l token-file -d 'File holding the server\'s shared token (or set FXFER_TOKEN)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l dir -d 'Download folder, created when missing [default: ./downloads]' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s j -l jobs -d 'Most downloads at once with --parallel [default: 8]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l retries -d 'Retries after a transient failure (connection refused, reset or timed out), resuming from the partial data [default: 3]' -r
@@ -73,6 +82,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'Mor
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'
 complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l port -d 'Server port [default: 9000]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l token-file -d 'File holding the server\'s shared token (or set FXFER_TOKEN)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l dir -d 'Download folder, created on first download [default: ./downloads]' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand shell" -s q -l quiet -d 'Print only errors'

@@ -62,6 +62,10 @@ pub struct ServerAddrArgs {
     /// Server port [default: 9000]
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
+
+    /// File holding the server's shared token (or set FXFER_TOKEN)
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +94,34 @@ pub struct ServeArgs {
     /// SIGTERM [default: 10]
     #[arg(long, value_name = "SECS")]
     pub grace_period: Option<u64>,
+
+    /// Most connections from one IP address at once [default: 16]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Seconds a new connection has to complete the handshake [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub handshake_timeout: Option<u64>,
+
+    /// Seconds an idle connection is kept open [default: 300]
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout: Option<u64>,
+
+    /// Seconds a client may stop reading before it is dropped [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub write_timeout: Option<u64>,
+
+    /// Require this shared token from clients (or set FXFER_TOKEN)
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// List and serve dot-files too
+    #[arg(long, overrides_with = "no_hidden")]
+    pub hidden: bool,
+
+    /// Keep dot-files hidden (the default)
+    #[arg(long, overrides_with = "hidden")]
+    pub no_hidden: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,10 @@ pub const DEFAULT_DOWNLOAD_DIR: &str = "./downloads";
 pub const DEFAULT_LOG_FILE: &str = "fxfer-server.log";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub const DEFAULT_GRACE_SECS: u64 = 10;
+pub const DEFAULT_MAX_PER_IP: usize = 16;
+pub const DEFAULT_HANDSHAKE_SECS: u64 = 10;
+pub const DEFAULT_IDLE_SECS: u64 = 300;
+pub const DEFAULT_WRITE_SECS: u64 = 60;
 pub const DEFAULT_JOBS: usize = 8;
 pub const DEFAULT_RETRIES: u32 = 3;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 30;
@@ -47,6 +51,18 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     /// Seconds transfers may take to finish after a shutdown signal.
     pub grace_period: Option<u64>,
+    /// Most connections from one IP address at once.
+    pub max_connections_per_ip: Option<usize>,
+    /// Seconds a new connection has to complete the handshake.
+    pub handshake_timeout: Option<u64>,
+    /// Seconds an idle connection is kept open.
+    pub idle_timeout: Option<u64>,
+    /// Seconds a client may stop reading before it is dropped.
+    pub write_timeout: Option<u64>,
+    /// File holding the shared token clients must prove they know.
+    pub token_file: Option<PathBuf>,
+    /// List and serve dot-files too.
+    pub hidden: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -69,6 +85,8 @@ pub struct ClientFile {
     pub timeout: Option<u64>,
     /// Flush each file to disk before giving it its final name.
     pub fsync: Option<bool>,
+    /// File holding the server's shared token.
+    pub token_file: Option<PathBuf>,
 }
 
 /// Where a config file was found (for messages).
@@ -153,6 +171,13 @@ pub struct ServerSettings {
     pub log_file: PathBuf,
     pub max_connections: usize,
     pub grace_period: Duration,
+    pub max_connections_per_ip: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Shared token clients must prove they know.
+    pub token: Option<Vec<u8>>,
+    pub hidden: bool,
 }
 
 impl ServerSettings {
@@ -197,8 +222,87 @@ impl ServerSettings {
                     .or_else(|| f.and_then(|f| f.grace_period))
                     .unwrap_or(DEFAULT_GRACE_SECS),
             ),
+            max_connections_per_ip: at_least_one(
+                "--max-connections-per-ip",
+                args.max_connections_per_ip
+                    .or_else(|| f.and_then(|f| f.max_connections_per_ip))
+                    .unwrap_or(DEFAULT_MAX_PER_IP),
+            )?,
+            handshake_timeout: secs(
+                "--handshake-timeout",
+                args.handshake_timeout
+                    .or_else(|| f.and_then(|f| f.handshake_timeout)),
+                DEFAULT_HANDSHAKE_SECS,
+            )?,
+            idle_timeout: secs(
+                "--idle-timeout",
+                args.idle_timeout.or_else(|| f.and_then(|f| f.idle_timeout)),
+                DEFAULT_IDLE_SECS,
+            )?,
+            write_timeout: secs(
+                "--write-timeout",
+                args.write_timeout
+                    .or_else(|| f.and_then(|f| f.write_timeout)),
+                DEFAULT_WRITE_SECS,
+            )?,
+            token: token(
+                args.token_file.as_deref(),
+                f.and_then(|f| f.token_file.as_deref()),
+            )?,
+            hidden: if args.hidden {
+                true
+            } else if args.no_hidden {
+                false
+            } else {
+                f.and_then(|f| f.hidden).unwrap_or(false)
+            },
         })
     }
+}
+
+fn at_least_one(flag: &str, n: usize) -> Result<usize, Error> {
+    if n == 0 {
+        return Err(Error::Usage(format!("'{flag}' must be at least 1")));
+    }
+    Ok(n)
+}
+
+fn secs(flag: &str, v: Option<u64>, default: u64) -> Result<Duration, Error> {
+    match v.unwrap_or(default) {
+        0 => Err(Error::Usage(format!("'{flag}' must be at least 1 second"))),
+        s => Ok(Duration::from_secs(s)),
+    }
+}
+
+/// The shared token: `--token-file`, then `$FXFER_TOKEN`, then the config
+/// file's `token_file`. Surrounding white space is not part of it.
+pub fn token(flag: Option<&Path>, file: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
+    let from_path = |p: &Path, what: &str| -> Result<Vec<u8>, Error> {
+        let text = std::fs::read(p).map_err(|e| {
+            Error::Config(format!(
+                "cannot read token file {} ({what}): {}",
+                p.display(),
+                describe_io(&e)
+            ))
+        })?;
+        let t = text.trim_ascii().to_vec();
+        if t.is_empty() {
+            return Err(Error::Config(format!(
+                "token file {} is empty",
+                p.display()
+            )));
+        }
+        Ok(t)
+    };
+    if let Some(p) = flag {
+        return from_path(p, "--token-file").map(Some);
+    }
+    if let Some(v) = std::env::var_os("FXFER_TOKEN").filter(|v| !v.is_empty()) {
+        use std::os::unix::ffi::OsStrExt;
+        return Ok(Some(v.as_bytes().trim_ascii().to_vec()));
+    }
+    file.map(|p| from_path(p, "token_file in the config file"))
+        .transpose()
 }
 
 /// Where the server is, resolved.
@@ -206,6 +310,8 @@ impl ServerSettings {
 pub struct ServerAddr {
     pub host: String,
     pub port: u16,
+    /// Shared token, when the server wants one.
+    pub token: Option<Vec<u8>>,
 }
 
 impl std::fmt::Display for ServerAddr {
@@ -219,9 +325,9 @@ impl std::fmt::Display for ServerAddr {
 }
 
 impl ServerAddr {
-    pub fn resolve(args: &ServerAddrArgs, loaded: &Loaded) -> ServerAddr {
+    pub fn resolve(args: &ServerAddrArgs, loaded: &Loaded) -> Result<ServerAddr, Error> {
         let f = loaded.file.client.as_ref();
-        ServerAddr {
+        Ok(ServerAddr {
             host: args
                 .ip
                 .clone()
@@ -231,7 +337,11 @@ impl ServerAddr {
                 .port
                 .or_else(|| f.and_then(|f| f.port))
                 .unwrap_or(DEFAULT_PORT),
-        }
+            token: token(
+                args.token_file.as_deref(),
+                f.and_then(|f| f.token_file.as_deref()),
+            )?,
+        })
     }
 }
 
@@ -272,7 +382,7 @@ impl GetSettings {
             return Err(Error::Usage("'--jobs' must be at least 1".into()));
         }
         Ok(GetSettings {
-            server: ServerAddr::resolve(&args.server, loaded),
+            server: ServerAddr::resolve(&args.server, loaded)?,
             download_dir: args
                 .dir
                 .clone()
@@ -313,7 +423,7 @@ impl GetSettings {
         let f = loaded.file.client.as_ref();
         let jobs = f.and_then(|f| f.jobs).unwrap_or(DEFAULT_JOBS).max(1);
         Ok(GetSettings {
-            server: ServerAddr::resolve(&args.server, loaded),
+            server: ServerAddr::resolve(&args.server, loaded)?,
             download_dir: args
                 .dir
                 .clone()

@@ -45,6 +45,9 @@ pub enum Error {
         context: String,
         cause: ProtocolError,
     },
+    /// The server wants a token we do not have, or refused ours.
+    #[error("{addr}: {reason}")]
+    Auth { addr: String, reason: String },
     /// The server refused a request.
     #[error("{0}")]
     Remote(ErrorFrame),
@@ -77,7 +80,7 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Usage(_) | Error::Config(_) => Exit::Usage,
-            Error::Connect { .. } | Error::Protocol { .. } => Exit::Connection,
+            Error::Connect { .. } | Error::Protocol { .. } | Error::Auth { .. } => Exit::Connection,
             Error::Remote(_) | Error::Io { .. } => Exit::Failed,
         }
     }

@@ -97,7 +97,7 @@ struct JsonEntry<'a> {
 
 fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
-    let server = ServerAddr::resolve(&a.server, &loaded);
+    let server = ServerAddr::resolve(&a.server, &loaded)?;
     let mut conn = Connection::connect(&server, fxfer::client::DEFAULT_TIMEOUT)?;
     let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
     let mut entries = conn.list(path, a.recursive)?;

@@ -4,10 +4,15 @@
 //! repaired.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 /// Why a relative path was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,70 +61,229 @@ pub fn split_relative(path: &str, allow_empty: bool) -> Result<Vec<&str>, BadPat
 pub enum Refusal {
     /// The path is malformed or leaves the root.
     Forbidden(String),
-    /// Nothing is there.
+    /// Nothing is there (or it is hidden).
     NotFound,
-    /// Something is there but we could not look at it.
+    /// Something is there, but not a regular file (or not a folder, when a
+    /// folder was asked for).
+    WrongKind,
+    /// Something is there but we could not open it.
     Io(io::Error),
 }
 
-/// The served folder, canonicalized once at start-up.
-#[derive(Debug, Clone)]
+/// What an open expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    File,
+    Dir,
+    /// Anything; opened with `O_PATH` (never reads, never blocks).
+    Any,
+}
+
+/// Most symlinks followed while resolving one path in the portable walk.
+const MAX_LINKS: usize = 40;
+
+/// The served folder. Every request is resolved against an open handle of
+/// it, with the kernel refusing any escape (`openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS`); where `openat2` is missing, a
+/// component-by-component walk that never follows a symlink blindly does the
+/// same. Checking a path string after the fact would race with renames.
+#[derive(Debug)]
 pub struct Root {
     canonical: PathBuf,
+    fd: OwnedFd,
+    /// Serve dot-files too.
+    pub hidden: bool,
+    /// Use the portable walk even where openat2 exists.
+    portable: bool,
 }
 
 impl Root {
     /// Opens the served root. A missing folder or a file in its place is an
     /// error now, not at the first request.
-    pub fn new(dir: &Path) -> Result<Root, String> {
-        let canonical = fs::canonicalize(dir).map_err(|e| {
+    pub fn new(dir: &Path, hidden: bool) -> Result<Root, String> {
+        let why = |e: io::Error| {
             format!(
                 "cannot serve {}: {}",
                 dir.display(),
                 crate::error::describe_io(&e)
             )
-        })?;
+        };
+        let canonical = fs::canonicalize(dir).map_err(why)?;
         if !canonical.is_dir() {
             return Err(format!("cannot serve {}: not a directory", dir.display()));
         }
-        fs::read_dir(&canonical).map_err(|e| {
-            format!(
-                "cannot serve {}: {}",
-                dir.display(),
-                crate::error::describe_io(&e)
-            )
-        })?;
-        Ok(Root { canonical })
+        fs::read_dir(&canonical).map_err(why)?;
+        let fd = rfs::open(
+            &canonical,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| why(e.into()))?;
+        Ok(Root {
+            canonical,
+            fd,
+            hidden,
+            // A debugging knob (and how the tests cover the walk).
+            portable: std::env::var_os("FXFER_PORTABLE_OPEN").is_some(),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.canonical
     }
 
-    /// Maps a request path to a path under the root, following symlinks only
-    /// as far as they stay inside it.
-    pub fn resolve(&self, rel: &str, allow_root: bool) -> Result<PathBuf, Refusal> {
-        let parts = split_relative(rel, allow_root).map_err(|e| Refusal::Forbidden(e.0.into()))?;
-        let mut joined = self.canonical.clone();
-        joined.extend(parts);
-        let real = match fs::canonicalize(&joined) {
-            Ok(p) => p,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Refusal::NotFound),
-            Err(e) => return Err(Refusal::Io(e)),
-        };
-        if !real.starts_with(&self.canonical) {
-            return Err(Refusal::Forbidden(
-                "path leads outside the served folder".into(),
-            ));
-        }
-        Ok(real)
+    /// Whether a name may be shown and served.
+    pub fn visible(&self, name: &str) -> bool {
+        self.hidden || !name.starts_with('.')
     }
 
-    /// Whether `path` (already under the root) stays inside it once its
-    /// symlinks are followed. Used to keep escaping links out of listings.
-    pub fn contains(&self, path: &Path) -> bool {
-        fs::canonicalize(path).is_ok_and(|p| p.starts_with(&self.canonical))
+    /// Opens `rel` (a protocol path; "" is the root itself for `Want::Dir`)
+    /// without ever leaving the root. Files are opened non-blocking, so a
+    /// FIFO swapped in cannot hang the thread; anything but a regular file
+    /// is refused before it is read.
+    pub fn open(&self, rel: &str, want: Want) -> Result<OwnedFd, Refusal> {
+        let parts =
+            split_relative(rel, want != Want::File).map_err(|e| Refusal::Forbidden(e.0.into()))?;
+        if parts.iter().any(|p| !self.visible(p)) {
+            return Err(Refusal::NotFound);
+        }
+        // Look first (O_PATH opens nothing), then open for reading only what
+        // is the right kind.
+        let probe = self.resolve(&parts, OFlags::PATH)?;
+        let kind = file_type(&probe)?;
+        match want {
+            Want::Any => return Ok(probe),
+            Want::Dir if kind != FileType::Directory => return Err(Refusal::WrongKind),
+            Want::File if kind != FileType::RegularFile => return Err(Refusal::WrongKind),
+            _ => {}
+        }
+        let flags = OFlags::RDONLY
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | if want == Want::Dir {
+                OFlags::DIRECTORY
+            } else {
+                OFlags::empty()
+            };
+        let fd = self.resolve(&parts, flags)?;
+        // The same object as the probe, or something was swapped in.
+        let (a, b) = (stat(&probe)?, stat(&fd)?);
+        if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+            return Err(Refusal::Forbidden("path changed while being opened".into()));
+        }
+        Ok(fd)
     }
+
+    fn resolve(&self, parts: &[&str], flags: OFlags) -> Result<OwnedFd, Refusal> {
+        let flags = flags | OFlags::CLOEXEC;
+        if parts.is_empty() {
+            return rfs::openat(&self.fd, ".", flags | OFlags::DIRECTORY, Mode::empty())
+                .map_err(refusal);
+        }
+        if !self.portable {
+            let rel = parts.join("/");
+            match rfs::openat2(
+                &self.fd,
+                rel.as_str(),
+                flags,
+                Mode::empty(),
+                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => return Ok(fd),
+                // Kernels before 5.6, or a sandbox that blocks the call.
+                Err(e) if e == Errno::NOSYS || e == Errno::PERM => {}
+                Err(e) => return Err(refusal(e)),
+            }
+        }
+        self.walk(parts, flags)
+    }
+
+    /// The portable resolution: one component at a time from the root,
+    /// never following a symlink implicitly (`O_NOFOLLOW`), expanding links
+    /// by hand and refusing any that climb above the root.
+    fn walk(&self, parts: &[&str], flags: OFlags) -> Result<OwnedFd, Refusal> {
+        let root_dir = || {
+            rfs::openat(
+                &self.fd,
+                ".",
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(refusal)
+        };
+        let mut stack = vec![root_dir()?];
+        let mut todo: VecDeque<String> = parts.iter().map(|s| s.to_string()).collect();
+        let mut links = 0;
+        let escape = || Refusal::Forbidden("path leads outside the served folder".into());
+        while let Some(comp) = todo.pop_front() {
+            match comp.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    if stack.len() == 1 {
+                        return Err(escape());
+                    }
+                    stack.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let dir = stack.last().expect("root stays on the stack");
+            let st = rfs::statat(dir, comp.as_str(), AtFlags::SYMLINK_NOFOLLOW).map_err(refusal)?;
+            if FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(Refusal::Forbidden("too many symbolic links".into()));
+                }
+                let target = rfs::readlinkat(dir, comp.as_str(), Vec::new()).map_err(refusal)?;
+                let target = target.to_string_lossy().into_owned();
+                // Absolute links are refused, as RESOLVE_BENEATH does: where
+                // they lead depends on more than the served folder.
+                if target.starts_with('/') {
+                    return Err(escape());
+                }
+                let rest: Vec<String> = target.split('/').map(str::to_string).collect();
+                for c in rest.into_iter().rev() {
+                    todo.push_front(c);
+                }
+                continue;
+            }
+            if todo.is_empty() {
+                return rfs::openat(dir, comp.as_str(), flags | OFlags::NOFOLLOW, Mode::empty())
+                    .map_err(refusal);
+            }
+            let next = rfs::openat(
+                dir,
+                comp.as_str(),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(refusal)?;
+            stack.push(next);
+        }
+        // Every component was "." or "..": the folder we ended in.
+        let dir = stack.last().expect("root stays on the stack");
+        rfs::openat(dir, ".", flags, Mode::empty()).map_err(refusal)
+    }
+}
+
+fn refusal(e: Errno) -> Refusal {
+    if e == Errno::XDEV || e == Errno::LOOP {
+        // openat2 says EXDEV for an escape; ELOOP for a magic link, or a
+        // symlink met with O_NOFOLLOW that changed under us.
+        Refusal::Forbidden("path leads outside the served folder".into())
+    } else if e == Errno::NOENT || e == Errno::NOTDIR {
+        Refusal::NotFound
+    } else {
+        Refusal::Io(e.into())
+    }
+}
+
+fn stat(fd: &OwnedFd) -> Result<rfs::Stat, Refusal> {
+    rfs::fstat(fd).map_err(|e| Refusal::Io(e.into()))
+}
+
+fn file_type(fd: &OwnedFd) -> Result<FileType, Refusal> {
+    Ok(FileType::from_raw_mode(stat(fd)?.st_mode as _))
 }
 
 /// Where a file named by the server goes under `download_dir`. The name
@@ -179,27 +343,74 @@ mod tests {
         }
     }
 
-    #[test]
-    fn escaping_symlinks_are_refused_and_inner_ones_work() {
+    fn check_confinement(portable: bool) {
+        use std::os::unix::fs::symlink;
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret"), b"s").unwrap();
-        let root_dir = tempfile::tempdir().unwrap();
-        std::fs::write(root_dir.path().join("in.txt"), b"i").unwrap();
-        std::os::unix::fs::symlink(outside.path().join("secret"), root_dir.path().join("out"))
-            .unwrap();
-        std::os::unix::fs::symlink("in.txt", root_dir.path().join("alias")).unwrap();
-        let root = Root::new(root_dir.path()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("sub")).unwrap();
+        std::fs::write(d.join("in.txt"), b"i").unwrap();
+        std::fs::write(d.join(".hidden"), b"h").unwrap();
+        symlink(outside.path().join("secret"), d.join("out")).unwrap();
+        symlink("in.txt", d.join("alias")).unwrap();
+        symlink("../in.txt", d.join("sub/up")).unwrap();
+        symlink("../../etc/passwd", d.join("sub/upup")).unwrap();
+        symlink(
+            d.canonicalize().unwrap().join("in.txt"),
+            d.join("abs_inside"),
+        )
+        .unwrap();
+        symlink("/proc/self/root/etc/passwd", d.join("magic")).unwrap();
+        symlink("loop2", d.join("loop1")).unwrap();
+        symlink("loop1", d.join("loop2")).unwrap();
+        let mut root = Root::new(d, false).unwrap();
+        root.portable = portable;
+        let forbidden = |r: Result<OwnedFd, Refusal>| matches!(r, Err(Refusal::Forbidden(_)));
+        assert!(
+            forbidden(root.open("out", Want::File)),
+            "portable={portable}"
+        );
+        assert!(forbidden(root.open("sub/upup", Want::File)));
+        assert!(forbidden(root.open("magic", Want::File)));
+        assert!(forbidden(root.open("loop1", Want::File)));
         assert!(matches!(
-            root.resolve("out", false),
-            Err(Refusal::Forbidden(_))
-        ));
-        assert!(matches!(
-            root.resolve("nope", false),
+            root.open("nope", Want::File),
             Err(Refusal::NotFound)
         ));
-        assert!(root.resolve("alias", false).is_ok());
-        assert!(root.resolve("in.txt", false).is_ok());
-        assert!(!root.contains(&root_dir.path().join("out")));
+        assert!(matches!(
+            root.open(".hidden", Want::File),
+            Err(Refusal::NotFound)
+        ));
+        assert!(matches!(
+            root.open("sub", Want::File),
+            Err(Refusal::WrongKind)
+        ));
+        assert!(matches!(
+            root.open("in.txt", Want::Dir),
+            Err(Refusal::WrongKind)
+        ));
+        // Absolute links are refused even when they point inside.
+        assert!(forbidden(root.open("abs_inside", Want::File)));
+        for ok in ["alias", "in.txt", "sub/up"] {
+            assert!(
+                root.open(ok, Want::File).is_ok(),
+                "{ok} portable={portable}"
+            );
+        }
+        assert!(root.open("", Want::Dir).is_ok());
+        root.hidden = true;
+        assert!(root.open(".hidden", Want::File).is_ok());
+    }
+
+    #[test]
+    fn escaping_symlinks_are_refused_and_inner_ones_work() {
+        check_confinement(false);
+    }
+
+    #[test]
+    fn portable_walk_confines_just_as_well() {
+        check_confinement(true);
     }
 
     #[test]
@@ -219,7 +430,7 @@ mod tests {
 
     #[test]
     fn missing_root_is_an_error() {
-        let e = Root::new(Path::new("/definitely/not/here")).unwrap_err();
+        let e = Root::new(Path::new("/definitely/not/here"), false).unwrap_err();
         assert!(e.contains("no such file"), "{e}");
     }
 }

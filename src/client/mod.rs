@@ -50,6 +50,7 @@ pub struct Received {
 
 pub struct Connection {
     addr: String,
+    token: Option<Vec<u8>>,
     reader: BufReader<TcpStream>,
     writer: BufWriter<TcpStream>,
     greeted: bool,
@@ -100,6 +101,7 @@ impl Connection {
         let (r, w) = setup(&stream).map_err(|e| fail(describe_io(&e)))?;
         let mut conn = Connection {
             addr,
+            token: server.token.clone(),
             reader: BufReader::with_capacity(RECV_BUF, r),
             writer: BufWriter::with_capacity(64 * 1024, w),
             greeted: false,
@@ -107,6 +109,11 @@ impl Connection {
         Hello::current()
             .write_to(&mut conn.writer)
             .map_err(|e| conn.lost(e))?;
+        // With a token, finish the handshake before any request goes out;
+        // without one, the greeting travels with the first request.
+        if conn.token.is_some() {
+            conn.greet()?;
+        }
         Ok(conn)
     }
 
@@ -169,7 +176,52 @@ impl Connection {
                 )),
             ));
         }
+        if hello.flags & protocol::HELLO_AUTH != 0 {
+            self.authenticate()?;
+        }
         Ok(())
+    }
+
+    fn auth_error(&self, reason: impl Into<String>) -> Error {
+        Error::Auth {
+            addr: self.addr.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Answers the server's challenge with proof that we know the token,
+    /// and checks the server's proof in return.
+    fn authenticate(&mut self) -> Result<(), Error> {
+        let Some(token) = self.token.clone() else {
+            return Err(self.auth_error(
+                "the server requires a token (give it with --token-file or FXFER_TOKEN)",
+            ));
+        };
+        let server_nonce = match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+            Response::AuthChallenge { nonce } => nonce,
+            other => return Err(self.unexpected(&other, "AUTH_CHALLENGE")),
+        };
+        let key = protocol::auth::key(&token);
+        let mut ours = [0u8; protocol::AUTH_LEN];
+        getrandom::fill(&mut ours)
+            .map_err(|e| self.auth_error(format!("no random numbers: {e}")))?;
+        let mac = protocol::auth::client_mac(&key, &server_nonce, &ours);
+        self.send(&Request::Auth { nonce: ours, mac })?;
+        self.flush()?;
+        match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+            Response::AuthOk { proof } => {
+                if protocol::auth::verify(
+                    &protocol::auth::server_proof(&key, &server_nonce, &ours),
+                    &proof,
+                ) {
+                    Ok(())
+                } else {
+                    Err(self.auth_error("the server could not prove it knows the token"))
+                }
+            }
+            Response::Error(e) => Err(self.auth_error(e.message)),
+            other => Err(self.unexpected(&other, "AUTH_OK")),
+        }
     }
 
     /// Reads the next response, turning connection-level refusals (busy,

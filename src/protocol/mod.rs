@@ -1,4 +1,4 @@
-//! The fxfer wire protocol, version 2: handshake, frames, requests and
+//! The fxfer wire protocol, version 3: handshake, frames, requests and
 //! responses, encoded and decoded over any `Read`/`Write`.
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
@@ -37,10 +37,15 @@ use codec::{read_control_payload, write_frame, Parser, PayloadBuilder};
 pub const MAGIC: [u8; 4] = *b"FXFR";
 /// The protocol version this build speaks best. Version 2 added the
 /// if-unchanged condition to GET (for safe resume) and made the BLAKE3
-/// digest in END mandatory.
-pub const VERSION: u16 = 2;
+/// digest in END mandatory; version 3 added token authentication.
+pub const VERSION: u16 = 3;
 /// Every protocol version this build can speak.
-pub const SUPPORTED_VERSIONS: &[u16] = &[2];
+pub const SUPPORTED_VERSIONS: &[u16] = &[3];
+/// Greeting flag (server to client): a token is required; an AUTH_CHALLENGE
+/// frame follows the greeting.
+pub const HELLO_AUTH: u16 = 0x0001;
+/// Length of the nonces and MACs of the token handshake.
+pub const AUTH_LEN: usize = 32;
 /// Length of the handshake message.
 pub const HELLO_LEN: usize = 8;
 /// Length of a frame header (type + length).
@@ -61,11 +66,14 @@ pub mod frame {
     pub const LIST: u8 = 0x01;
     pub const GET: u8 = 0x02;
     pub const QUIT: u8 = 0x03;
+    pub const AUTH: u8 = 0x04;
     pub const ENTRIES: u8 = 0x81;
     pub const LIST_END: u8 = 0x82;
     pub const FILE: u8 = 0x83;
     pub const DATA: u8 = 0x84;
     pub const END: u8 = 0x85;
+    pub const AUTH_CHALLENGE: u8 = 0x86;
+    pub const AUTH_OK: u8 = 0x87;
     pub const ERROR: u8 = 0xEE;
 
     /// A short name for error messages and logs.
@@ -74,6 +82,9 @@ pub mod frame {
             LIST => "LIST",
             GET => "GET",
             QUIT => "QUIT",
+            AUTH => "AUTH",
+            AUTH_CHALLENGE => "AUTH_CHALLENGE",
+            AUTH_OK => "AUTH_OK",
             ENTRIES => "ENTRIES",
             LIST_END => "LIST_END",
             FILE => "FILE",
@@ -193,6 +204,12 @@ pub enum Request {
     },
     /// Polite goodbye; the server closes after answering earlier requests.
     Quit,
+    /// Answer to AUTH_CHALLENGE: the client's nonce and its proof that it
+    /// knows the token (see [`auth`]).
+    Auth {
+        nonce: [u8; AUTH_LEN],
+        mac: [u8; AUTH_LEN],
+    },
 }
 
 const LIST_RECURSIVE: u8 = 0x01;
@@ -245,6 +262,11 @@ impl Request {
                 frame::GET
             }
             Request::Quit => frame::QUIT,
+            Request::Auth { nonce, mac } => {
+                p.raw(nonce);
+                p.raw(mac);
+                frame::AUTH
+            }
         };
         write_frame(w, kind, p.as_slice())
     }
@@ -296,11 +318,17 @@ impl Request {
                 }
             }
             frame::QUIT => Request::Quit,
+            frame::AUTH => Request::Auth {
+                nonce: p.array()?,
+                mac: p.array()?,
+            },
             frame::ENTRIES
             | frame::LIST_END
             | frame::FILE
             | frame::DATA
             | frame::END
+            | frame::AUTH_CHALLENGE
+            | frame::AUTH_OK
             | frame::ERROR => {
                 return Err(ProtocolError::Unexpected {
                     got: frame::name(header.kind),
@@ -439,6 +467,8 @@ pub enum ErrorCode {
     SourceChanged,
     /// The server may not read the file.
     PermissionDenied,
+    /// No token, or a wrong one.
+    AuthFailed,
     /// A code this build does not know (from a newer peer).
     Other(u16),
 }
@@ -455,6 +485,7 @@ impl ErrorCode {
             ErrorCode::Internal => 7,
             ErrorCode::SourceChanged => 8,
             ErrorCode::PermissionDenied => 9,
+            ErrorCode::AuthFailed => 10,
             ErrorCode::Other(c) => c,
         }
     }
@@ -470,6 +501,7 @@ impl ErrorCode {
             7 => ErrorCode::Internal,
             8 => ErrorCode::SourceChanged,
             9 => ErrorCode::PermissionDenied,
+            10 => ErrorCode::AuthFailed,
             c => ErrorCode::Other(c),
         }
     }
@@ -486,6 +518,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal server error",
             ErrorCode::SourceChanged => "file changed while being sent",
             ErrorCode::PermissionDenied => "permission denied",
+            ErrorCode::AuthFailed => "authentication failed",
             ErrorCode::Other(_) => "unknown error",
         }
     }
@@ -535,11 +568,23 @@ impl fmt::Display for ErrorFrame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Response {
     Entries(Vec<Entry>),
-    ListEnd { count: u64 },
+    ListEnd {
+        count: u64,
+    },
     File(FileHeader),
-    Data { len: u32 },
+    Data {
+        len: u32,
+    },
     End(Trailer),
     Error(ErrorFrame),
+    /// The server's nonce; the client must answer with AUTH.
+    AuthChallenge {
+        nonce: [u8; AUTH_LEN],
+    },
+    /// The token was right; `proof` shows the server knows it too.
+    AuthOk {
+        proof: [u8; AUTH_LEN],
+    },
 }
 
 impl Response {
@@ -620,7 +665,9 @@ impl Response {
                 let message = p.str16(MAX_MESSAGE_LEN)?;
                 Response::Error(ErrorFrame { code, message })
             }
-            frame::LIST | frame::GET | frame::QUIT => {
+            frame::AUTH_CHALLENGE => Response::AuthChallenge { nonce: p.array()? },
+            frame::AUTH_OK => Response::AuthOk { proof: p.array()? },
+            frame::LIST | frame::GET | frame::QUIT | frame::AUTH => {
                 return Err(ProtocolError::Unexpected {
                     got: frame::name(header.kind),
                     expected: "a response",
@@ -641,6 +688,8 @@ impl Response {
             Response::Data { .. } => "DATA",
             Response::End(_) => "END",
             Response::Error(_) => "ERROR",
+            Response::AuthChallenge { .. } => "AUTH_CHALLENGE",
+            Response::AuthOk { .. } => "AUTH_OK",
         }
     }
 }
@@ -768,6 +817,58 @@ pub fn write_trailer<W: Write + ?Sized>(w: &mut W, t: &Trailer) -> Result<()> {
     p.u8(t.digest.len() as u8);
     p.raw(&t.digest);
     write_frame(w, frame::END, p.as_slice())
+}
+
+pub fn write_auth_challenge<W: Write + ?Sized>(w: &mut W, nonce: &[u8; AUTH_LEN]) -> Result<()> {
+    write_frame(w, frame::AUTH_CHALLENGE, nonce)
+}
+
+pub fn write_auth_ok<W: Write + ?Sized>(w: &mut W, proof: &[u8; AUTH_LEN]) -> Result<()> {
+    write_frame(w, frame::AUTH_OK, proof)
+}
+
+/// The token handshake's arithmetic, shared by both sides. The token never
+/// crosses the wire: each side proves it knows the token with a BLAKE3
+/// keyed hash over both nonces, so a recorded exchange cannot be replayed
+/// (the server's nonce is fresh for every connection).
+pub mod auth {
+    use super::AUTH_LEN;
+
+    const CONTEXT: &str = "fxfer 2026-11 token authentication v3";
+
+    /// The MAC key derived from a shared token.
+    pub fn key(token: &[u8]) -> [u8; 32] {
+        blake3::derive_key(CONTEXT, token)
+    }
+
+    /// What the client sends: proof over (server nonce, client nonce).
+    pub fn client_mac(
+        key: &[u8; 32],
+        server: &[u8; AUTH_LEN],
+        client: &[u8; AUTH_LEN],
+    ) -> [u8; 32] {
+        mac(key, b"client", server, client)
+    }
+
+    /// What the server answers: proof over (client nonce, server nonce).
+    pub fn server_proof(
+        key: &[u8; 32],
+        server: &[u8; AUTH_LEN],
+        client: &[u8; AUTH_LEN],
+    ) -> [u8; 32] {
+        mac(key, b"server", client, server)
+    }
+
+    fn mac(key: &[u8; 32], who: &[u8], a: &[u8], b: &[u8]) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(key);
+        h.update(who).update(a).update(b);
+        *h.finalize().as_bytes()
+    }
+
+    /// Compares MACs in constant time (blake3::Hash's equality is).
+    pub fn verify(expected: &[u8; 32], got: &[u8; 32]) -> bool {
+        blake3::Hash::from(*expected) == blake3::Hash::from(*got)
+    }
 }
 
 pub fn write_error<W: Write + ?Sized>(w: &mut W, e: &ErrorFrame) -> Result<()> {

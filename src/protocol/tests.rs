@@ -65,6 +65,10 @@ fn requests_round_trip() {
             }),
         },
         Request::get("x".repeat(MAX_PATH_LEN)),
+        Request::Auth {
+            nonce: [1; AUTH_LEN],
+            mac: [2; AUTH_LEN],
+        },
         Request::Quit,
     ];
     let mut buf = Vec::new();
@@ -130,6 +134,8 @@ fn responses_round_trip() {
     write_error(&mut buf, &err).unwrap();
     let unknown = ErrorFrame::new(ErrorCode::Other(999), "");
     write_error(&mut buf, &unknown).unwrap();
+    write_auth_challenge(&mut buf, &[9; AUTH_LEN]).unwrap();
+    write_auth_ok(&mut buf, &[8; AUTH_LEN]).unwrap();
 
     let mut cur = Cursor::new(&buf);
     assert_eq!(
@@ -161,6 +167,18 @@ fn responses_round_trip() {
         Response::read_from(&mut cur).unwrap(),
         Response::Error(unknown)
     );
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::AuthChallenge {
+            nonce: [9; AUTH_LEN]
+        }
+    );
+    assert_eq!(
+        Response::read_from(&mut cur).unwrap(),
+        Response::AuthOk {
+            proof: [8; AUTH_LEN]
+        }
+    );
     assert!(matches!(
         Response::read_from(&mut cur),
         Err(ProtocolError::Closed)
@@ -179,6 +197,7 @@ fn error_codes_are_stable() {
         (ErrorCode::Internal, 7),
         (ErrorCode::SourceChanged, 8),
         (ErrorCode::PermissionDenied, 9),
+        (ErrorCode::AuthFailed, 10),
     ];
     for (c, n) in all {
         assert_eq!(c.code(), n);
@@ -367,4 +386,20 @@ fn random_garbage_never_panics() {
         }
         let _ = Hello::read_from(&mut Cursor::new(&bytes));
     }
+}
+
+#[test]
+fn auth_proofs_depend_on_token_and_both_nonces() {
+    let k = auth::key(b"correct horse battery staple");
+    let (s, c) = ([1u8; AUTH_LEN], [2u8; AUTH_LEN]);
+    let m = auth::client_mac(&k, &s, &c);
+    assert!(auth::verify(&m, &auth::client_mac(&k, &s, &c)));
+    assert!(!auth::verify(
+        &m,
+        &auth::client_mac(&auth::key(b"wrong"), &s, &c)
+    ));
+    assert!(!auth::verify(&m, &auth::client_mac(&k, &[3; AUTH_LEN], &c)));
+    assert!(!auth::verify(&m, &auth::client_mac(&k, &s, &[3; AUTH_LEN])));
+    // The server's proof is not the client's MAC reflected back.
+    assert!(!auth::verify(&m, &auth::server_proof(&k, &s, &c)));
 }

@@ -42,6 +42,11 @@ struct Client {
 pub(crate) struct Shared {
     pub root: Root,
     pub digests: digest::Cache,
+    pub settings: ServerSettings,
+    /// MAC key derived from the shared token, when one is required.
+    pub auth_key: Option<[u8; 32]>,
+    /// Open connections per client address.
+    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub shutting_down: AtomicBool,
     clients: Mutex<HashMap<u64, Client>>,
     all_gone: Condvar,
@@ -52,7 +57,16 @@ impl Shared {
         self.clients.lock().unwrap().insert(id, client);
     }
 
-    fn unregister(&self, id: u64) {
+    fn unregister(&self, id: u64, peer: SocketAddr) {
+        {
+            let mut per_ip = self.per_ip.lock().unwrap();
+            if let Some(n) = per_ip.get_mut(&peer.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&peer.ip());
+                }
+            }
+        }
         let mut clients = self.clients.lock().unwrap();
         clients.remove(&id);
         if clients.is_empty() {
@@ -84,16 +98,19 @@ impl Server {
     /// Checks the folder and binds the port; errors here are start-up
     /// errors with one clear line.
     pub fn bind(settings: ServerSettings) -> Result<Server, Error> {
-        let root = Root::new(&settings.dir).map_err(Error::Usage)?;
+        let root = Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?;
         let addr = SocketAddr::new(settings.ip, settings.port);
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {}", describe_io(&e))))?;
         Ok(Server {
             listener,
-            settings,
+            settings: settings.clone(),
             shared: Arc::new(Shared {
                 root,
                 digests: digest::Cache::default(),
+                auth_key: settings.token.as_deref().map(protocol::auth::key),
+                settings: settings.clone(),
+                per_ip: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 clients: Mutex::new(HashMap::new()),
                 all_gone: Condvar::new(),
@@ -116,8 +133,10 @@ impl Server {
             self.settings.max_connections,
             protocol::VERSION
         );
-        if !local.ip().is_loopback() {
-            warn!("listening on {local}: anyone who can reach this address can download the hosted files");
+        if self.shared.auth_key.is_some() {
+            info!("clients must prove they know the shared token");
+        } else if !local.ip().is_loopback() {
+            warn!("listening on {local} without a token: anyone who can reach this address can download the hosted files (see --token-file)");
         }
         install_signal_handler(Arc::clone(&self.shared), local)?;
 
@@ -146,8 +165,33 @@ impl Server {
                     "{peer}: refused: server busy ({} connections)",
                     self.settings.max_connections
                 );
-                reject_busy(stream, peer, &rejecters);
+                reject_busy(
+                    stream,
+                    peer,
+                    &rejecters,
+                    "server busy: too many connections, try again later",
+                );
                 continue;
+            }
+            {
+                let mut per_ip = self.shared.per_ip.lock().unwrap();
+                let n = per_ip.entry(peer.ip()).or_insert(0);
+                if *n >= self.settings.max_connections_per_ip {
+                    drop(per_ip);
+                    warn!(
+                        "{peer}: refused: server busy ({} connections from {})",
+                        self.settings.max_connections_per_ip,
+                        peer.ip()
+                    );
+                    reject_busy(
+                        stream,
+                        peer,
+                        &rejecters,
+                        "server busy: too many connections from your address, try again later",
+                    );
+                    continue;
+                }
+                *n += 1;
             }
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let clone = match stream.try_clone() {
@@ -173,12 +217,12 @@ impl Server {
                 .stack_size(SESSION_STACK)
                 .spawn(move || {
                     session::run(stream, peer, &shared);
-                    shared.unregister(id);
+                    shared.unregister(id, peer);
                     active2.fetch_sub(1, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {
                 error!("{peer}: cannot start a thread: {e}");
-                self.shared.unregister(id);
+                self.shared.unregister(id, peer);
                 active.fetch_sub(1, Ordering::SeqCst);
             }
         }
@@ -279,7 +323,12 @@ fn install_signal_handler(shared: Arc<Shared>, local: SocketAddr) -> Result<(), 
 /// Tells a client over the connection limit that we are busy: read its
 /// greeting (so closing does not reset the connection and lose our reply),
 /// answer with our greeting and a BUSY error, then close.
-fn reject_busy(stream: TcpStream, peer: SocketAddr, rejecters: &Arc<AtomicUsize>) {
+fn reject_busy(
+    stream: TcpStream,
+    peer: SocketAddr,
+    rejecters: &Arc<AtomicUsize>,
+    why: &'static str,
+) {
     if rejecters.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTERS {
         rejecters.fetch_sub(1, Ordering::SeqCst);
         return; // dropping closes it
@@ -289,7 +338,7 @@ fn reject_busy(stream: TcpStream, peer: SocketAddr, rejecters: &Arc<AtomicUsize>
         .name("busy".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = send_busy(stream);
+            let _ = send_busy(stream, why);
             rejecters.fetch_sub(1, Ordering::SeqCst);
         });
     if spawned.is_err() {
@@ -297,20 +346,14 @@ fn reject_busy(stream: TcpStream, peer: SocketAddr, rejecters: &Arc<AtomicUsize>
     }
 }
 
-fn send_busy(mut stream: TcpStream) -> std::io::Result<()> {
+fn send_busy(mut stream: TcpStream, why: &str) -> std::io::Result<()> {
     stream.set_read_timeout(Some(REJECT_TIMEOUT))?;
     stream.set_write_timeout(Some(REJECT_TIMEOUT))?;
     let mut hello = [0u8; protocol::HELLO_LEN];
     let _ = stream.read_exact(&mut hello);
     let mut out = Vec::new();
     let _ = Hello::current().write_to(&mut out);
-    let _ = protocol::write_error(
-        &mut out,
-        &ErrorFrame::new(
-            ErrorCode::Busy,
-            "server busy: too many connections, try again later",
-        ),
-    );
+    let _ = protocol::write_error(&mut out, &ErrorFrame::new(ErrorCode::Busy, why));
     stream.write_all(&out)?;
     stream.shutdown(Shutdown::Write)?;
     // Drain whatever the client pipelined so the close is orderly.

@@ -6,24 +6,24 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use super::{digest, Shared};
 use crate::error::describe_io;
-use crate::paths::{display_safe, Refusal};
+use crate::paths::{display_safe, Refusal, Want};
 use crate::protocol::{
     self, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello, ListWriter, ProtocolError,
     Request, Stamp, Trailer,
 };
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause before answering a failed token proof, to slow down guessing.
+const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 /// Bodies up to this size are read into memory and leave in the same write
 /// as their header and trailer: small files cost one syscall, not three.
 const SMALL_BODY: u64 = 256 * 1024;
@@ -64,8 +64,9 @@ fn serve(
     stats: &mut Stats,
 ) -> Result<String, ProtocolError> {
     stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let cfg = &shared.settings;
+    stream.set_read_timeout(Some(cfg.handshake_timeout))?;
+    stream.set_write_timeout(Some(cfg.write_timeout))?;
     let mut reader = BufReader::with_capacity(16 * 1024, stream.try_clone()?);
     let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, stream);
 
@@ -90,7 +91,11 @@ fn serve(
     };
     Hello {
         version: agreed,
-        flags: 0,
+        flags: if shared.auth_key.is_some() {
+            protocol::HELLO_AUTH
+        } else {
+            0
+        },
     }
     .write_to(&mut writer)?;
     if !protocol::is_supported(hello.version) {
@@ -108,7 +113,13 @@ fn serve(
         linger_close(&mut reader);
         return Ok("refused".into());
     }
-    writer.get_ref().set_read_timeout(Some(IDLE_TIMEOUT))?;
+    if let Some(key) = &shared.auth_key {
+        if !authenticate(&mut reader, &mut writer, peer, key)? {
+            linger_close(&mut reader);
+            return Ok("authentication failed".into());
+        }
+    }
+    writer.get_ref().set_read_timeout(Some(cfg.idle_timeout))?;
 
     let mut small_buf = Vec::with_capacity(SMALL_BODY as usize);
     loop {
@@ -146,13 +157,23 @@ fn serve(
                 writer.flush()?;
                 return Ok("client quit".into());
             }
+            Request::Auth { .. } => {
+                warn!("{peer}: refused: AUTH outside the handshake");
+                protocol::write_error(
+                    &mut writer,
+                    &ErrorFrame::new(
+                        ErrorCode::BadRequest,
+                        "AUTH is only valid right after the greeting",
+                    ),
+                )?;
+            }
             Request::List { path, recursive } => list(&mut writer, peer, shared, &path, recursive)?,
             Request::Get {
                 path,
                 offset,
                 if_unchanged,
             } => {
-                let want = Want {
+                let want = GetRequest {
                     path: &path,
                     offset,
                     if_unchanged,
@@ -164,6 +185,50 @@ fn serve(
             }
         }
     }
+}
+
+/// The token handshake: challenge, check the client's proof in constant
+/// time, prove we know the token too. A wrong or missing proof is logged,
+/// answered slowly and ends the connection; nothing is listed or sent
+/// before it succeeds.
+fn authenticate(
+    reader: &mut BufReader<TcpStream>,
+    writer: &mut BufWriter<TcpStream>,
+    peer: SocketAddr,
+    key: &[u8; 32],
+) -> Result<bool, ProtocolError> {
+    let mut nonce = [0u8; protocol::AUTH_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
+    protocol::write_auth_challenge(writer, &nonce)?;
+    writer.flush()?;
+    let why = match Request::read_from(reader) {
+        Ok(Request::Auth { nonce: theirs, mac }) => {
+            if protocol::auth::verify(&protocol::auth::client_mac(key, &nonce, &theirs), &mac) {
+                protocol::write_auth_ok(
+                    writer,
+                    &protocol::auth::server_proof(key, &nonce, &theirs),
+                )?;
+                info!("{peer}: authenticated");
+                return Ok(true);
+            }
+            "wrong token"
+        }
+        Ok(_) => "no token (a request came before AUTH)",
+        Err(ProtocolError::Closed) => "no token (client hung up)",
+        Err(ProtocolError::Io(_)) => "no token (handshake timed out or broke)",
+        Err(_) => "malformed AUTH frame",
+    };
+    warn!("{peer}: refused: authentication failed: {why}");
+    std::thread::sleep(AUTH_FAIL_DELAY);
+    let _ = protocol::write_error(
+        writer,
+        &ErrorFrame::new(
+            ErrorCode::AuthFailed,
+            format!("authentication failed: {why}"),
+        ),
+    );
+    let _ = writer.flush();
+    Ok(false)
 }
 
 /// Whether `buf` starts with a whole frame.
@@ -209,10 +274,14 @@ fn refuse<W: Write>(
 
 /// Error frames carry the reason only: the client knows which path it asked
 /// for, and the log line names it.
-fn refusal_frame(r: Refusal) -> (ErrorCode, String) {
+fn refusal_frame(r: Refusal, want: Want) -> (ErrorCode, String) {
     match r {
         Refusal::Forbidden(why) => (ErrorCode::ForbiddenPath, format!("forbidden path: {why}")),
         Refusal::NotFound => (ErrorCode::NotFound, "no such file on the server".into()),
+        Refusal::WrongKind if want == Want::Dir => {
+            (ErrorCode::NotRegularFile, "not a folder".into())
+        }
+        Refusal::WrongKind => (ErrorCode::NotRegularFile, "not a regular file".into()),
         Refusal::Io(e) => io_frame(&e),
     }
 }
@@ -237,36 +306,33 @@ fn list(
     path: &str,
     recursive: bool,
 ) -> Result<(), ProtocolError> {
-    let dir = match shared.root.resolve(path, true) {
+    let dir = match shared.root.open(path, Want::Dir) {
         Ok(d) => d,
         Err(r) => {
-            let (code, msg) = refusal_frame(r);
+            let (code, msg) = refusal_frame(r, Want::Dir);
             return refuse(w, peer, "LIST", path, code, msg);
         }
     };
-    if !dir.is_dir() {
-        let msg = "not a folder".to_string();
-        return refuse(w, peer, "LIST", path, ErrorCode::NotRegularFile, msg);
-    }
     let mut lw = ListWriter::default();
-    // Walk real folders but name entries by the path the client asked for,
-    // so listing through a symlinked folder gives names under that link.
+    // Walk folder handles (never paths), naming entries by the path the
+    // client asked for, so a symlinked folder lists under the link's name.
     let mut stack = vec![(dir, path.to_string())];
-    while let Some((real, logical)) = stack.pop() {
-        let mut names: Vec<String> = match fs::read_dir(&real) {
-            Ok(rd) => rd
+    while let Some((dirfd, logical)) = stack.pop() {
+        let mut names: Vec<String> = match rfs::Dir::read_from(&dirfd) {
+            Ok(d) => d
                 .filter_map(Result::ok)
-                .filter_map(|e| match e.file_name().into_string() {
-                    Ok(n) => Some(n),
-                    Err(n) => {
-                        debug!("{peer}: not listing non-UTF-8 name {n:?}");
+                .filter_map(|e| match e.file_name().to_str() {
+                    Ok(n) => Some(n.to_string()),
+                    Err(_) => {
+                        debug!("{peer}: not listing a non-UTF-8 name in {logical:?}");
                         None
                     }
                 })
+                .filter(|n| n != "." && n != "..")
                 .collect(),
             Err(e) => {
-                let (code, msg) = io_frame(&e);
-                // Mid-listing failures end the listing with an error frame.
+                let (code, msg) = io_frame(&e.into());
+                // A failure mid-listing ends it with an error frame.
                 return refuse(w, peer, "LIST", path, code, msg);
             }
         };
@@ -278,25 +344,30 @@ fn list(
             } else {
                 format!("{logical}/{name}")
             };
-            // Names no client could fetch are not offered.
-            if name.contains('\\') || rel.len() > protocol::MAX_PATH_LEN {
-                debug!(
-                    "{peer}: not listing {:?}: not a valid request path",
-                    display_safe(&rel)
-                );
+            // Names no client could fetch, and hidden ones, are not offered.
+            if !shared.root.visible(&name)
+                || name.contains('\\')
+                || rel.len() > protocol::MAX_PATH_LEN
+            {
                 continue;
             }
-            let p = real.join(&name);
-            if let Some(entry) = list_entry(shared, &p, rel) {
-                if entry.kind == EntryKind::Dir && recursive {
-                    // Symlinked folders are listed but not descended into, so
-                    // a link cycle cannot loop the walk.
-                    if !fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                        subdirs.push((p, entry.path.clone()));
-                    }
+            let Some((entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
+                continue;
+            };
+            if entry.kind == EntryKind::Dir && recursive && !is_link {
+                // Symlinked folders are listed but not descended into, so a
+                // link cycle cannot loop the walk.
+                let sub = rfs::openat(
+                    &dirfd,
+                    name.as_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                );
+                if let Ok(fd) = sub {
+                    subdirs.push((fd, entry.path.clone()));
                 }
-                lw.push(w, entry)?;
             }
+            lw.push(w, entry)?;
         }
         // Depth-first, in name order.
         subdirs.reverse();
@@ -310,38 +381,43 @@ fn list(
     lw.finish(w)
 }
 
-/// The listing line for one path, or `None` for what we never show:
-/// symlinks leading outside the root, and anything that is neither a
-/// regular file nor a folder (FIFOs, sockets, devices).
-fn list_entry(shared: &Shared, p: &Path, rel: String) -> Option<Entry> {
-    let lmd = fs::symlink_metadata(p).ok()?;
-    let md = if lmd.file_type().is_symlink() {
-        if !shared.root.contains(p) {
-            return None;
-        }
-        fs::metadata(p).ok()?
-    } else {
-        lmd
+/// The listing line for `name` in `dir` (and whether it is a symlink), or
+/// `None` for what we never show: symlinks leading outside the root, and
+/// anything that is neither a regular file nor a folder (FIFOs, sockets,
+/// devices).
+fn list_entry(shared: &Shared, dir: &OwnedFd, name: &str, rel: String) -> Option<(Entry, bool)> {
+    let mut st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    let mut kind = FileType::from_raw_mode(st.st_mode as _);
+    let is_link = kind == FileType::Symlink;
+    if is_link {
+        // Follow it the way a GET would: beneath the root only.
+        let fd = shared.root.open(&rel, Want::Any).ok()?;
+        st = rfs::fstat(&fd).ok()?;
+        kind = FileType::from_raw_mode(st.st_mode as _);
+    }
+    let kind = match kind {
+        FileType::RegularFile => EntryKind::File,
+        FileType::Directory => EntryKind::Dir,
+        _ => return None,
     };
-    let kind = if md.is_file() {
-        EntryKind::File
-    } else if md.is_dir() {
-        EntryKind::Dir
-    } else {
-        return None;
-    };
-    let (mtime, mtime_nanos) = mtime_of(&md);
-    Some(Entry {
-        path: rel,
-        kind,
-        size: if kind == EntryKind::File { md.len() } else { 0 },
-        mtime,
-        mtime_nanos,
-    })
+    Some((
+        Entry {
+            path: rel,
+            kind,
+            size: if kind == EntryKind::File {
+                st.st_size as u64
+            } else {
+                0
+            },
+            mtime: st.st_mtime as i64,
+            mtime_nanos: (st.st_mtime_nsec as u32).min(999_999_999),
+        },
+        is_link,
+    ))
 }
 
 /// What a GET asked for.
-struct Want<'a> {
+struct GetRequest<'a> {
     path: &'a str,
     offset: u64,
     if_unchanged: Option<Stamp>,
@@ -353,7 +429,7 @@ fn get(
     w: &mut BufWriter<TcpStream>,
     peer: SocketAddr,
     shared: &Shared,
-    want: Want,
+    want: GetRequest,
     small_buf: &mut Vec<u8>,
 ) -> Result<Option<u64>, ProtocolError> {
     let started = Instant::now();
@@ -364,30 +440,14 @@ fn get(
             return Ok(None);
         }};
     }
-    let real = match shared.root.resolve(path, false) {
-        Ok(p) => p,
+    let mut file = match shared.root.open(path, Want::File) {
+        Ok(fd) => File::from(fd),
         Err(r) => {
-            let (code, msg) = refusal_frame(r);
+            let (code, msg) = refusal_frame(r, Want::File);
             refuse_with!(code, msg)
         }
     };
     let shown = display_safe(path).into_owned();
-    // Check the kind before opening: opening a FIFO would block this thread.
-    match fs::metadata(&real) {
-        Ok(md) if md.is_file() => {}
-        Ok(_) => refuse_with!(ErrorCode::NotRegularFile, "not a regular file".into()),
-        Err(e) => {
-            let (code, msg) = io_frame(&e);
-            refuse_with!(code, msg)
-        }
-    }
-    let mut file = match File::open(&real) {
-        Ok(f) => f,
-        Err(e) => {
-            let (code, msg) = io_frame(&e);
-            refuse_with!(code, msg)
-        }
-    };
     let md = match file.metadata() {
         Ok(m) if m.is_file() => m,
         Ok(_) => refuse_with!(ErrorCode::NotRegularFile, "not a regular file".into()),
