@@ -21,3 +21,9 @@ mod scripting;
 // Faults: killed peers, corrupt and cut streams, changing sources, full and
 // read-only disks, resume and retries.
 mod faults;
+// Hostile clients against the server and a hostile server against the client.
+mod hostile;
+// Token authentication.
+mod auth;
+// Property tests of both decoders on random input.
+mod props;

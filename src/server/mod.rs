@@ -356,8 +356,14 @@ fn send_busy(mut stream: TcpStream, why: &str) -> std::io::Result<()> {
     let _ = protocol::write_error(&mut out, &ErrorFrame::new(ErrorCode::Busy, why));
     stream.write_all(&out)?;
     stream.shutdown(Shutdown::Write)?;
-    // Drain whatever the client pipelined so the close is orderly.
+    // Drain (boundedly) what the client pipelined so the close is orderly.
     let mut sink = [0u8; 4096];
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+    let mut budget = 64 * 1024;
+    while budget > 0 {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => budget -= n.min(budget),
+            _ => break,
+        }
+    }
     Ok(())
 }

@@ -559,10 +559,16 @@ fn get(
                 }
                 d
             }
-            Err(e) => refuse_with!(
+            // Running out of bytes means the file shrank; anything else is a
+            // read error, not a change.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => refuse_with!(
                 ErrorCode::SourceChanged,
                 format!("file changed while being sent: {}", describe_io(&e))
             ),
+            Err(e) => {
+                let (code, msg) = io_frame(&e);
+                refuse_with!(code, msg)
+            }
         }
     };
     // A file that changed under us is not delivered as if complete.

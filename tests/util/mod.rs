@@ -86,11 +86,18 @@ pub struct ServerBuilder {
     args: Vec<String>,
     setup: Option<Setup>,
     host: Option<PathBuf>,
+    envs: Vec<(String, String)>,
 }
 
 impl ServerBuilder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    /// Sets an environment variable for the server.
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.envs.push((k.into(), v.into()));
         self
     }
 
@@ -122,6 +129,7 @@ impl ServerBuilder {
             .arg("--log-file")
             .arg(&log)
             .args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start fxfer serve");
@@ -184,6 +192,7 @@ impl Server {
             args: Vec::new(),
             setup: None,
             host: None,
+            envs: Vec::new(),
         }
     }
 
