@@ -6,29 +6,37 @@
 //! greeting is read together with the first answer, so a connection costs
 //! one round trip, not two.
 
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::config::ServerAddr;
 use crate::error::{describe_io, Error};
 use crate::protocol::{
-    self, read_data_payload, Entry, ErrorCode, ErrorFrame, FileHeader, Hello, ProtocolError,
-    Request, Response, Trailer,
+    self, Entry, ErrorCode, ErrorFrame, FileHeader, Hello, ProtocolError, Request, Response,
+    Trailer,
 };
 
 /// Default for how long the server may make no progress (connecting,
 /// answering, sending bytes) before it is treated as gone.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Receive buffer: large reads mean few syscalls per megabyte.
-const RECV_BUF: usize = 1024 * 1024;
+/// Buffer for frame headers and small bodies. Kept small on purpose: file
+/// data is read straight into the sink's buffers (see
+/// [`FileSink::buffer`]), and a read larger than this bypasses it.
+const RECV_BUF: usize = 64 * 1024;
+/// Size of the buffers file data is received into.
+pub const CHUNK: usize = 1024 * 1024;
 
 /// Where received file bytes go.
 pub trait FileSink {
     /// The server accepted the request and is about to send `header.body_len()` bytes.
     fn start(&mut self, header: &FileHeader) -> io::Result<()>;
-    /// The next slice of the body.
-    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+    /// A buffer of [`CHUNK`] bytes to receive the next piece into.
+    fn buffer(&mut self) -> Vec<u8>;
+    /// The next piece of the body: `buf[..len]`. The sink owns `buf` now
+    /// (it may hand it to another thread and give it back later through
+    /// [`FileSink::buffer`]).
+    fn write(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()>;
 }
 
 /// Why one file did not arrive, while the connection itself is still fine.
@@ -178,6 +186,13 @@ impl Connection {
         }
         if hello.flags & protocol::HELLO_AUTH != 0 {
             self.authenticate()?;
+        } else if self.token.is_some() {
+            // We expected to prove ourselves and see the server prove it
+            // knows the token; a server that skips that is not trusted.
+            return Err(self.auth_error(
+                "the server did not ask for the token, so it cannot prove it knows it \
+                 (connect without --token-file / FXFER_TOKEN to trust it anyway)",
+            ));
         }
         Ok(())
     }
@@ -321,13 +336,23 @@ impl Connection {
                     if got + u64::from(len) > body {
                         return Err(self.overrun(body));
                     }
-                    read_data_payload(&mut self.reader, len, |chunk| {
-                        if local.is_none() {
-                            local = sink.write(chunk).err();
+                    // Straight from the socket into the sink's buffers: one
+                    // read per megabyte, no copy through our own buffer.
+                    let mut left = len as usize;
+                    while left > 0 {
+                        let n = left.min(CHUNK);
+                        let mut buf = sink.buffer();
+                        if buf.len() < n {
+                            buf.resize(CHUNK, 0);
                         }
-                        Ok::<(), ProtocolError>(())
-                    })
-                    .map_err(|e| self.lost(e))?;
+                        self.reader
+                            .read_exact(&mut buf[..n])
+                            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
+                        if local.is_none() {
+                            local = sink.write(buf, n).err();
+                        }
+                        left -= n;
+                    }
                     got += u64::from(len);
                 }
                 Response::End(trailer) => {

@@ -70,7 +70,10 @@ fn serve(
     let mut reader = BufReader::with_capacity(16 * 1024, stream.try_clone()?);
     let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, stream);
 
-    let hello = match Hello::read_from(&mut reader) {
+    // The handshake time-out is a deadline for the whole handshake, not
+    // per read, so a client cannot trickle it out byte by byte.
+    let deadline = Instant::now() + cfg.handshake_timeout;
+    let hello = match Hello::read_from(&mut Timed::new(&mut reader, deadline)) {
         Ok(h) => h,
         Err(ProtocolError::BadMagic) => {
             warn!("{peer}: refused: not an fxfer client (bad magic bytes)");
@@ -91,7 +94,8 @@ fn serve(
     };
     Hello {
         version: agreed,
-        flags: if shared.auth_key.is_some() {
+        // The auth flag promises a challenge, which a refusal never sends.
+        flags: if shared.auth_key.is_some() && protocol::is_supported(hello.version) {
             protocol::HELLO_AUTH
         } else {
             0
@@ -114,7 +118,7 @@ fn serve(
         return Ok("refused".into());
     }
     if let Some(key) = &shared.auth_key {
-        if !authenticate(&mut reader, &mut writer, peer, key)? {
+        if !authenticate(&mut reader, &mut writer, peer, key, deadline)? {
             linger_close(&mut reader);
             return Ok("authentication failed".into());
         }
@@ -196,12 +200,13 @@ fn authenticate(
     writer: &mut BufWriter<TcpStream>,
     peer: SocketAddr,
     key: &[u8; 32],
+    deadline: Instant,
 ) -> Result<bool, ProtocolError> {
     let mut nonce = [0u8; protocol::AUTH_LEN];
     getrandom::fill(&mut nonce).map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
     protocol::write_auth_challenge(writer, &nonce)?;
     writer.flush()?;
-    let why = match Request::read_from(reader) {
+    let why = match Request::read_from(&mut Timed::new(reader, deadline)) {
         Ok(Request::Auth { nonce: theirs, mac }) => {
             if protocol::auth::verify(&protocol::auth::client_mac(key, &nonce, &theirs), &mac) {
                 protocol::write_auth_ok(
@@ -229,6 +234,34 @@ fn authenticate(
     );
     let _ = writer.flush();
     Ok(false)
+}
+
+/// Reads with a deadline shared by every read.
+struct Timed<'a> {
+    r: &'a mut BufReader<TcpStream>,
+    deadline: Instant,
+}
+
+impl<'a> Timed<'a> {
+    fn new(r: &'a mut BufReader<TcpStream>, deadline: Instant) -> Self {
+        Timed { r, deadline }
+    }
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.r.buffer().is_empty() {
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "handshake took too long",
+                ));
+            }
+            self.r.get_ref().set_read_timeout(Some(left))?;
+        }
+        self.r.read(buf)
+    }
 }
 
 /// Whether `buf` starts with a whole frame.

@@ -11,10 +11,12 @@ use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
+use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::client::FileSink;
+use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
 use crate::paths::{display_safe, local_target};
 use crate::progress::{FileBar, Progress};
@@ -296,6 +298,75 @@ fn write_note(p: &Path, s: &Stamp) -> io::Result<()> {
     )
 }
 
+/// Bodies at least this large are written and hashed on a second thread
+/// while the next megabytes arrive, so verification costs little time.
+const PIPELINE_MIN: u64 = 4 * 1024 * 1024;
+/// Buffers in flight between the receiving and the writing thread.
+const PIPELINE_DEPTH: usize = 4;
+
+/// The writing-and-hashing thread of a large download.
+struct Writer {
+    tx: Option<SyncSender<(Vec<u8>, usize)>>,
+    /// Buffers coming back for reuse.
+    back: Receiver<Vec<u8>>,
+    allocated: usize,
+    handle: Option<JoinHandle<(File, blake3::Hasher, Option<io::Error>)>>,
+}
+
+impl Writer {
+    fn start(mut file: File, mut hasher: blake3::Hasher, part: PathBuf) -> io::Result<Writer> {
+        let (tx, rx) = sync_channel::<(Vec<u8>, usize)>(PIPELINE_DEPTH);
+        let (back_tx, back) = channel();
+        let handle = std::thread::Builder::new()
+            .name("write+hash".into())
+            .spawn(move || {
+                let mut err = None;
+                for (buf, n) in rx {
+                    if err.is_none() {
+                        match file.write_all(&buf[..n]) {
+                            Ok(()) => {
+                                hasher.update(&buf[..n]);
+                            }
+                            Err(e) => err = Some(fail("cannot write", &part, &e)),
+                        }
+                    }
+                    let _ = back_tx.send(buf);
+                }
+                (file, hasher, err)
+            })?;
+        Ok(Writer {
+            tx: Some(tx),
+            back,
+            allocated: 0,
+            handle: Some(handle),
+        })
+    }
+
+    fn buffer(&mut self) -> Vec<u8> {
+        if let Ok(b) = self.back.try_recv() {
+            return b;
+        }
+        if self.allocated < PIPELINE_DEPTH + 2 {
+            self.allocated += 1;
+            return vec![0; CHUNK];
+        }
+        self.back.recv().unwrap_or_else(|_| vec![0; CHUNK])
+    }
+
+    /// Waits for everything queued to be written and hashed.
+    fn finish(&mut self) -> Option<(File, blake3::Hasher, Option<io::Error>)> {
+        drop(self.tx.take());
+        self.handle.take().and_then(|h| h.join().ok())
+    }
+}
+
+impl Drop for Writer {
+    /// Never leave a thread writing to a part file that a retry may reopen.
+    fn drop(&mut self) {
+        let _ = self.finish();
+    }
+}
+
 /// Receives one file into its part, hashing as it goes.
 pub struct LocalFile<'a> {
     dest: &'a Dest,
@@ -303,6 +374,8 @@ pub struct LocalFile<'a> {
     progress: &'a Progress,
     file: Option<File>,
     hasher: blake3::Hasher,
+    writer: Option<Writer>,
+    spare: Option<Vec<u8>>,
     bar: Option<FileBar>,
     header: Option<FileHeader>,
     started: Instant,
@@ -316,6 +389,8 @@ impl<'a> LocalFile<'a> {
             progress,
             file: None,
             hasher: blake3::Hasher::new(),
+            writer: None,
+            spare: None,
             bar: None,
             header: None,
             started: Instant::now(),
@@ -325,6 +400,16 @@ impl<'a> LocalFile<'a> {
     /// Checks the digest; on success the file is ready to be placed.
     pub fn finish(mut self, trailer: &Trailer) -> Result<Arrived, Failure> {
         drop(self.bar.take());
+        if let Some(mut w) = self.writer.take() {
+            let (file, hasher, err) = w
+                .finish()
+                .ok_or_else(|| Failure::Permanent("the writing thread failed".into()))?;
+            if let Some(e) = err {
+                return Err(Failure::Permanent(e.to_string()));
+            }
+            self.file = Some(file);
+            self.hasher = hasher;
+        }
         let header = self
             .header
             .ok_or_else(|| Failure::Permanent("no file header".into()))?;
@@ -435,24 +520,50 @@ impl FileSink for LocalFile<'_> {
             }
             f
         };
-        self.file = Some(file);
+        if header.body_len() >= PIPELINE_MIN {
+            let hasher = std::mem::replace(&mut self.hasher, blake3::Hasher::new());
+            self.writer = Some(
+                Writer::start(file, hasher, self.plan.part.clone())
+                    .map_err(|e| fail("cannot start a thread for", &self.plan.part, &e))?,
+            );
+        } else {
+            self.file = Some(file);
+        }
         self.header = Some(*header);
         self.bar = Some(self.progress.start_file(&self.plan.name, header.body_len()));
         Ok(())
     }
 
-    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+    fn buffer(&mut self) -> Vec<u8> {
+        match self.writer.as_mut() {
+            Some(w) => w.buffer(),
+            None => self.spare.take().unwrap_or_else(|| vec![0; CHUNK]),
+        }
+    }
+
+    fn write(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
+        if let Some(b) = &self.bar {
+            b.inc(len as u64);
+        }
+        self.progress.add_bytes(len as u64);
+        if let Some(w) = self.writer.as_mut() {
+            let sent = w.tx.as_ref().map(|tx| tx.send((buf, len)));
+            return match sent {
+                Some(Ok(())) => Ok(()),
+                _ => Err(io::Error::other("the writing thread stopped")),
+            };
+        }
         let Some(f) = self.file.as_mut() else {
             return Err(io::Error::other("download file is not open"));
         };
-        f.write_all(data)
-            .map_err(|e| fail("cannot write", &self.plan.part, &e))?;
-        self.hasher.update(data);
-        if let Some(b) = &self.bar {
-            b.inc(data.len() as u64);
+        let r = f
+            .write_all(&buf[..len])
+            .map_err(|e| fail("cannot write", &self.plan.part, &e));
+        if r.is_ok() {
+            self.hasher.update(&buf[..len]);
         }
-        self.progress.add_bytes(data.len() as u64);
-        Ok(())
+        self.spare = Some(buf);
+        r
     }
 }
 
