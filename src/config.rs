@@ -420,24 +420,24 @@ impl GetSettings {
     /// The shell's defaults: the same keys as `get`; the parallel choice is
     /// made per download in the menu.
     pub fn resolve_shell(args: &ShellArgs, loaded: &Loaded) -> Result<GetSettings, Error> {
-        let f = loaded.file.client.as_ref();
-        let jobs = f.and_then(|f| f.jobs).unwrap_or(DEFAULT_JOBS).max(1);
-        Ok(GetSettings {
-            server: ServerAddr::resolve(&args.server, loaded)?,
-            download_dir: args
-                .dir
-                .clone()
-                .or_else(|| f.and_then(|f| f.dir.clone()))
-                .unwrap_or_else(|| DEFAULT_DOWNLOAD_DIR.into()),
-            parallel: f.and_then(|f| f.parallel).unwrap_or(false),
-            jobs,
+        // Exactly what `get` would use with no download flags.
+        let get = GetArgs {
+            names: Vec::new(),
+            server: args.server.clone(),
+            dir: args.dir.clone(),
+            parallel: false,
+            no_parallel: false,
+            jobs: None,
             recursive: false,
-            retries: f.and_then(|f| f.retries).unwrap_or(DEFAULT_RETRIES),
-            timeout: timeout(f.and_then(|f| f.timeout))?,
-            resume: true,
+            json: false,
+            retries: None,
+            timeout: None,
+            no_resume: false,
             no_clobber: false,
-            fsync: f.and_then(|f| f.fsync).unwrap_or(true),
-        })
+            no_fsync: false,
+            fsync: false,
+        };
+        GetSettings::resolve(&get, loaded)
     }
 }
 

@@ -393,10 +393,13 @@ impl Run<'_> {
                         continue;
                     }
                 };
-                c.send(&Self::request(&plan))?;
+                // In line before it is sent: if sending fails, it is retried
+                // with the others rather than lost.
+                let request = Self::request(&plan);
                 in_flight_bytes += len;
                 in_flight.push_back((t, plan));
                 sent = true;
+                c.send(&request)?;
             }
             if sent {
                 c.flush()?;
