@@ -107,6 +107,7 @@ impl Connection {
             Ok((s.try_clone()?, s.try_clone()?))
         };
         let (r, w) = setup(&stream).map_err(|e| fail(describe_io(&e)))?;
+        log::debug!("connected to {addr} from {:?}", stream.local_addr().ok());
         let mut conn = Connection {
             addr,
             token: server.token.clone(),
@@ -184,8 +185,10 @@ impl Connection {
                 )),
             ));
         }
+        log::debug!("{}: speaks protocol v{}", self.addr, hello.version);
         if hello.flags & protocol::HELLO_AUTH != 0 {
             self.authenticate()?;
+            log::info!("{}: authenticated with the shared token", self.addr);
         } else if self.token.is_some() {
             // We expected to prove ourselves and see the server prove it
             // knows the token; a server that skips that is not trusted.

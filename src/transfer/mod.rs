@@ -266,6 +266,13 @@ impl Run<'_> {
     }
 
     fn request(plan: &Plan) -> Request {
+        if plan.offset > 0 {
+            log::info!(
+                "{}: resuming from byte {}",
+                crate::paths::display_safe(&plan.name),
+                plan.offset
+            );
+        }
         Request::Get {
             path: plan.name.clone(),
             offset: plan.offset,
