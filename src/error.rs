@@ -52,7 +52,7 @@ pub enum Error {
     #[error("{0}")]
     Remote(ErrorFrame),
     /// A local I/O failure, with what we were doing.
-    #[error("{context}: {cause}")]
+    #[error("{context}: {}", describe_io(cause))]
     Io { context: String, cause: io::Error },
 }
 
@@ -90,6 +90,10 @@ impl Error {
 /// without Rust's "(os error 111)" suffix.
 pub fn describe_io(e: &io::Error) -> String {
     use io::ErrorKind::*;
+    // An error that carries its own message already says it best.
+    if e.get_ref().is_some() {
+        return e.to_string();
+    }
     let text = match e.kind() {
         NotFound => "no such file or directory",
         PermissionDenied => "permission denied",

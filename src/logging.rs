@@ -49,6 +49,10 @@ pub fn init_client(verbose: u8, quiet: bool) {
     let _ = b.try_init();
 }
 
+/// Log target for lines the user already sees another way (on stderr as
+/// the program's own error line): written to the log file only.
+pub const FILE_ONLY: &str = "fxfer::file_only";
+
 /// Sends each record to the log file and, at warning and above, to stderr.
 struct ServerLogger {
     file: env_logger::Logger,
@@ -63,7 +67,7 @@ impl Log for ServerLogger {
         if self.file.matches(r) {
             self.file.log(r);
         }
-        if self.stderr.matches(r) {
+        if self.stderr.matches(r) && r.target() != FILE_ONLY {
             self.stderr.log(r);
         }
     }
@@ -97,7 +101,8 @@ pub fn init_server(log_file: &Path, verbose: u8, quiet: bool) -> Result<(), Erro
                 describe_io(&e)
             ))
         })?;
-    let file_level = level(verbose, false, LevelFilter::Info).max(LevelFilter::Info);
+    // The file always gets every major action (info); -v adds debug detail.
+    let file_level = level(verbose.saturating_add(1), false, LevelFilter::Info);
     let file_logger = builder(file_level)
         .target(env_logger::Target::Pipe(Box::new(file)))
         .build();

@@ -76,7 +76,8 @@ fn serve(cli: &Cli, a: &ServeArgs) -> Result<Exit, Error> {
     if let Some(p) = &loaded.path {
         log::info!("using config file {}", p.display());
     }
-    let server = Server::bind(settings).inspect_err(|e| log::error!("{e}"))?;
+    let server = Server::bind(settings)
+        .inspect_err(|e| log::error!(target: logging::FILE_ONLY, "cannot start: {e}"))?;
     // Exactly one line on stdout: scripts and tests read the port from it.
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {}", server.local_addr())
@@ -98,9 +99,25 @@ struct JsonEntry<'a> {
 fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let server = ServerAddr::resolve(&a.server, &loaded)?;
-    let mut conn = Connection::connect(&server, fxfer::client::DEFAULT_TIMEOUT)?;
+    let timeout = std::time::Duration::from_secs(
+        loaded
+            .file
+            .client
+            .as_ref()
+            .and_then(|c| c.timeout)
+            .unwrap_or(config::DEFAULT_TIMEOUT_SECS)
+            .max(1),
+    );
+    let mut conn = Connection::connect(&server, timeout)?;
     let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
-    let mut entries = conn.list(path, a.recursive)?;
+    let mut entries = conn.list(path, a.recursive).map_err(|e| match e {
+        // Name what could not be listed.
+        Error::Remote(f) if !path.is_empty() => Error::Remote(fxfer::protocol::ErrorFrame::new(
+            f.code,
+            format!("{}: {}", paths::display_safe(path), f.message),
+        )),
+        e => e,
+    })?;
     conn.quit();
     entries.sort_by(|x, y| x.path.cmp(&y.path));
 

@@ -41,7 +41,8 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
     };
     let Some(listing) = listing else {
         for n in names {
-            push(&mut sel, n);
+            // "sub/file/" means "sub/file".
+            push(&mut sel, n.trim_end_matches('/'));
         }
         return sel;
     };

@@ -43,6 +43,9 @@ fn without_the_token_nothing_is_listed_or_served() {
         started.elapsed() >= Duration::from_millis(900),
         "failures are slowed down"
     );
+    // get says the same, with the connection's exit status.
+    let o = s.get(&["a.txt"]);
+    assert_exit(&o, 3);
     let log = s.wait_log("wrong token");
     assert!(
         log.contains("127.0.0.1:") && log.contains("refused: authentication failed: wrong token"),

@@ -524,3 +524,90 @@ fn stalled_server_times_out_instead_of_hanging() {
     assert!(stderr(&o).contains("timed out"), "{}", stderr(&o));
     drop(held);
 }
+
+#[test]
+fn a_second_download_of_the_same_file_into_the_same_folder_is_refused() {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(4, 4 << 20)));
+    let dl = s.downloads();
+    std::fs::create_dir_all(&dl).unwrap();
+    // Another download holds the part (as a running fxfer would).
+    let part = dl.join("f.bin.fxfer-part");
+    std::fs::write(&part, bytes(4, 1 << 20)).unwrap();
+    std::fs::write(
+        dl.join("f.bin.fxfer-resume"),
+        "fxfer-resume 1\n4194304 1 0\n",
+    )
+    .unwrap();
+    let held = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let o = s.get(&["f.bin"]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("another download is writing"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dl.join("f.bin").exists());
+    assert_eq!(
+        std::fs::metadata(&part).unwrap().len(),
+        1 << 20,
+        "the other download's data is untouched"
+    );
+    drop(held);
+    let o = s.get(&["f.bin"]);
+    assert_exit(&o, 0);
+    assert!(std::fs::read(dl.join("f.bin")).unwrap() == bytes(4, 4 << 20));
+}
+
+#[test]
+fn a_partial_survives_a_connection_that_fails_before_any_data() {
+    let s = Server::builder()
+        .files(|h| write(h, "big.bin", &bytes(12, 4 << 20)))
+        .arg("--max-connections")
+        .arg("1")
+        .start();
+    let dl = s.downloads();
+    std::fs::create_dir_all(&dl).unwrap();
+    let md = std::fs::metadata(s.host.join("big.bin")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    std::fs::write(
+        dl.join("big.bin.fxfer-part"),
+        &bytes(12, 4 << 20)[..1 << 20],
+    )
+    .unwrap();
+    std::fs::write(
+        dl.join("big.bin.fxfer-resume"),
+        format!(
+            "fxfer-resume 1\n{} {} {}\n",
+            md.len(),
+            md.mtime(),
+            md.mtime_nsec()
+        ),
+    )
+    .unwrap();
+    // Hold the only slot: the download is refused as busy before any data.
+    let mut holder = s.connect();
+    Hello::current().write_to(&mut holder).unwrap();
+    let mut h = [0u8; 8];
+    holder.read_exact(&mut h).unwrap();
+    let names: Vec<String> = (0..5).map(|_| "big.bin".to_string()).collect();
+    let o = s
+        .client("get")
+        .args(["--retries", "1"])
+        .args(&names)
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).matches("retrying in").count() <= 2,
+        "{}",
+        stderr(&o)
+    );
+    assert!(dl.join("big.bin.fxfer-part").exists() && dl.join("big.bin.fxfer-resume").exists());
+    drop(holder);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = s.get(&["--json", "big.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["files"][0]["resumed_from"], 1 << 20);
+    assert!(std::fs::read(dl.join("big.bin")).unwrap() == bytes(12, 4 << 20));
+}

@@ -441,6 +441,10 @@ enum Evil {
     Short,
     /// Announces 10 bytes, then sends DATA forever.
     Endless,
+    /// Sends empty DATA frames forever.
+    Empty,
+    /// Refuses with a message full of terminal escapes.
+    EscapeError,
 }
 
 fn evil_server(mode: Evil) -> u16 {
@@ -490,12 +494,35 @@ fn serve_evil(c: TcpStream, mode: Evil) -> Result<(), Box<dyn std::error::Error>
                 }
                 lw.finish(&mut out)?;
             }
+            (Request::Get { .. }, Evil::EscapeError) => {
+                protocol::write_error(
+                    &mut out,
+                    &protocol::ErrorFrame::new(
+                        ErrorCode::NotFound,
+                        "\x1b[2J\x1b[31mPWNED\x07\rfake line",
+                    ),
+                )?;
+            }
+            (Request::Get { .. }, Evil::Empty) => {
+                let header = protocol::FileHeader {
+                    size: 10,
+                    offset: 0,
+                    mtime: 0,
+                    mtime_nanos: 0,
+                };
+                protocol::write_file_header(&mut out, &header)?;
+                w.write_all(&out)?;
+                for _ in 0..1_000_000 {
+                    protocol::write_data_header(&mut w, 0)?;
+                }
+                return Ok(());
+            }
             (Request::Get { .. }, m) => {
                 let (size, sent): (u64, usize) = match m {
-                    Evil::Names => (5, 5),
                     Evil::Overrun => (10, 20),
                     Evil::Short => (100, 10),
                     Evil::Endless => (10, usize::MAX),
+                    _ => (5, 5),
                 };
                 let header = protocol::FileHeader {
                     size,
@@ -574,7 +601,7 @@ fn hostile_server_names_cannot_escape_or_garble_the_terminal() {
 
 #[test]
 fn hostile_server_sizes_and_endless_bodies_fail_cleanly() {
-    for mode in [Evil::Overrun, Evil::Short, Evil::Endless] {
+    for mode in [Evil::Overrun, Evil::Short, Evil::Endless, Evil::Empty] {
         let port = evil_server(mode).to_string();
         let work = tempfile::tempdir().unwrap();
         let started = Instant::now();
@@ -595,7 +622,9 @@ fn hostile_server_sizes_and_endless_bodies_fail_cleanly() {
         assert!(started.elapsed() < Duration::from_secs(20));
         let err = stderr(&o);
         assert!(
-            err.contains("more than the 10 bytes") || err.contains("file ended after 10 of 100"),
+            err.contains("more than the 10 bytes")
+                || err.contains("file ended after 10 of 100")
+                || err.contains("empty frame"),
             "{err}"
         );
         assert!(
@@ -604,4 +633,55 @@ fn hostile_server_sizes_and_endless_bodies_fail_cleanly() {
             tree(&work.path().join("dl"))
         );
     }
+}
+
+#[test]
+fn hostile_server_error_messages_reach_the_terminal_escaped() {
+    let port = evil_server(Evil::EscapeError).to_string();
+    let work = tempfile::tempdir().unwrap();
+    let o = fxfer(work.path())
+        .args(["get", "--dir", "dl", "--port", &port, "ok.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        !err.contains('\x1b') && !err.contains('\x07') && !err.contains('\r'),
+        "{err:?}"
+    );
+    assert!(err.contains("PWNED"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err:?}");
+}
+
+#[test]
+fn trickling_a_request_does_not_keep_a_connection_alive() {
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--idle-timeout")
+        .arg("2")
+        .start();
+    let mut c = s.connect();
+    Hello::current().write_to(&mut c).unwrap();
+    let mut h = [0u8; 8];
+    c.read_exact(&mut h).unwrap();
+    // A LIST frame announcing 1000 bytes, one byte every 0.5 s.
+    c.write_all(&[frame::LIST, 0, 0, 3, 232]).unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(500));
+        if c.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0u8; 1];
+        c.set_nonblocking(true).unwrap();
+        if matches!(c.read(&mut b), Ok(0)) {
+            closed = true;
+            break;
+        }
+        c.set_nonblocking(false).unwrap();
+    }
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(6));
 }

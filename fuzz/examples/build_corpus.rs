@@ -9,8 +9,9 @@ use std::fs;
 use std::path::Path;
 
 use fxfer::protocol::{
-    write_data_header, write_entries, write_error, write_file_header, write_trailer, Entry,
-    EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello, ListWriter, Request, Stamp, Trailer,
+    write_auth_challenge, write_auth_ok, write_data_header, write_entries, write_error,
+    write_file_header, write_trailer, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello,
+    ListWriter, Request, Stamp, Trailer, AUTH_LEN, HELLO_AUTH, VERSION,
 };
 
 type Res = Result<(), Box<dyn std::error::Error>>;
@@ -33,7 +34,9 @@ fn req(rs: &[Request]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
 fn requests() -> Res {
     let t = "request_decode";
     save(t, "hello", &Hello::current().to_bytes())?;
+    save(t, "hello-auth", &Hello { version: VERSION, flags: HELLO_AUTH }.to_bytes())?;
     save(t, "hello-v1-flags", &Hello { version: 1, flags: 0xffff }.to_bytes())?;
+    save(t, "auth", &req(&[Request::Auth { nonce: [0x11; AUTH_LEN], mac: [0x22; AUTH_LEN] }])?)?;
     save(t, "list-root", &req(&[Request::List { path: String::new(), recursive: false }])?)?;
     save(t, "list-recursive", &req(&[Request::List { path: "docs/sub dir".into(), recursive: true }])?)?;
     save(t, "get-plain", &req(&[Request::get("a/b/c.txt")])?)?;
@@ -60,7 +63,11 @@ fn requests() -> Res {
     )?;
     // A real session's opening: greeting, then requests on the same stream.
     let mut session = Hello::current().to_bytes().to_vec();
-    session.extend(req(&[Request::get("f"), Request::Quit])?);
+    session.extend(req(&[
+        Request::Auth { nonce: [7; AUTH_LEN], mac: [9; AUTH_LEN] },
+        Request::get("f"),
+        Request::Quit,
+    ])?);
     save(t, "hello-then-requests", &session)?;
     Ok(())
 }
@@ -131,6 +138,18 @@ fn responses() -> Res {
     lw.finish(&mut b)?;
     write_error(&mut b, &ErrorFrame::new(ErrorCode::ForbiddenPath, "../etc"))?;
     save(t, "listing-then-error", &b)?;
+
+    // The token handshake as the client reads it (after the greeting):
+    // AUTH_CHALLENGE, then AUTH_OK, or an ERROR for a wrong token.
+    let mut b = Vec::new();
+    write_auth_challenge(&mut b, &[0x33; AUTH_LEN])?;
+    write_auth_ok(&mut b, &[0x44; AUTH_LEN])?;
+    save(t, "auth-ok", &b)?;
+
+    let mut b = Vec::new();
+    write_auth_challenge(&mut b, &[0x55; AUTH_LEN])?;
+    write_error(&mut b, &ErrorFrame::new(ErrorCode::AuthFailed, "wrong token"))?;
+    save(t, "auth-failed", &b)?;
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub struct Received {
 pub struct Connection {
     addr: String,
     token: Option<Vec<u8>>,
+    /// A response read ahead during the greeting, to be returned next.
+    pending: Option<Response>,
     reader: BufReader<TcpStream>,
     writer: BufWriter<TcpStream>,
     greeted: bool,
@@ -111,6 +113,7 @@ impl Connection {
         let mut conn = Connection {
             addr,
             token: server.token.clone(),
+            pending: None,
             reader: BufReader::with_capacity(RECV_BUF, r),
             writer: BufWriter::with_capacity(64 * 1024, w),
             greeted: false,
@@ -173,7 +176,7 @@ impl Connection {
         self.greeted = true;
         if !protocol::is_supported(hello.version) {
             // The server says which versions it speaks in an ERROR frame.
-            let why = match Response::read_from(&mut self.reader) {
+            let why = match self.read_response() {
                 Ok(Response::Error(e)) => e.message,
                 _ => format!("server speaks protocol version {}", hello.version),
             };
@@ -189,6 +192,19 @@ impl Connection {
         if hello.flags & protocol::HELLO_AUTH != 0 {
             self.authenticate()?;
             log::info!("{}: authenticated with the shared token", self.addr);
+        } else if self.reader.buffer().first() == Some(&protocol::frame::ERROR) {
+            // A refusal (busy, version) arrives with the greeting: report it
+            // as what it is.
+            if let Response::Error(e) = self.read_response()? {
+                if self.token.is_some()
+                    || matches!(e.code, ErrorCode::Busy | ErrorCode::UnsupportedVersion)
+                {
+                    return Err(self.refusal(e));
+                }
+                // An answer to a pipelined request; nothing is lost by
+                // re-reading it, so hand it back.
+                self.pending = Some(Response::Error(e));
+            }
         } else if self.token.is_some() {
             // We expected to prove ourselves and see the server prove it
             // knows the token; a server that skips that is not trusted.
@@ -215,7 +231,7 @@ impl Connection {
                 "the server requires a token (give it with --token-file or FXFER_TOKEN)",
             ));
         };
-        let server_nonce = match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+        let server_nonce = match self.read_response()? {
             Response::AuthChallenge { nonce } => nonce,
             other => return Err(self.unexpected(&other, "AUTH_CHALLENGE")),
         };
@@ -226,7 +242,7 @@ impl Connection {
         let mac = protocol::auth::client_mac(&key, &server_nonce, &ours);
         self.send(&Request::Auth { nonce: ours, mac })?;
         self.flush()?;
-        match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+        match self.read_response()? {
             Response::AuthOk { proof } => {
                 if protocol::auth::verify(
                     &protocol::auth::server_proof(&key, &server_nonce, &ours),
@@ -242,6 +258,40 @@ impl Connection {
         }
     }
 
+    /// Reads one response frame. Messages from the server are made safe to
+    /// print here, once: a hostile server cannot reach the terminal with
+    /// control characters.
+    fn read_response(&mut self) -> Result<Response, Error> {
+        if let Some(r) = self.pending.take() {
+            return Ok(r);
+        }
+        match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
+            Response::Error(mut e) => {
+                if let std::borrow::Cow::Owned(safe) = crate::paths::display_safe(&e.message) {
+                    e.message = safe;
+                }
+                Ok(Response::Error(e))
+            }
+            r => Ok(r),
+        }
+    }
+
+    /// An ERROR frame that ends the connection, as an error.
+    fn refusal(&self, e: ErrorFrame) -> Error {
+        match e.code {
+            ErrorCode::Busy => Error::Connect {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+            },
+            ErrorCode::UnsupportedVersion => Error::protocol(
+                format!("server {}", self.addr),
+                ProtocolError::Incompatible(e.to_string()),
+            ),
+            ErrorCode::AuthFailed => self.auth_error(e.message),
+            _ => Error::Remote(e),
+        }
+    }
+
     /// Reads the next response, turning connection-level refusals (busy,
     /// version) into errors.
     fn recv(&mut self) -> Result<Response, Error> {
@@ -251,15 +301,15 @@ impl Connection {
             // Never wait for an answer to a request still in our buffer.
             self.flush()?;
         }
-        match Response::read_from(&mut self.reader).map_err(|e| self.lost(e))? {
-            Response::Error(e) if e.code == ErrorCode::Busy => Err(Error::Connect {
-                addr: self.addr.clone(),
-                reason: e.to_string(),
-            }),
-            Response::Error(e) if e.code == ErrorCode::UnsupportedVersion => Err(Error::protocol(
-                format!("server {}", self.addr),
-                ProtocolError::Incompatible(e.to_string()),
-            )),
+        match self.read_response()? {
+            Response::Error(e)
+                if matches!(
+                    e.code,
+                    ErrorCode::Busy | ErrorCode::UnsupportedVersion | ErrorCode::AuthFailed
+                ) =>
+            {
+                Err(self.refusal(e))
+            }
             r => Ok(r),
         }
     }
@@ -283,6 +333,11 @@ impl Connection {
         let mut entries = Vec::new();
         loop {
             match self.recv()? {
+                // An empty frame is no progress: refuse it, so a hostile
+                // server cannot keep us busy forever.
+                Response::Entries(es) if es.is_empty() => {
+                    return Err(self.malformed("ENTRIES", "empty frame".into()))
+                }
                 Response::Entries(mut es) => entries.append(&mut es),
                 Response::ListEnd { count } => {
                     if count != entries.len() as u64 {
@@ -335,6 +390,9 @@ impl Connection {
         let mut got = 0u64;
         loop {
             match self.recv()? {
+                Response::Data { len: 0 } => {
+                    return Err(self.malformed("DATA", "empty frame".into()))
+                }
                 Response::Data { len } => {
                     if got + u64::from(len) > body {
                         return Err(self.overrun(body));
@@ -378,6 +436,13 @@ impl Connection {
                 other => return Err(self.unexpected(&other, "DATA or END")),
             }
         }
+    }
+
+    fn malformed(&self, frame: &'static str, what: String) -> Error {
+        Error::protocol(
+            format!("server {}", self.addr),
+            ProtocolError::Malformed { frame, what },
+        )
     }
 
     fn overrun(&self, body: u64) -> Error {

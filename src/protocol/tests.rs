@@ -97,7 +97,7 @@ fn overlong_path_is_refused_on_encode_and_decode() {
     let payload_len = 2 + 5000 + 8 + 1;
     p.extend_from_slice(&(payload_len as u32).to_be_bytes());
     p.extend_from_slice(&5000u16.to_be_bytes());
-    p.extend(std::iter::repeat(b'a').take(5000));
+    p.extend(std::iter::repeat_n(b'a', 5000));
     p.extend_from_slice(&0u64.to_be_bytes());
     p.push(0);
     assert!(matches!(

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use log::{debug, error, info, warn};
-use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::fs::{self as rfs, AtFlags, FileType};
 
 use super::{digest, Shared};
 use crate::error::describe_io;
@@ -46,6 +46,10 @@ pub(super) fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     };
     let reason = match serve(stream, peer, shared, &mut stats) {
         Ok(reason) => reason,
+        Err(ProtocolError::Io(e)) => {
+            warn!("{peer}: connection error: {}", describe_io(&e));
+            "error".to_string()
+        }
         Err(e) => {
             warn!("{peer}: connection error: {e}");
             "error".to_string()
@@ -123,7 +127,6 @@ fn serve(
             return Ok("authentication failed".into());
         }
     }
-    writer.get_ref().set_read_timeout(Some(cfg.idle_timeout))?;
 
     let mut small_buf = Vec::with_capacity(SMALL_BODY as usize);
     loop {
@@ -137,7 +140,10 @@ fn serve(
             writer.flush()?;
             return Ok("server shutting down".into());
         }
-        let req = match Request::read_from(&mut reader) {
+        // A whole request must arrive within the idle time-out: trickling
+        // a frame byte by byte does not keep a connection alive.
+        let deadline = Instant::now() + cfg.idle_timeout;
+        let req = match Request::read_from(&mut Timed::new(&mut reader, deadline)) {
             Ok(r) => r,
             Err(ProtocolError::Closed) => return Ok("client hung up".into()),
             Err(ProtocolError::Io(e)) => {
@@ -236,7 +242,8 @@ fn authenticate(
     Ok(false)
 }
 
-/// Reads with a deadline shared by every read.
+/// Reads with a deadline shared by every read (the handshake's, or one
+/// request's).
 struct Timed<'a> {
     r: &'a mut BufReader<TcpStream>,
     deadline: Instant,
@@ -347,10 +354,27 @@ fn list(
         }
     };
     let mut lw = ListWriter::default();
-    // Walk folder handles (never paths), naming entries by the path the
-    // client asked for, so a symlinked folder lists under the link's name.
-    let mut stack = vec![(dir, path.to_string())];
-    while let Some((dirfd, logical)) = stack.pop() {
+    // Entries are named by the path the client asked for, so a symlinked
+    // folder lists under the link's name. Pending subfolders are kept as
+    // paths and opened one at a time (beneath the root, like any request),
+    // so a deep tree cannot use up file descriptors.
+    let mut pending: Vec<String> = Vec::new();
+    let mut current = Some((dir, path.to_string()));
+    loop {
+        let (dirfd, logical) = match current.take() {
+            Some(c) => c,
+            None => match pending.pop() {
+                None => break,
+                Some(rel) => match shared.root.open(&rel, Want::Dir) {
+                    Ok(fd) => (fd, rel),
+                    Err(r) => {
+                        // Never a silently short listing.
+                        let (code, msg) = refusal_frame(r, Want::Dir);
+                        return refuse(w, peer, "LIST", &rel, code, msg);
+                    }
+                },
+            },
+        };
         let mut names: Vec<String> = match rfs::Dir::read_from(&dirfd) {
             Ok(d) => d
                 .filter_map(Result::ok)
@@ -365,7 +389,6 @@ fn list(
                 .collect(),
             Err(e) => {
                 let (code, msg) = io_frame(&e.into());
-                // A failure mid-listing ends it with an error frame.
                 return refuse(w, peer, "LIST", path, code, msg);
             }
         };
@@ -387,24 +410,17 @@ fn list(
             let Some((entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
                 continue;
             };
+            // Symlinked folders are listed but not descended into, so a
+            // link cycle cannot loop the walk.
             if entry.kind == EntryKind::Dir && recursive && !is_link {
-                // Symlinked folders are listed but not descended into, so a
-                // link cycle cannot loop the walk.
-                let sub = rfs::openat(
-                    &dirfd,
-                    name.as_str(),
-                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                    Mode::empty(),
-                );
-                if let Ok(fd) = sub {
-                    subdirs.push((fd, entry.path.clone()));
-                }
+                subdirs.push(entry.path.clone());
             }
             lw.push(w, entry)?;
         }
+        drop(dirfd);
         // Depth-first, in name order.
         subdirs.reverse();
-        stack.extend(subdirs);
+        pending.extend(subdirs);
     }
     info!(
         "{peer}: list {:?}{}",

@@ -7,9 +7,9 @@
 //! then one fsync per folder) so thousands of them do not each wait for the
 //! disk; large files are synced one by one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
@@ -62,6 +62,8 @@ pub struct Arrived {
     pub resumed_from: u64,
     /// Tries it took (reported with the outcome).
     pub retries: u32,
+    /// (device, inode) of the part we wrote, checked before the rename.
+    identity: Option<(u64, u64)>,
     file: Option<File>,
 }
 
@@ -94,6 +96,10 @@ pub struct Dest {
     /// Flush data to disk before renaming (off with --no-fsync).
     fsync: bool,
     checked: Mutex<HashSet<PathBuf>>,
+    /// Hash state of partial files, by part path: (bytes covered, hasher).
+    /// Filled before requests go out and when a transfer breaks off, so a
+    /// resume never re-reads its prefix while the server is sending.
+    hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher)>>,
     batch: Mutex<(Vec<Arrived>, u64)>,
 }
 
@@ -116,6 +122,7 @@ impl Dest {
             root,
             fsync,
             checked: Mutex::new(HashSet::new()),
+            hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
         }
     }
@@ -147,10 +154,46 @@ impl Dest {
         Ok(plan)
     }
 
-    /// Throws away any partial copy of `plan`.
+    /// Throws away any partial copy of `plan`, unless another download is
+    /// writing it right now.
     pub fn discard(&self, plan: &Plan) {
+        self.hashed.lock().unwrap().remove(&plan.part);
+        if let Ok(f) = OpenOptions::new().write(true).open(&plan.part) {
+            if lock(&f, &plan.part).is_err() {
+                return;
+            }
+        }
         let _ = fs::remove_file(&plan.part);
         let _ = fs::remove_file(&plan.note);
+    }
+
+    /// Hashes the bytes a resumable plan already has, ahead of time.
+    pub fn prehash(&self, plan: &Plan) {
+        if plan.offset == 0 || self.hashed.lock().unwrap().contains_key(&plan.part) {
+            return;
+        }
+        let mut hasher = blake3::Hasher::new();
+        let ok = File::open(&plan.part).and_then(|f| {
+            let n = io::copy(&mut f.take(plan.offset), &mut HashWriter(&mut hasher))?;
+            if n == plan.offset {
+                Ok(())
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            }
+        });
+        if ok.is_ok() {
+            self.hashed
+                .lock()
+                .unwrap()
+                .insert(plan.part.clone(), (plan.offset, hasher));
+        }
+    }
+
+    fn take_hashed(&self, part: &Path, offset: u64) -> Option<blake3::Hasher> {
+        match self.hashed.lock().unwrap().remove(part) {
+            Some((o, h)) if o == offset => Some(h),
+            _ => None,
+        }
     }
 
     /// Makes sure `parent` exists and really lies inside the download
@@ -261,6 +304,16 @@ fn placed(a: &Arrived) -> Placed {
 /// Renames the part over the final name (atomically replacing any old
 /// file) and drops the resume note.
 fn place(a: &Arrived) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let now = fs::symlink_metadata(&a.part)
+        .map(|m| (m.dev(), m.ino()))
+        .ok();
+    if a.identity.is_some() && now != a.identity {
+        return Err(io::Error::other(format!(
+            "{} was replaced by another process while downloading; not using it",
+            a.part.display()
+        )));
+    }
     fs::rename(&a.part, &a.target).map_err(|e| {
         let _ = fs::remove_file(&a.part);
         fail("cannot move download into place at", &a.target, &e)
@@ -274,6 +327,41 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Lets `io::copy` feed a hasher.
+struct HashWriter<'a>(&'a mut blake3::Hasher);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Claims a part file for this process: two downloads of the same file
+/// into the same folder must not write over each other.
+fn lock(f: &File, part: &Path) -> io::Result<()> {
+    use rustix::fs::{flock, FlockOperation};
+    flock(f, FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        if e == rustix::io::Errno::WOULDBLOCK {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("another download is writing {} right now", part.display()),
+            )
+        } else {
+            fail("cannot lock", part, &e.into())
+        }
+    })
+}
+
+/// (device, inode) of an open file.
+fn identity(f: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn read_note(p: &Path) -> Option<Stamp> {
@@ -437,13 +525,39 @@ impl<'a> LocalFile<'a> {
             digest: ours,
             resumed_from: header.offset,
             retries: 0,
+            identity: self.file.as_ref().and_then(identity),
             file: self.file.take(),
         })
     }
 
     /// Whether what is on disk can be resumed later (it has a note).
-    pub fn resumable(&self) -> bool {
-        self.header.is_some_and(|h| h.size >= RESUME_MIN)
+    /// Whether what is on disk should stay after a broken connection:
+    /// nothing was touched yet, or it can be resumed (it has a note).
+    pub fn keep_on_failure(&self) -> bool {
+        self.header.is_none_or(|h| h.size >= RESUME_MIN)
+    }
+
+    /// The connection broke: wait for queued data to reach the part and
+    /// remember the hash state, so the retry need not re-read the prefix.
+    pub fn suspend(mut self) {
+        drop(self.bar.take());
+        if self.header.is_none_or(|h| h.size < RESUME_MIN) {
+            return;
+        }
+        let state = match self.writer.take() {
+            Some(mut w) => match w.finish() {
+                Some((_, hasher, None)) => Some(hasher),
+                _ => None,
+            },
+            None => self.file.is_some().then(|| self.hasher.clone()),
+        };
+        if let Some(h) = state {
+            self.dest
+                .hashed
+                .lock()
+                .unwrap()
+                .insert(self.plan.part.clone(), (h.count(), h));
+        }
     }
 
     /// Continues the part at `offset`: trims anything past it and hashes
@@ -462,8 +576,15 @@ impl<'a> LocalFile<'a> {
             .write(true)
             .open(part)
             .map_err(|e| fail("cannot open", part, &e))?;
+        lock(&f, part)?;
         f.set_len(offset)
             .map_err(|e| fail("cannot trim", part, &e))?;
+        if let Some(h) = self.dest.take_hashed(part, offset) {
+            self.hasher = h;
+            f.seek(SeekFrom::End(0))
+                .map_err(|e| fail("cannot open", part, &e))?;
+            return Ok(f);
+        }
         let mut buf = vec![0u8; 1024 * 1024];
         let mut left = offset;
         while left > 0 {
@@ -488,14 +609,23 @@ impl<'a> LocalFile<'a> {
         // create_new never follows whatever sits at the temporary name; a
         // leftover there is removed (not followed) and the create retried.
         let create = || OpenOptions::new().write(true).create_new(true).open(part);
-        match create() {
+        let f = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Not while another download holds it.
+                if fs::symlink_metadata(part).is_ok_and(|m| m.is_file()) {
+                    if let Ok(old) = OpenOptions::new().write(true).open(part) {
+                        lock(&old, part)?;
+                    }
+                }
                 fs::remove_file(part).map_err(|e| fail("cannot replace", part, &e))?;
                 create()
             }
             other => other,
         }
-        .map_err(|e| fail("cannot create", part, &e))
+        .map_err(|e| fail("cannot create", part, &e))?;
+        self.dest.hashed.lock().unwrap().remove(part);
+        lock(&f, part)?;
+        Ok(f)
     }
 }
 

@@ -131,8 +131,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
     // keeps using the same connection.
     let mut conn = None;
     let listing = if select::needs_listing(names, settings.recursive) {
-        let mut c = Connection::connect(&settings.server, settings.timeout)?;
-        let l = c.list("", true)?;
+        let (c, l) = list_with_retries(settings, progress)?;
         conn = Some(c);
         Some(l)
     } else {
@@ -168,7 +167,12 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                     retries: 0,
                 });
             }
-            Ok(_) => todo.push(Task::new(name)),
+            Ok(p) => {
+                // Hash what partial downloads already hold now, not while
+                // the server is waiting for us to read.
+                dest.prehash(&p);
+                todo.push(Task::new(name));
+            }
         }
     }
     progress.set_files(todo.len());
@@ -194,6 +198,34 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         outcomes,
         secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The server's whole listing (for patterns and folders), retried like a
+/// download when the connection fails.
+fn list_with_retries(
+    settings: &GetSettings,
+    progress: &Progress,
+) -> Result<(Connection, Vec<crate::protocol::Entry>), Error> {
+    let mut attempt = 0;
+    loop {
+        let got = Connection::connect(&settings.server, settings.timeout).and_then(|mut c| {
+            let l = c.list("", true)?;
+            Ok((c, l))
+        });
+        match got {
+            Err(e) if transient(&e) && attempt < settings.retries => {
+                attempt += 1;
+                let wait = backoff(attempt - 1);
+                progress.notice(&format!(
+                    "listing the server: {e}; retrying in {:.1}s ({attempt}/{})",
+                    wait.as_secs_f64(),
+                    settings.retries
+                ));
+                std::thread::sleep(wait);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// One name to fetch, with its tries so far.
@@ -236,7 +268,10 @@ fn transient(e: &Error) -> bool {
 
 /// Whether an error is about the connection rather than one file.
 fn connection_level(e: &Error) -> bool {
-    matches!(e, Error::Connect { .. } | Error::Protocol { .. })
+    matches!(
+        e,
+        Error::Connect { .. } | Error::Protocol { .. } | Error::Auth { .. }
+    )
 }
 
 /// Exponential backoff with jitter: about 0.25 s, 0.5 s, 1 s ... capped at
@@ -350,6 +385,18 @@ impl Run<'_> {
                     let Some(mut t) = queue.pop_front() else {
                         continue;
                     };
+                    if failures > self.settings.retries + 1 {
+                        // The connection keeps failing without progress:
+                        // stop rather than retry every file in turn.
+                        queue.push_front(t);
+                        let why = e.to_string();
+                        for t in queue.drain(..) {
+                            let mut o = report(self.progress, &t.name, Err(why.clone()), t.retries);
+                            o.unreachable = connection_level(&e);
+                            outcomes.push(o);
+                        }
+                        break;
+                    }
                     if !transient(&e) || t.retries >= self.settings.retries {
                         let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
                         o.unreachable = connection_level(&e);
@@ -520,7 +567,10 @@ impl Run<'_> {
             })),
             Ok(Err(FileError::Local(e))) => Ok(Received::Failed(Failure::Permanent(e.to_string()))),
             Err(e) => {
-                if !sink.resumable() {
+                if sink.keep_on_failure() {
+                    sink.suspend();
+                } else {
+                    drop(sink);
                     self.dest.discard(plan);
                 }
                 Err(e)
