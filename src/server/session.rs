@@ -4,7 +4,7 @@
 //! stays usable after a refused request.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
@@ -557,12 +557,6 @@ fn get(
         }
         *blake3::hash(small_buf).as_bytes()
     } else {
-        if offset > 0 {
-            if let Err(e) = file.seek(SeekFrom::Start(offset)) {
-                let (code, msg) = io_frame(&e);
-                refuse_with!(code, msg)
-            }
-        }
         protocol::write_file_header(w, &header)?;
         w.flush()?;
         let key = digest::Key::of(&md);
@@ -578,7 +572,7 @@ fn get(
                     .spawn_scoped(scope, || digest::hash_file(&file, size, &cancel))
                     .ok(),
             };
-            let sent = send_body(w.get_ref(), &file, body);
+            let sent = send_body(w.get_ref(), &file, offset, body);
             if sent.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
@@ -637,25 +631,33 @@ fn get(
     Ok(Some(body))
 }
 
-/// Sends `body` bytes from the file's current position as DATA frames, each
-/// with sendfile(2) (std's `io::copy` from a file to a socket uses it on
-/// Linux). A file that ends early is an `UnexpectedEof` error.
-fn send_body(sock: &TcpStream, file: &File, body: u64) -> io::Result<()> {
-    let mut left = body;
-    while left > 0 {
-        let n = left.min(CHUNK);
+/// Sends `body` bytes of the file from `offset` as DATA frames, each body
+/// with sendfile(2): the bytes go from the page cache to the socket without
+/// a copy through this process. A file that ends early is an
+/// `UnexpectedEof` error.
+fn send_body(sock: &TcpStream, file: &File, offset: u64, body: u64) -> io::Result<()> {
+    let mut pos = offset;
+    let end = offset + body;
+    while pos < end {
+        let n = (end - pos).min(CHUNK);
         protocol::write_data_header(&mut &*sock, n as u32).map_err(|e| match e {
             ProtocolError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })?;
-        let copied = io::copy(&mut file.take(n), &mut &*sock)?;
-        if copied < n {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "source file shrank during transfer",
-            ));
+        let mut left = n;
+        while left > 0 {
+            match rfs::sendfile(sock, file, Some(&mut pos), left as usize) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "source file shrank during transfer",
+                    ))
+                }
+                Ok(sent) => left -= sent as u64,
+                Err(e) if e == rustix::io::Errno::INTR => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        left -= n;
     }
     Ok(())
 }

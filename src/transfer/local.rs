@@ -143,14 +143,16 @@ impl Dest {
             stamp: None,
         };
         if resume {
-            if let (Some(stamp), Ok(md)) = (read_note(&plan.note), fs::symlink_metadata(&plan.part))
-            {
-                if md.is_file() && md.len() <= stamp.size {
-                    plan.offset = md.len();
-                    plan.stamp = Some(stamp);
+            if let Some(stamp) = read_note(&plan.note) {
+                if let Ok(md) = fs::symlink_metadata(&plan.part) {
+                    if md.is_file() && md.len() <= stamp.size {
+                        plan.offset = md.len();
+                        plan.stamp = Some(stamp);
+                    }
                 }
             }
         }
+
         Ok(plan)
     }
 
@@ -221,7 +223,7 @@ impl Dest {
     /// small ones join the batch, which is settled when full (or by
     /// [`Dest::flush`]). Returns the files settled by this call.
     pub fn complete(&self, mut a: Arrived) -> Vec<Result<Placed, (String, String)>> {
-        if !self.fsync {
+        if !self.fsync && a.size >= SYNC_ALONE_MIN {
             drop(a.file.take());
             return vec![place(&a)
                 .map(|_| placed(&a))
@@ -265,10 +267,16 @@ impl Dest {
         if items.is_empty() {
             return Vec::new();
         }
-        // One syncfs makes every part's data durable at once.
-        let synced = File::open(&self.root)
-            .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
-            .map_err(|e| fail("cannot flush", &self.root, &e).to_string());
+        // One syncfs makes every part's data durable at once. Small files
+        // are renamed in batches even without it: one thread renaming is
+        // faster than many contending for the folder's lock.
+        let synced = if self.fsync {
+            File::open(&self.root)
+                .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+                .map_err(|e| fail("cannot flush", &self.root, &e).to_string())
+        } else {
+            Ok(())
+        };
         let mut dirs = HashSet::new();
         let out = items
             .iter()
@@ -282,8 +290,10 @@ impl Dest {
                 Ok(placed(a))
             })
             .collect();
-        for d in dirs {
-            sync_dir(&d);
+        if self.fsync {
+            for d in dirs {
+                sync_dir(&d);
+            }
         }
         out
     }
@@ -318,7 +328,10 @@ fn place(a: &Arrived) -> io::Result<()> {
         let _ = fs::remove_file(&a.part);
         fail("cannot move download into place at", &a.target, &e)
     })?;
-    let _ = fs::remove_file(&a.note);
+    // Only files big enough to resume ever have a note.
+    if a.size >= RESUME_MIN {
+        let _ = fs::remove_file(&a.note);
+    }
     Ok(())
 }
 
@@ -667,7 +680,14 @@ impl FileSink for LocalFile<'_> {
     fn buffer(&mut self) -> Vec<u8> {
         match self.writer.as_mut() {
             Some(w) => w.buffer(),
-            None => self.spare.take().unwrap_or_else(|| vec![0; CHUNK]),
+            // A small file gets a buffer its own size, not a zeroed
+            // megabyte; the buffer is reused for its next pieces.
+            None => self.spare.take().unwrap_or_else(|| {
+                let want = self
+                    .header
+                    .map_or(CHUNK as u64, |h| h.body_len().min(CHUNK as u64));
+                vec![0; want as usize]
+            }),
         }
     }
 

@@ -1,0 +1,331 @@
+#!/usr/bin/env bash
+# bench/run.sh - loopback benchmark of fxfer against raw TCP and common tools.
+#
+#   bench/run.sh [--quick] [--keep]
+#
+#   --quick   small data (128 MiB; 200 x 8 KiB; 8 x 16 MiB) for a smoke run
+#   --keep    keep the scratch folder (server logs, hyperfine JSON)
+#
+# Environment: DATA_DIR (default bench/.data) caches the generated data;
+# RUNS (default 5) timed runs per cell, after one warm-up run.
+#
+# Workloads: W1 one 1 GiB file; W2 2,000 x 8 KiB fetched serially over one
+# connection; W3 16 x 64 MiB, 8 at a time; W4 the W2 set, 8 at a time.
+# Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
+# and where installed: raw TCP with socat (the baseline), nginx + curl,
+# rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
+# Every server binds 127.0.0.1 and is killed by PID when the script exits.
+set -uo pipefail
+
+QUICK=0 KEEP=0
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --keep) KEEP=1 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+cd "$(dirname "$0")/.." || exit 1
+RUNS=${RUNS:-5} PAR=8
+if ((QUICK)); then MODE=quick BIG_MIB=128 NSMALL=200 NMED=8 MED_MIB=16
+else MODE=full BIG_MIB=1024 NSMALL=2000 NMED=16 MED_MIB=64; fi
+
+note() { printf '%s\n' "$*" >&2; }
+have() { command -v "$1" >/dev/null 2>&1; }
+die() { note "run.sh: $*"; exit 1; }
+
+for t in cargo openssl sha256sum; do have "$t" || die "$t is required"; done
+
+note "building fxfer (cargo build --release)"
+cargo build --release --quiet || die "cargo build failed"
+TARGET=${CARGO_TARGET_DIR:-target}
+[[ $TARGET == /* ]] || TARGET=$PWD/$TARGET
+FXFER=$TARGET/release/fxfer
+[[ -x $FXFER ]] || die "no binary at $FXFER"
+
+# ---- scratch space and servers ------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxfer-bench.XXXXXX") || die "mktemp failed"
+OUT=$WORK/out LISTS=$WORK/lists RES=$WORK/results.tsv
+mkdir -p "$OUT" "$LISTS" "$WORK/json" && : >"$RES"
+PIDS=()
+cleanup() {
+  local p i
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  # fxfer and nginx shut down gracefully; give them a moment before KILL.
+  for ((i = 0; i < 50; i++)); do
+    local up=0
+    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && up=1; done
+    ((up)) || break
+    sleep 0.1
+  done
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  if ((KEEP)); then note "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Ports come from below the kernel's ephemeral range: there no client socket
+# can hold them, and a connect retried before its listener is up cannot end
+# up connected to itself (a TCP self-connect, which hangs the baseline).
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+((EPHEMERAL_LOW > 21000)) || EPHEMERAL_LOW=32768
+USED_PORTS=" "
+free_port() { # free_port VAR: random probing, good enough on a quiet loopback (start_server catches a race)
+  local _i _p # names the caller's VAR cannot shadow
+  for ((_i = 0; _i < 200; _i++)); do
+    _p=$((20000 + RANDOM % (EPHEMERAL_LOW - 20000)))
+    [[ $USED_PORTS == *" $_p "* ]] || listening "$_p" && continue
+    USED_PORTS+="$_p "
+    printf -v "$1" %s "$_p"
+    return 0
+  done
+  die "found no free port"
+}
+start_server() { # start_server NAME PORT CMD... : runs CMD in the background, waits for the port
+  local name=$1 port=$2 i pid
+  shift 2
+  "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 100; i++)); do
+    listening "$port" && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  note "skipping $name: its server did not come up (see $WORK/$name.err)"
+  return 1
+}
+
+# ---- data: generated once, reused while the spec matches -------------------
+DATA_DIR=${DATA_DIR:-bench/.data}
+DATA=$(mkdir -p "$DATA_DIR" && cd "$DATA_DIR" && pwd)/$MODE
+# AES-CTR keystream: incompressible (no tool gets a free ride from compression)
+# yet reproducible from the seed, and far faster than /dev/urandom.
+keystream() { # keystream SEED BYTES
+  head -c "$2" /dev/zero |
+    openssl enc -aes-128-ctr -nosalt -K "$(printf '%032x' "$1")" -iv "$(printf '%032x' 0)"
+}
+SPEC="big=${BIG_MIB}MiB small=${NSMALL}x8KiB med=${NMED}x${MED_MIB}MiB"
+if [[ $(cat "$DATA/.spec" 2>/dev/null) != "$SPEC" ]]; then
+  note "generating data in $DATA ($SPEC)"
+  rm -rf "$DATA" && mkdir -p "$DATA" || die "cannot create $DATA"
+  keystream 1 $((BIG_MIB << 20)) >"$DATA/big.bin"
+  keystream 2 $((NSMALL << 13)) | (cd "$DATA" && split -b 8K -d -a 4 --additional-suffix=.bin - s)
+  keystream 3 $((NMED * MED_MIB << 20)) | (cd "$DATA" && split -b "${MED_MIB}M" -d -a 2 --additional-suffix=.bin - m)
+  echo "$SPEC" >"$DATA/.spec"
+fi
+[[ -e $DATA_DIR/.gitignore ]] || echo '*' >"$DATA_DIR/.gitignore" # a cache, never committed
+
+# Per workload: the names, the expected checksums, bytes and file count; for the
+# raw TCP baseline also the split into streams (round-robin over $PAR streams
+# for the parallel workloads) and the checksum of each concatenated stream.
+(cd "$DATA" && ls big.bin) >"$LISTS/W1"
+(cd "$DATA" && ls s*.bin) >"$LISTS/W2"
+(cd "$DATA" && ls m*.bin) >"$LISTS/W3"
+cp "$LISTS/W2" "$LISTS/W4"
+declare -A BYTES FILES
+for W in W1 W2 W3 W4; do
+  (cd "$DATA" && xargs -a "$LISTS/$W" sha256sum) >"$LISTS/$W.sha"
+  BYTES[$W]=$(cd "$DATA" && xargs -a "$LISTS/$W" stat -c %s | awk '{ s += $1 } END { print s }')
+  FILES[$W]=$(wc -l <"$LISTS/$W")
+  n=1; [[ $W == W3 || $W == W4 ]] && n=$PAR
+  awk -v n="$n" -v p="$LISTS/$W.stream" '{ print > (p (NR - 1) % n) }' "$LISTS/$W"
+  for s in "$LISTS/$W".stream?; do (cd "$DATA" && xargs -a "$s" cat) | sha256sum | cut -d' ' -f1 >"$s.sha"; done
+done
+
+# ---- measuring one cell ----------------------------------------------------------
+# Deleting the previous run's output also drops its dirty pages, so no run
+# pays for the write-back of the one before.
+prepare() { rm -rf "$OUT" && mkdir -p "$OUT"; }
+check_files() { # every file present with the right bytes, and nothing else (no leftovers)
+  [[ $(find "$OUT" -type f | wc -l) -eq ${FILES[$1]} ]] &&
+    (cd "$OUT" && sha256sum --quiet --strict -c "$LISTS/$1.sha" >/dev/null 2>&1)
+}
+check_streams() {
+  local s
+  for s in "$LISTS/$1".stream?; do
+    [[ $(sha256sum <"$OUT/$(basename "$s")" 2>/dev/null | cut -d' ' -f1) == "$(<"$s.sha")" ]] || return 1
+  done
+}
+median_of_runs() { # fallback without hyperfine: warm-up, then $RUNS timed runs; prints the median
+  local i s e times=()
+  for ((i = 0; i <= RUNS; i++)); do
+    prepare
+    s=$(date +%s%N)
+    bash -c "$1" >>"$WORK/cells.log" 2>&1 || return 1
+    e=$(date +%s%N)
+    ((i)) && times+=($((e - s)))
+  done
+  printf '%s\n' "${times[@]}" | sort -n | awk '{ t[NR] = $1 } END { printf "%.6f\n", (NR % 2 ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2) / 1e9 }'
+}
+cell() { # cell W SYSTEM files|streams COMMAND
+  local W=$1 sys=$2 kind=$3 cmd=$4 med json
+  note ">> $W $sys"
+  if have hyperfine; then
+    json=$WORK/json/$W-${sys//[^A-Za-z0-9]/_}.json
+    if hyperfine --shell=bash --style basic --warmup 1 --runs "$RUNS" --prepare "rm -rf '$OUT' && mkdir -p '$OUT'" \
+      --export-json "$json" "$cmd" >>"$WORK/cells.log" 2>&1; then
+      med=$(grep -o '"median": *[0-9.eE+-]*' "$json" | head -n1 | sed 's/.*: *//')
+    fi
+  else
+    med=$(median_of_runs "$cmd")
+  fi
+  if [[ -z ${med:-} ]]; then
+    printf '%s\t%s\t-\tfailed\n' "$W" "$sys" >>"$RES"
+  elif "check_$kind" "$W"; then
+    printf '%s\t%s\t%s\tok\n' "$W" "$sys" "$med" >>"$RES"
+  else
+    printf '%s\t%s\t%s\tWRONG BYTES\n' "$W" "$sys" "$med" >>"$RES"
+  fi
+}
+serial() { [[ $1 == W1 || $1 == W2 ]]; }
+
+# ---- servers (all started up front, idle while other systems run) ------------
+FX_PORT="" NGX_PORT="" PY_PORT="" RSYNC_PORT="" RAW_PORTS=()
+SKIPPED=()
+
+# An empty config file keeps a user's fxfer.toml or $FXFER_CONFIG out of the numbers.
+: >"$WORK/empty.toml"
+"$FXFER" serve --config "$WORK/empty.toml" -q --ip 127.0.0.1 --port 0 --dir "$DATA" \
+  --log-file "$WORK/fxfer-server.log" >"$WORK/fxfer.out" 2>"$WORK/fxfer.err" &
+PIDS+=($!)
+for ((i = 0; i < 100; i++)); do
+  FX_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/fxfer.out")
+  [[ -n $FX_PORT ]] && break
+  sleep 0.1
+done
+[[ -n $FX_PORT ]] || die "fxfer serve did not start: $(cat "$WORK/fxfer.err")"
+
+if have socat; then
+  for ((k = 0; k < PAR; k++)); do free_port p && RAW_PORTS+=("$p"); done
+else SKIPPED+=("raw TCP (socat not installed)"); fi
+
+if have nginx && have curl; then
+  free_port NGX_PORT
+  mkdir -p "$WORK/nginx"
+  # As root the workers would drop to "nobody", which may not read the data.
+  ((EUID == 0)) && ngx_user="user $(id -un) $(id -gn);" || ngx_user=""
+  cat >"$WORK/nginx/nginx.conf" <<EOF
+$ngx_user
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on; tcp_nopush on;
+  keepalive_requests 100000;
+  default_type application/octet-stream;
+  client_body_temp_path $WORK/nginx/tmp-body; proxy_temp_path $WORK/nginx/tmp-proxy;
+  fastcgi_temp_path $WORK/nginx/tmp-fcgi; uwsgi_temp_path $WORK/nginx/tmp-uwsgi; scgi_temp_path $WORK/nginx/tmp-scgi;
+  server { listen 127.0.0.1:$NGX_PORT; root $DATA; }
+}
+EOF
+  start_server nginx "$NGX_PORT" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" \
+    -c "$WORK/nginx/nginx.conf" -g 'daemon off;' || NGX_PORT=""
+else SKIPPED+=("nginx + curl (nginx or curl not installed)"); fi
+
+if have python3 && have curl; then
+  free_port PY_PORT
+  start_server pyhttp "$PY_PORT" python3 -m http.server "$PY_PORT" --bind 127.0.0.1 --directory "$DATA" || PY_PORT=""
+else SKIPPED+=("python3 http.server + curl (python3 or curl not installed)"); fi
+
+if have rsync; then
+  free_port RSYNC_PORT
+  cat >"$WORK/rsyncd.conf" <<EOF
+use chroot = no
+pid file = $WORK/rsyncd.pid
+log file = $WORK/rsyncd.log
+[data]
+  path = $DATA
+  read only = yes
+  uid = $(id -un)
+  gid = $(id -gn)
+EOF
+  start_server rsyncd "$RSYNC_PORT" rsync --daemon --no-detach --config="$WORK/rsyncd.conf" \
+    --address=127.0.0.1 --port="$RSYNC_PORT" || RSYNC_PORT=""
+else SKIPPED+=("rsync daemon (rsync not installed)"); fi
+
+# The baseline: socat pushes the concatenated bytes of each stream list into
+# its own socket, all streams at once; no framing, no files on the sender side
+# but the source, one file per stream on the receiver side.
+cat >"$WORK/raw.sh" <<EOF
+#!/usr/bin/env bash
+ports=(${RAW_PORTS[*]}) k=0
+for s in "$LISTS/\$1".stream?; do
+  out="$OUT/\$(basename "\$s")"
+  timeout 120 socat -u -b 1048576 TCP-LISTEN:\${ports[k]},bind=127.0.0.1,reuseaddr CREATE:"\$out" &
+  dst=TCP:127.0.0.1:\${ports[k]},retry=1000,interval=0.005
+  if [[ \$(wc -l <"\$s") -eq 1 ]]; then # one file: socat reads it directly, no pipe
+    timeout 120 socat -u -b 1048576 OPEN:"$DATA/\$(<"\$s")",rdonly "\$dst" &
+  else
+    (cd "$DATA" && xargs -a "\$s" cat) | timeout 120 socat -u -b 1048576 STDIN "\$dst" &
+  fi
+  k=\$((k + 1))
+done
+wait
+EOF
+
+# curl -K files: one url/output pair per file.
+curl_cfg() { awk -v b="http://127.0.0.1:$1/" -v o="$OUT/" '{ printf "url = \"%s%s\"\noutput = \"%s%s\"\n", b, $0, o, $0 }' "$LISTS/$2" >"$LISTS/$2.curl$1"; }
+
+# ---- the cells, workload by workload so each workload's rows are measured close together
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+for W in W1 W2 W3 W4; do
+  if serial $W; then mode=""; else mode="--parallel -j $PAR"; fi
+  if ((${#RAW_PORTS[@]})); then
+    serial $W && label="raw TCP (socat, 1 stream)" || label="raw TCP (socat, $PAR streams)"
+    cell $W "$label" streams "bash '$WORK/raw.sh' $W"
+  fi
+  get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
+  cell $W "fxfer${mode:+ $mode}" files "$get"
+  cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
+  if serial $W; then curl_par=""; else curl_par="--parallel --parallel-max $PAR"; fi
+  if [[ -n $NGX_PORT ]]; then
+    curl_cfg "$NGX_PORT" $W
+    cell $W "nginx + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$NGX_PORT'"
+  fi
+  if [[ -n $RSYNC_PORT ]]; then
+    src="rsync://127.0.0.1:$RSYNC_PORT/data/"
+    if serial $W; then
+      cell $W "rsync daemon" files "rsync -a --whole-file --files-from='$LISTS/$W' $src '$OUT/'"
+    else # one rsync per stream list, so each process gets a share of the files
+      cell $W "rsync daemon (xargs -P $PAR)" files \
+        "printf '%s\n' '$LISTS/$W'.stream? | xargs -P $PAR -I{} rsync -a --whole-file --files-from={} $src '$OUT/'"
+    fi
+  fi
+  if [[ -n $PY_PORT ]]; then
+    curl_cfg "$PY_PORT" $W
+    cell $W "python http.server + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$PY_PORT'"
+  fi
+done
+
+# ---- report ------------------------------------------------------------------------
+echo
+echo "fxfer $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, $(uname -sr), mode $MODE," \
+  "$RUNS runs + 1 warm-up per cell, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "W1: 1 x $BIG_MIB MiB | W2: $NSMALL x 8 KiB serial, one connection | W3: $NMED x $MED_MIB MiB, $PAR at a time | W4: the W2 set, $PAR at a time"
+for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
+echo
+awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" '
+  { row[++n] = $0
+    if ($4 == "ok" && $2 !~ /^raw TCP/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
+  END {
+    bytes["W1"] = b1; bytes["W3"] = b3; files["W2"] = f2; files["W4"] = f4
+    print "| workload | system | median s | throughput | speed vs fastest non-baseline |"
+    print "|---|---|---:|---:|---:|"
+    for (i = 1; i <= n; i++) {
+      split(row[i], f, "\t"); W = f[1]; t = f[3]
+      if (f[4] == "failed") { printf "| %s | %s | - | - | failed |\n", W, f[2]; continue }
+      tp = (W in bytes) ? sprintf("%.0f MB/s", bytes[W] / 1e6 / t) : sprintf("%.0f files/s", files[W] / t)
+      r = (f[4] != "ok") ? f[4] : (W in best) ? sprintf("%.2fx", best[W] / t) : "-"
+      printf "| %s | %s | %.3f | %s | %s |\n", W, f[2], t, tp, r
+    }
+  }' "$RES"
+echo
+echo "speed vs fastest non-baseline = that system's speed / the fastest non-baseline system's speed"
+echo "(1.00x = the fastest; 0.50x = half as fast; the raw TCP row shows the loopback ceiling)."
