@@ -409,6 +409,12 @@ impl GetSettings {
     }
 }
 
+/// The client's time-out from the config file alone (for `ls`, which has
+/// no --timeout flag).
+pub fn client_timeout(loaded: &Loaded) -> Result<Duration, Error> {
+    timeout(loaded.file.client.as_ref().and_then(|f| f.timeout))
+}
+
 fn timeout(secs: Option<u64>) -> Result<Duration, Error> {
     match secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
         0 => Err(Error::Usage("'--timeout' must be at least 1 second".into())),

@@ -2,7 +2,6 @@
 //! where errors become exit codes.
 
 use std::io;
-use std::path::Path;
 use std::process::ExitCode;
 
 use crate::protocol::{ErrorFrame, ProtocolError};
@@ -62,11 +61,6 @@ impl Error {
             context: context.into(),
             cause,
         }
-    }
-
-    /// An I/O error about a path: "PATH: cause".
-    pub fn path(path: &Path, cause: io::Error) -> Error {
-        Error::io(path.display().to_string(), cause)
     }
 
     pub fn protocol(context: impl Into<String>, cause: ProtocolError) -> Error {

@@ -99,16 +99,7 @@ struct JsonEntry<'a> {
 fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let server = ServerAddr::resolve(&a.server, &loaded)?;
-    let timeout = std::time::Duration::from_secs(
-        loaded
-            .file
-            .client
-            .as_ref()
-            .and_then(|c| c.timeout)
-            .unwrap_or(config::DEFAULT_TIMEOUT_SECS)
-            .max(1),
-    );
-    let mut conn = Connection::connect(&server, timeout)?;
+    let mut conn = Connection::connect(&server, config::client_timeout(&loaded)?)?;
     let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
     let mut entries = conn.list(path, a.recursive).map_err(|e| match e {
         // Name what could not be listed.

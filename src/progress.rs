@@ -4,7 +4,7 @@
 //! logs get no escape codes.
 
 use std::io::IsTerminal;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,7 +25,6 @@ pub struct Progress {
     quiet: bool,
     files: AtomicUsize,
     done: AtomicUsize,
-    bytes: AtomicU64,
 }
 
 /// The bar of one file in flight (a no-op when bars are off).
@@ -69,7 +68,6 @@ impl Progress {
             quiet,
             files: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
-            bytes: AtomicU64::new(0),
         }
     }
 
@@ -101,7 +99,6 @@ impl Progress {
 
     /// Bytes arrived (for the total bar).
     pub fn add_bytes(&self, n: u64) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
         if let Some((_, total)) = &self.bars {
             total.inc(n);
         }

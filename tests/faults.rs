@@ -1,6 +1,6 @@
 use crate::util::*;
-use fxfer::protocol::{ErrorCode, Hello, Request, Response};
-use std::io::{BufReader, Read, Write};
+use fxfer::protocol::{ErrorCode, Request, Response};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -273,13 +273,7 @@ fn truncated_stream_is_retried_and_resumed() {
 /// then. The answer must not end in a clean END.
 fn source_change_is_detected(mutate: impl FnOnce(&Path)) {
     let s = Server::with_files(|h| write(h, "f.bin", &bytes(8, 64 << 20)));
-    let mut c = s.connect();
-    let mut msg = Vec::new();
-    Hello::current().write_to(&mut msg).unwrap();
-    Request::get("f.bin").write_to(&mut msg).unwrap();
-    c.write_all(&msg).unwrap();
-    let mut r = BufReader::new(c);
-    Hello::read_from(&mut r).unwrap();
+    let mut r = session(&s, &req(&[Request::get("f.bin")]));
     assert!(matches!(
         Response::read_from(&mut r).unwrap(),
         Response::File(_)
@@ -586,10 +580,7 @@ fn a_partial_survives_a_connection_that_fails_before_any_data() {
     )
     .unwrap();
     // Hold the only slot: the download is refused as busy before any data.
-    let mut holder = s.connect();
-    Hello::current().write_to(&mut holder).unwrap();
-    let mut h = [0u8; 8];
-    holder.read_exact(&mut h).unwrap();
+    let holder = hold(&s);
     let names: Vec<String> = (0..5).map(|_| "big.bin".to_string()).collect();
     let o = s
         .client("get")

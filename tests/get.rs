@@ -132,17 +132,9 @@ fn traversal_and_escaping_symlinks_are_refused_and_logged() {
     assert_eq!(err.matches("refusing to save").count(), 3, "{err}");
     assert!(err.contains("escape: forbidden path"), "{err}");
     // The server refuses (and logs) every one of them on the wire too.
-    use fxfer::protocol::{ErrorCode, Hello, Request, Response};
-    use std::io::Write;
-    let mut c = s.connect();
-    let mut msg = Vec::new();
-    Hello::current().write_to(&mut msg).unwrap();
-    for b in bad {
-        Request::get(b).write_to(&mut msg).unwrap();
-    }
-    c.write_all(&msg).unwrap();
-    let mut r = std::io::BufReader::new(c);
-    Hello::read_from(&mut r).unwrap();
+    use fxfer::protocol::{ErrorCode, Request, Response};
+    let requests: Vec<Request> = bad.iter().map(|b| Request::get(*b)).collect();
+    let mut r = session(&s, &req(&requests));
     for _ in bad {
         match Response::read_from(&mut r).unwrap() {
             Response::Error(e) => assert_eq!(e.code, ErrorCode::ForbiddenPath),

@@ -37,23 +37,6 @@ fn trap_host(outside: &Path) -> impl FnOnce(&Path) + 'static {
     }
 }
 
-/// Opens a handshaken connection and sends `frames` in one write.
-fn session(s: &Server, frames: &[u8]) -> BufReader<TcpStream> {
-    let mut c = s.connect();
-    let mut msg = Hello::current().to_bytes().to_vec();
-    msg.extend_from_slice(frames);
-    c.write_all(&msg).unwrap();
-    let mut r = BufReader::new(c);
-    assert_eq!(Hello::read_from(&mut r).unwrap().version, protocol::VERSION);
-    r
-}
-
-fn req(r: Request) -> Vec<u8> {
-    let mut v = Vec::new();
-    r.write_to(&mut v).unwrap();
-    v
-}
-
 /// Raw GET frame, bypassing the encoder's own checks.
 fn raw_get(path: &[u8], offset: u64) -> Vec<u8> {
     let mut p = Vec::new();
@@ -84,7 +67,9 @@ fn expect_error(r: &mut BufReader<TcpStream>, code: ErrorCode, case: &str) {
 
 /// The connection is still usable: a normal GET on it succeeds.
 fn still_usable(r: &mut BufReader<TcpStream>, case: &str) {
-    r.get_mut().write_all(&req(Request::get("a.txt"))).unwrap();
+    r.get_mut()
+        .write_all(&req(&[Request::get("a.txt")]))
+        .unwrap();
     assert!(
         matches!(Response::read_from(r), Ok(Response::File(_))),
         "{case}"
@@ -199,34 +184,34 @@ fn check_path_cases(portable: bool) {
         ("missing", raw_get(b"nope.txt", 0), NotFound),
         (
             "LIST climbing",
-            req(Request::List {
+            req(&[Request::List {
                 path: "../".into(),
                 recursive: false,
-            }),
+            }]),
             ForbiddenPath,
         ),
         (
             "LIST symlink out",
-            req(Request::List {
+            req(&[Request::List {
                 path: "dir_link_out".into(),
                 recursive: true,
-            }),
+            }]),
             ForbiddenPath,
         ),
         (
             "LIST a file",
-            req(Request::List {
+            req(&[Request::List {
                 path: "a.txt".into(),
                 recursive: false,
-            }),
+            }]),
             NotRegularFile,
         ),
         (
             "AUTH without auth",
-            req(Request::Auth {
+            req(&[Request::Auth {
                 nonce: [0; 32],
                 mac: [0; 32],
-            }),
+            }]),
             BadRequest,
         ),
     ];
@@ -309,7 +294,7 @@ fn hostile_framing_is_refused_and_the_server_carries_on() {
     r.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
     assert!(drain(&mut r).len() < 64);
     // Wrong magic, a request before the handshake, HTTP, random bytes.
-    let mut early = req(Request::get("a.txt"));
+    let mut early = req(&[Request::get("a.txt")]);
     early.extend_from_slice(&[0; 8]);
     for junk in [
         b"FXFX\0\x03\0\0".to_vec(),
@@ -363,13 +348,13 @@ fn thousands_of_pipelined_requests_are_answered_in_order() {
     let n = 5000;
     let mut frames = Vec::new();
     for i in 0..n {
-        frames.extend(req(Request::get(if i % 2 == 0 {
+        frames.extend(req(&[Request::get(if i % 2 == 0 {
             "a.txt"
         } else {
             "b.txt"
-        })));
+        })]));
     }
-    frames.extend(req(Request::Quit));
+    frames.extend(req(&[Request::Quit]));
     let mut r = session(&s, &frames);
     let mut files = 0;
     let mut body = Vec::new();
@@ -403,14 +388,7 @@ fn idle_connections_are_closed_and_per_ip_limit_holds() {
         .arg("--max-connections-per-ip")
         .arg("2")
         .start();
-    let hold = || {
-        let mut c = s.connect();
-        Hello::current().write_to(&mut c).unwrap();
-        let mut h = [0u8; 8];
-        c.read_exact(&mut h).unwrap();
-        c
-    };
-    let (mut a, _b) = (hold(), hold());
+    let (mut a, _b) = (hold(&s), hold(&s));
     let o = s.client("ls").output().unwrap();
     assert_exit(&o, 3);
     assert!(
@@ -660,10 +638,7 @@ fn trickling_a_request_does_not_keep_a_connection_alive() {
         .arg("--idle-timeout")
         .arg("2")
         .start();
-    let mut c = s.connect();
-    Hello::current().write_to(&mut c).unwrap();
-    let mut h = [0u8; 8];
-    c.read_exact(&mut h).unwrap();
+    let mut c = hold(&s);
     // A LIST frame announcing 1000 bytes, one byte every 0.5 s.
     c.write_all(&[frame::LIST, 0, 0, 3, 232]).unwrap();
     let started = Instant::now();

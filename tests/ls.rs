@@ -57,11 +57,7 @@ fn ls_json_gives_exact_sizes_and_unix_times_and_nothing_else() {
 #[test]
 fn ls_of_unreachable_server_is_one_clear_line_and_exit_3() {
     // Bind and drop to find a port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dead_port();
     let dir = tempfile::tempdir().unwrap();
     let o = fxfer(dir.path())
         .args(["ls", "--port", &port.to_string()])

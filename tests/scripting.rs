@@ -37,11 +37,7 @@ fn get_json_reports_each_file_and_totals_and_nothing_else() {
 
 #[test]
 fn get_json_when_the_server_is_unreachable_still_prints_json_and_exits_3() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = dead_port();
     let dir = tempfile::tempdir().unwrap();
     let o = fxfer(dir.path())
         .args([

@@ -32,12 +32,7 @@ fn garbage_and_http_peers_are_refused_without_harm() {
         assert!(rest.len() < 64, "{} bytes answered to junk", rest.len());
     }
     // A valid greeting followed by garbage frames.
-    let mut c = s.connect();
-    let mut msg = Hello::current().to_bytes().to_vec();
-    msg.extend_from_slice(&[0x02, 0xff, 0xff, 0xff, 0xff]);
-    c.write_all(&msg).unwrap();
-    let mut r = BufReader::new(c);
-    assert_eq!(Hello::read_from(&mut r).unwrap(), Hello::current());
+    let mut r = session(&s, &[0x02, 0xff, 0xff, 0xff, 0xff]);
     match Response::read_from(&mut r).unwrap() {
         Response::Error(e) => assert_eq!(e.code, ErrorCode::BadRequest),
         other => panic!("{other:?}"),
@@ -52,14 +47,10 @@ fn garbage_and_http_peers_are_refused_without_harm() {
 fn client_vanishing_mid_transfer_does_not_hurt_the_server() {
     let mut s = Server::with_files(small_host);
     for _ in 0..3 {
-        let mut c = s.connect();
-        let mut msg = Vec::new();
-        Hello::current().write_to(&mut msg).unwrap();
-        Request::get("big.bin").write_to(&mut msg).unwrap();
-        c.write_all(&msg).unwrap();
+        let mut r = session(&s, &req(&[Request::get("big.bin")]));
         let mut some = vec![0u8; 100_000];
-        c.read_exact(&mut some).unwrap();
-        drop(c);
+        r.read_exact(&mut some).unwrap();
+        drop(r);
     }
     let log = s.wait_log("connection error");
     assert!(s.alive(), "{log}");
@@ -108,23 +99,20 @@ fn unknown_version_gets_an_error_naming_supported_versions() {
 #[test]
 fn pipelined_requests_in_one_packet_are_all_answered_in_order() {
     let s = Server::with_files(small_host);
-    let mut c = s.connect();
-    let mut msg = Vec::new();
-    Hello::current().write_to(&mut msg).unwrap();
-    for p in ["a.txt", "missing", "a.txt"] {
-        Request::get(p).write_to(&mut msg).unwrap();
-    }
-    Request::Get {
-        path: "a.txt".into(),
-        offset: 2,
-        if_unchanged: None,
-    }
-    .write_to(&mut msg)
-    .unwrap();
-    Request::Quit.write_to(&mut msg).unwrap();
-    c.write_all(&msg).unwrap();
-    let mut r = BufReader::new(c);
-    Hello::read_from(&mut r).unwrap();
+    let mut r = session(
+        &s,
+        &req(&[
+            Request::get("a.txt"),
+            Request::get("missing"),
+            Request::get("a.txt"),
+            Request::Get {
+                path: "a.txt".into(),
+                offset: 2,
+                if_unchanged: None,
+            },
+            Request::Quit,
+        ]),
+    );
     let mut bodies = Vec::new();
     let mut errors = 0;
     let mut ends = 0;
@@ -163,10 +151,7 @@ fn clients_over_the_limit_get_busy_and_others_keep_going() {
         .arg("1")
         .start();
     // Hold the only slot with a handshaken, idle connection.
-    let mut holder = s.connect();
-    Hello::current().write_to(&mut holder).unwrap();
-    let mut h = [0u8; 8];
-    holder.read_exact(&mut h).unwrap();
+    let holder = hold(&s);
     let o = s.client("ls").output().unwrap();
     assert_exit(&o, 3);
     assert!(stderr(&o).contains("server busy"), "{}", stderr(&o));
@@ -215,10 +200,7 @@ fn log_file_records_start_list_send_refusal_and_disconnect() {
 #[test]
 fn sigint_names_connected_clients_and_exits_zero() {
     let mut s = Server::with_files(small_host);
-    let mut idle = s.connect();
-    Hello::current().write_to(&mut idle).unwrap();
-    let mut h = [0u8; 8];
-    idle.read_exact(&mut h).unwrap();
+    let idle = hold(&s);
     let local = idle.local_addr().unwrap();
     s.signal("-INT");
     let st = s
@@ -238,13 +220,7 @@ fn sigint_names_connected_clients_and_exits_zero() {
 #[test]
 fn sigterm_lets_a_transfer_in_flight_finish() {
     let mut s = Server::with_files(small_host);
-    let mut c = s.connect();
-    let mut msg = Vec::new();
-    Hello::current().write_to(&mut msg).unwrap();
-    Request::get("big.bin").write_to(&mut msg).unwrap();
-    c.write_all(&msg).unwrap();
-    let mut r = BufReader::new(c);
-    Hello::read_from(&mut r).unwrap();
+    let mut r = session(&s, &req(&[Request::get("big.bin")]));
     assert!(matches!(
         Response::read_from(&mut r).unwrap(),
         Response::File(_)
@@ -295,4 +271,30 @@ fn missing_folder_and_taken_port_fail_at_start() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_file_fetched_again_reuses_its_cached_digest() {
+    let s = Server::builder().files(small_host).arg("-v").start();
+    assert_exit(&s.get(&["big.bin"]), 0);
+    assert_exit(&s.get(&["--no-resume", "big.bin"]), 0);
+    let log = s.wait_log("from cache");
+    assert_eq!(
+        log.matches("digest of \"big.bin\" computed while sending")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("digest of \"big.bin\" from cache").count(),
+        1,
+        "{log}"
+    );
+    // A changed file is hashed afresh.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write(&s.host, "big.bin", &bytes(4, 32 << 20));
+    assert_exit(&s.get(&["big.bin"]), 0);
+    // Logged before the END frame, so it is there once the client is done.
+    let log = s.log_text();
+    assert_eq!(log.matches("computed while sending").count(), 2, "{log}");
 }

@@ -17,9 +17,6 @@ use crate::protocol::{
     Trailer,
 };
 
-/// Default for how long the server may make no progress (connecting,
-/// answering, sending bytes) before it is treated as gone.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Buffer for frame headers and small bodies. Kept small on purpose: file
 /// data is read straight into the sink's buffers (see
 /// [`FileSink::buffer`]), and a read larger than this bypasses it.
@@ -127,10 +124,6 @@ impl Connection {
             conn.greet()?;
         }
         Ok(conn)
-    }
-
-    pub fn addr(&self) -> &str {
-        &self.addr
     }
 
     fn lost(&self, e: ProtocolError) -> Error {

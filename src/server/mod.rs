@@ -90,7 +90,6 @@ impl Shared {
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
-    settings: ServerSettings,
     shared: Arc<Shared>,
 }
 
@@ -104,12 +103,11 @@ impl Server {
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {}", describe_io(&e))))?;
         Ok(Server {
             listener,
-            settings: settings.clone(),
             shared: Arc::new(Shared {
                 root,
                 digests: digest::Cache::default(),
                 auth_key: settings.token.as_deref().map(protocol::auth::key),
-                settings: settings.clone(),
+                settings,
                 per_ip: Mutex::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 clients: Mutex::new(HashMap::new()),
@@ -130,13 +128,14 @@ impl Server {
         info!(
             "server started on {local}, serving {} (max {} connections, protocol v{})",
             self.shared.root.path().display(),
-            self.settings.max_connections,
+            self.shared.settings.max_connections,
             protocol::VERSION
         );
         if self.shared.auth_key.is_some() {
             info!("clients must prove they know the shared token");
-        } else if !local.ip().is_loopback() {
-            warn!("listening on {local} without a token: anyone who can reach this address can download the hosted files (see --token-file)");
+        }
+        if let Some(w) = exposure_warning(local, self.shared.auth_key.is_some()) {
+            warn!("{w}");
         }
         install_signal_handler(Arc::clone(&self.shared), local)?;
 
@@ -160,10 +159,10 @@ impl Server {
                 Ok(p) => p,
                 Err(_) => continue, // already gone
             };
-            if active.load(Ordering::SeqCst) >= self.settings.max_connections {
+            if active.load(Ordering::SeqCst) >= self.shared.settings.max_connections {
                 warn!(
                     "{peer}: refused: server busy ({} connections)",
-                    self.settings.max_connections
+                    self.shared.settings.max_connections
                 );
                 reject_busy(
                     stream,
@@ -176,11 +175,11 @@ impl Server {
             {
                 let mut per_ip = self.shared.per_ip.lock().unwrap();
                 let n = per_ip.entry(peer.ip()).or_insert(0);
-                if *n >= self.settings.max_connections_per_ip {
+                if *n >= self.shared.settings.max_connections_per_ip {
                     drop(per_ip);
                     warn!(
                         "{peer}: refused: server busy ({} connections from {})",
-                        self.settings.max_connections_per_ip,
+                        self.shared.settings.max_connections_per_ip,
                         peer.ip()
                     );
                     reject_busy(
@@ -243,7 +242,7 @@ impl Server {
             format!(
                 "shutting down: {} client(s) still connected: {names}; waiting up to {}s for transfers in flight",
                 still.len(),
-                self.settings.grace_period.as_secs()
+                self.shared.settings.grace_period.as_secs()
             )
         };
         eprintln!("{line}");
@@ -254,7 +253,7 @@ impl Server {
         for c in self.shared.clients.lock().unwrap().values() {
             let _ = c.stream.shutdown(Shutdown::Read);
         }
-        let deadline = Instant::now() + self.settings.grace_period;
+        let deadline = Instant::now() + self.shared.settings.grace_period;
         let mut clients = self.shared.clients.lock().unwrap();
         while !clients.is_empty() {
             let now = Instant::now();
@@ -283,6 +282,16 @@ impl Server {
         info!("server stopped");
         log::logger().flush();
     }
+}
+
+/// The start-up warning for a server others can reach without a token.
+fn exposure_warning(local: SocketAddr, has_token: bool) -> Option<String> {
+    (!has_token && !local.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {local} without a token: anyone who can reach this address \
+             can download the hosted files (see --token-file)"
+        )
+    })
 }
 
 /// First SIGINT/SIGTERM: stop accepting and shut down gracefully. Second:
@@ -366,4 +375,20 @@ fn send_busy(mut stream: TcpStream, why: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_reachable_server_without_a_token_is_warned_about() {
+        let at = |a: &str| a.parse::<SocketAddr>().unwrap();
+        assert!(exposure_warning(at("0.0.0.0:9000"), false).is_some());
+        assert!(exposure_warning(at("192.168.1.5:9000"), false).is_some());
+        assert!(exposure_warning(at("[::]:9000"), false).is_some());
+        assert!(exposure_warning(at("0.0.0.0:9000"), true).is_none());
+        assert!(exposure_warning(at("127.0.0.1:9000"), false).is_none());
+        assert!(exposure_warning(at("[::1]:9000"), false).is_none());
+    }
 }

@@ -600,6 +600,14 @@ fn get(
                 if cached.is_none() {
                     shared.digests.put(key, d);
                 }
+                debug!(
+                    "{peer}: digest of {shown:?} {}",
+                    if cached.is_some() {
+                        "from cache"
+                    } else {
+                        "computed while sending"
+                    }
+                );
                 d
             }
             // Running out of bytes means the file shrank; anything else is a

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+
+use fxfer::protocol::{Hello, Request};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -292,4 +294,47 @@ pub fn assert_exit(o: &Output, code: i32) {
         stdout(o),
         stderr(o)
     );
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+pub fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Requests encoded as they go on the wire.
+pub fn req(requests: &[Request]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for r in requests {
+        r.write_to(&mut v).unwrap();
+    }
+    v
+}
+
+/// A raw connection: our greeting and `frames` in one write, then the
+/// server's greeting read (and checked) off the reader.
+pub fn session(s: &Server, frames: &[u8]) -> BufReader<TcpStream> {
+    let mut c = s.connect();
+    let mut msg = Hello::current().to_bytes().to_vec();
+    msg.extend_from_slice(frames);
+    c.write_all(&msg).unwrap();
+    let mut r = BufReader::new(c);
+    assert_eq!(
+        Hello::read_from(&mut r).unwrap().version,
+        fxfer::protocol::VERSION
+    );
+    r
+}
+
+/// A connection that finished the handshake and then sits idle, holding
+/// one of the server's slots.
+pub fn hold(s: &Server) -> TcpStream {
+    let mut c = s.connect();
+    Hello::current().write_to(&mut c).unwrap();
+    let mut h = [0u8; 8];
+    c.read_exact(&mut h).unwrap();
+    c
 }
