@@ -298,3 +298,38 @@ fn a_file_fetched_again_reuses_its_cached_digest() {
     let log = s.log_text();
     assert_eq!(log.matches("computed while sending").count(), 2, "{log}");
 }
+
+#[test]
+fn many_short_connections_reuse_threads_and_free_their_slots() {
+    // Threads wait for the next client after a session; each must still
+    // give its connection slot back, or later clients would get BUSY.
+    let names: Vec<String> = (0..40).map(|i| format!("f{i:02}.bin")).collect();
+    let files = names.clone();
+    let s = Server::builder()
+        .files(move |h| {
+            for (i, n) in files.iter().enumerate() {
+                write(h, n, &bytes(i as u64, 1000 + i * 37));
+            }
+        })
+        .arg("--max-connections")
+        .arg("4")
+        .start();
+    let args: Vec<&str> = ["--parallel", "--jobs", "2", "--no-resume"]
+        .into_iter()
+        .chain(names.iter().map(String::as_str))
+        .collect();
+    for round in 0..3 {
+        let o = s.get(&args);
+        assert_exit(&o, 0);
+        for (i, n) in names.iter().enumerate() {
+            let got = std::fs::read(s.downloads().join(n)).unwrap();
+            assert_eq!(got, bytes(i as u64, 1000 + i * 37), "{n} in round {round}");
+        }
+    }
+    let log = s.wait_log("server started");
+    assert_eq!(log.matches(": connected").count(), 120, "{log}");
+    // One `ls` more must find a free slot at once.
+    let o = s.client("ls").output().unwrap();
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains("f00.bin"), "{}", stdout(&o));
+}

@@ -8,6 +8,7 @@
 
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::ServerAddr;
@@ -53,13 +54,36 @@ pub struct Received {
     pub trailer: Trailer,
 }
 
+/// One socket shared by the buffered reader and writer (rather than two
+/// duplicated descriptors: fewer system calls per connection, which
+/// matters with one connection per file).
+struct Socket(Arc<TcpStream>);
+
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        (&*self.0).write_vectored(bufs)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct Connection {
     addr: String,
     token: Option<Vec<u8>>,
     /// A response read ahead during the greeting, to be returned next.
     pending: Option<Response>,
-    reader: BufReader<TcpStream>,
-    writer: BufWriter<TcpStream>,
+    reader: BufReader<Socket>,
+    writer: BufWriter<Socket>,
     greeted: bool,
 }
 
@@ -99,14 +123,15 @@ impl Connection {
             }
             (None, None) => return Err(fail("host name has no addresses".into())),
         };
-        let setup = |s: &TcpStream| -> io::Result<(TcpStream, TcpStream)> {
+        let setup = |s: &TcpStream| -> io::Result<()> {
             s.set_nodelay(true)?;
             s.set_read_timeout(Some(timeout))?;
-            s.set_write_timeout(Some(timeout))?;
-            Ok((s.try_clone()?, s.try_clone()?))
+            s.set_write_timeout(Some(timeout))
         };
-        let (r, w) = setup(&stream).map_err(|e| fail(describe_io(&e)))?;
+        setup(&stream).map_err(|e| fail(describe_io(&e)))?;
         log::debug!("connected to {addr} from {:?}", stream.local_addr().ok());
+        let stream = Arc::new(stream);
+        let (r, w) = (Socket(Arc::clone(&stream)), Socket(stream));
         let mut conn = Connection {
             addr,
             token: server.token.clone(),

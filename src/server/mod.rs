@@ -2,8 +2,9 @@
 //! connected clients, and graceful shutdown on Ctrl-C / SIGTERM.
 //!
 //! One thread per connection (small stack), bounded by `max_connections`;
-//! clients over the bound get a BUSY error frame from a short-lived thread
-//! so the accept loop never waits on a slow peer.
+//! a thread whose client left waits a few seconds for the next connection
+//! instead of exiting. Clients over the bound get a BUSY error frame from a
+//! short-lived thread so the accept loop never waits on a slow peer.
 
 mod digest;
 mod session;
@@ -30,6 +31,66 @@ const SESSION_STACK: usize = 256 * 1024;
 const MAX_REJECTERS: usize = 32;
 /// How long a refused client gets to send its greeting and read our reply.
 const REJECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection thread waits for another client before exiting.
+/// Starting a thread takes more system calls than a whole small-file
+/// session, so a burst of short connections (`get --parallel` of many
+/// small files) reuses threads.
+const IDLE_KEEP: Duration = Duration::from_secs(10);
+/// At most this many threads wait idle.
+const MAX_IDLE: usize = 64;
+
+/// One accepted connection, on its way to a thread.
+struct Job {
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+}
+
+/// Connection threads between clients.
+#[derive(Default)]
+struct Idle {
+    /// (connections handed over but not yet taken, threads waiting)
+    state: Mutex<(Vec<Job>, usize)>,
+    wake: Condvar,
+}
+
+impl Idle {
+    /// Hands `job` to a waiting thread, or gives it back when none waits.
+    fn offer(&self, job: Job) -> Result<(), Job> {
+        let mut st = self.state.lock().unwrap();
+        if st.1 > st.0.len() {
+            st.0.push(job);
+            self.wake.notify_one();
+            Ok(())
+        } else {
+            Err(job)
+        }
+    }
+
+    /// Waits up to [`IDLE_KEEP`] for the next connection.
+    fn next(&self) -> Option<Job> {
+        let mut st = self.state.lock().unwrap();
+        if st.1 >= MAX_IDLE {
+            return None;
+        }
+        st.1 += 1;
+        let deadline = Instant::now() + IDLE_KEEP;
+        loop {
+            // Checked before giving up too: a job offered while we waited
+            // counted on us.
+            if let Some(job) = st.0.pop() {
+                st.1 -= 1;
+                return Some(job);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                st.1 -= 1;
+                return None;
+            }
+            st = self.wake.wait_timeout(st, deadline - now).unwrap().0;
+        }
+    }
+}
 
 /// A connected client, as the registry knows it.
 struct Client {
@@ -141,6 +202,7 @@ impl Server {
 
         let active = Arc::new(AtomicUsize::new(0));
         let rejecters = Arc::new(AtomicUsize::new(0));
+        let idle = Arc::new(Idle::default());
         let next_id = AtomicU64::new(1);
         for conn in self.listener.incoming() {
             if self.shared.shutting_down.load(Ordering::SeqCst) {
@@ -209,15 +271,25 @@ impl Server {
             );
             active.fetch_add(1, Ordering::SeqCst);
             info!("{peer}: connected");
+            let job = match idle.offer(Job { stream, peer, id }) {
+                Ok(()) => continue,
+                Err(job) => job,
+            };
             let shared = Arc::clone(&self.shared);
-            let active2 = Arc::clone(&active);
+            let (active2, idle2) = (Arc::clone(&active), Arc::clone(&idle));
             let spawned = std::thread::Builder::new()
-                .name(format!("conn-{id}"))
+                .name("conn".into())
                 .stack_size(SESSION_STACK)
                 .spawn(move || {
-                    session::run(stream, peer, &shared);
-                    shared.unregister(id, peer);
-                    active2.fetch_sub(1, Ordering::SeqCst);
+                    let mut job = Some(job);
+                    while let Some(Job { stream, peer, id }) = job.take() {
+                        session::run(stream, peer, &shared);
+                        shared.unregister(id, peer);
+                        active2.fetch_sub(1, Ordering::SeqCst);
+                        if !shared.shutting_down.load(Ordering::SeqCst) {
+                            job = idle2.next();
+                        }
+                    }
                 });
             if let Err(e) = spawned {
                 error!("{peer}: cannot start a thread: {e}");

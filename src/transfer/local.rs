@@ -101,6 +101,11 @@ pub struct Dest {
     /// resume never re-reads its prefix while the server is sending.
     hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher)>>,
     batch: Mutex<(Vec<Arrived>, u64)>,
+    /// Held while creating a part file. Parallel downloads creating files
+    /// in one folder otherwise contend for the folder's lock inside the
+    /// kernel, where waiters spin and burn the CPU the transfers need;
+    /// here they sleep.
+    creating: Mutex<()>,
 }
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
@@ -124,6 +129,7 @@ impl Dest {
             checked: Mutex::new(HashSet::new()),
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
+            creating: Mutex::new(()),
         }
     }
 
@@ -659,7 +665,10 @@ impl<'a> LocalFile<'a> {
         let part = &self.plan.part;
         // create_new never follows whatever sits at the temporary name; a
         // leftover there is removed (not followed) and the create retried.
-        let create = || OpenOptions::new().write(true).create_new(true).open(part);
+        let create = || {
+            let _one_at_a_time = self.dest.creating.lock().unwrap();
+            OpenOptions::new().write(true).create_new(true).open(part)
+        };
         let f = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 // Not while another download holds it.

@@ -171,7 +171,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                 // Hash what partial downloads already hold now, not while
                 // the server is waiting for us to read.
                 dest.prehash(&p);
-                todo.push(Task::new(name));
+                todo.push(Task::new(name, p));
             }
         }
     }
@@ -236,14 +236,18 @@ struct Task {
     retries: u32,
     /// Whether it was already started over after a bad digest.
     restarted: bool,
+    /// The plan made while checking the names, used for the first try
+    /// (later tries look at the disk again).
+    first: Option<Plan>,
 }
 
 impl Task {
-    fn new(name: &str) -> Task {
+    fn new(name: &str, plan: Plan) -> Task {
         Task {
             name: name.to_string(),
             retries: 0,
             restarted: false,
+            first: Some(plan),
         }
     }
 }
@@ -295,7 +299,10 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    fn plan(&self, t: &Task) -> Result<Plan, String> {
+    fn plan(&self, t: &mut Task) -> Result<Plan, String> {
+        if let Some(p) = t.first.take() {
+            return Ok(p);
+        }
         self.dest
             .plan(&t.name, self.settings.resume && !t.restarted)
     }
@@ -439,8 +446,8 @@ impl Run<'_> {
                 if !in_flight.is_empty() && in_flight_bytes + len > WINDOW_BYTES {
                     break;
                 }
-                let t = queue.pop_front().expect("front exists");
-                let plan = match self.plan(&t) {
+                let mut t = queue.pop_front().expect("front exists");
+                let plan = match self.plan(&mut t) {
                     Ok(p) => p,
                     Err(why) => {
                         outcomes.push(report(self.progress, &t.name, Err(why), t.retries));
@@ -504,7 +511,7 @@ impl Run<'_> {
     /// One file over its own connection, with retries.
     fn fetch_alone(&self, mut t: Task) -> Vec<Outcome> {
         loop {
-            let plan = match self.plan(&t) {
+            let plan = match self.plan(&mut t) {
                 Ok(p) => p,
                 Err(why) => return vec![report(self.progress, &t.name, Err(why), t.retries)],
             };
