@@ -7,13 +7,17 @@
 #   --keep    keep the scratch folder (server logs, hyperfine JSON)
 #
 # Environment: DATA_DIR (default bench/.data) caches the generated data;
-# RUNS (default 5) timed runs per cell, after one warm-up run.
+# RUNS (default 5) timed runs per cell, after one warm-up run; OUT_DIR puts
+# the downloads on another file system (say a tmpfs, to take the disk and
+# the file system's file creation out of the numbers).
 #
 # Workloads: W1 one 1 GiB file; W2 2,000 x 8 KiB fetched serially over one
 # connection; W3 16 x 64 MiB, 8 at a time; W4 the W2 set, 8 at a time.
 # Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
 # and where installed: raw TCP with socat (the baseline), nginx + curl,
 # rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
+# A second baseline, "local cp", copies the same files without any network:
+# the floor that creating and writing those files sets on this file system.
 # Every server binds 127.0.0.1 and is killed by PID when the script exits.
 set -uo pipefail
 
@@ -48,7 +52,9 @@ FXFER=$TARGET/release/fxfer
 
 # ---- scratch space and servers ------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxfer-bench.XXXXXX") || die "mktemp failed"
-OUT=$WORK/out LISTS=$WORK/lists RES=$WORK/results.tsv
+OUT_BASE=$WORK
+if [[ -n ${OUT_DIR:-} ]]; then OUT_BASE=$(mktemp -d "$OUT_DIR/fxfer-bench-out.XXXXXX") || die "cannot use OUT_DIR=$OUT_DIR"; fi
+OUT=$OUT_BASE/out LISTS=$WORK/lists RES=$WORK/results.tsv
 mkdir -p "$OUT" "$LISTS" "$WORK/json" && : >"$RES"
 PIDS=()
 cleanup() {
@@ -62,6 +68,7 @@ cleanup() {
     sleep 0.1
   done
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+  [[ $OUT_BASE == "$WORK" ]] || rm -rf "$OUT_BASE"
   if ((KEEP)); then note "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -281,6 +288,12 @@ for W in W1 W2 W3 W4; do
     serial $W && label="raw TCP (socat, 1 stream)" || label="raw TCP (socat, $PAR streams)"
     cell $W "$label" streams "bash '$WORK/raw.sh' $W"
   fi
+  if serial $W; then
+    cell $W "local cp (no network)" files "cd '$DATA' && xargs -a '$LISTS/$W' cp -t '$OUT'"
+  else
+    cell $W "local cp (no network, $PAR at a time)" files \
+      "cd '$DATA' && xargs -a '$LISTS/$W' -P $PAR -n $(((FILES[$W] + PAR - 1) / PAR)) cp -t '$OUT'"
+  fi
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode}" files "$get"
   cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
@@ -307,13 +320,14 @@ done
 # ---- report ------------------------------------------------------------------------
 echo
 echo "fxfer $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, $(uname -sr), mode $MODE," \
+  "downloads on $(df --output=fstype "$OUT" 2>/dev/null | tail -n1)," \
   "$RUNS runs + 1 warm-up per cell, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "W1: 1 x $BIG_MIB MiB | W2: $NSMALL x 8 KiB serial, one connection | W3: $NMED x $MED_MIB MiB, $PAR at a time | W4: the W2 set, $PAR at a time"
 for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
 echo
 awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" '
   { row[++n] = $0
-    if ($4 == "ok" && $2 !~ /^raw TCP/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
+    if ($4 == "ok" && $2 !~ /^(raw TCP|local cp)/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
   END {
     bytes["W1"] = b1; bytes["W3"] = b3; files["W2"] = f2; files["W4"] = f4
     print "| workload | system | median s | throughput | speed vs fastest non-baseline |"
@@ -328,4 +342,5 @@ awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4=
   }' "$RES"
 echo
 echo "speed vs fastest non-baseline = that system's speed / the fastest non-baseline system's speed"
-echo "(1.00x = the fastest; 0.50x = half as fast; the raw TCP row shows the loopback ceiling)."
+echo "(1.00x = the fastest; 0.50x = half as fast). Baselines, not counted as systems: raw TCP shows the"
+echo "loopback ceiling for one stream of bytes, local cp the cost of creating and writing the files here."
