@@ -26,12 +26,14 @@ while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
 done
 
+# OUT_DIR is taken relative to where the script was started.
+[[ -z ${OUT_DIR:-} || $OUT_DIR == /* ]] || OUT_DIR=$PWD/$OUT_DIR
 cd "$(dirname "$0")/.." || exit 1
 RUNS=${RUNS:-5} PAR=8
 if ((QUICK)); then MODE=quick BIG_MIB=128 NSMALL=200 NMED=8 MED_MIB=16
@@ -52,11 +54,7 @@ FXFER=$TARGET/release/fxfer
 
 # ---- scratch space and servers ------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxfer-bench.XXXXXX") || die "mktemp failed"
-OUT_BASE=$WORK
-if [[ -n ${OUT_DIR:-} ]]; then OUT_BASE=$(mktemp -d "$OUT_DIR/fxfer-bench-out.XXXXXX") || die "cannot use OUT_DIR=$OUT_DIR"; fi
-OUT=$OUT_BASE/out LISTS=$WORK/lists RES=$WORK/results.tsv
-mkdir -p "$OUT" "$LISTS" "$WORK/json" && : >"$RES"
-PIDS=()
+OUT_BASE=$WORK PIDS=()
 cleanup() {
   local p i
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
@@ -73,6 +71,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+if [[ -n ${OUT_DIR:-} ]]; then OUT_BASE=$(mktemp -d "$OUT_DIR/fxfer-bench-out.XXXXXX") || die "cannot use OUT_DIR=$OUT_DIR"; fi
+OUT=$OUT_BASE/out LISTS=$WORK/lists RES=$WORK/results.tsv
+mkdir -p "$OUT" "$LISTS" "$WORK/json" && : >"$RES"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 # Ports come from below the kernel's ephemeral range: there no client socket
@@ -289,10 +290,10 @@ for W in W1 W2 W3 W4; do
     cell $W "$label" streams "bash '$WORK/raw.sh' $W"
   fi
   if serial $W; then
-    cell $W "local cp (no network)" files "cd '$DATA' && xargs -a '$LISTS/$W' cp -t '$OUT'"
+    cell $W "local cp (no network)" files "cd '$DATA' && xargs -a '$LISTS/$W' cp --reflink=never -t '$OUT'"
   else
     cell $W "local cp (no network, $PAR at a time)" files \
-      "cd '$DATA' && xargs -a '$LISTS/$W' -P $PAR -n $(((FILES[$W] + PAR - 1) / PAR)) cp -t '$OUT'"
+      "cd '$DATA' && xargs -a '$LISTS/$W' -P $PAR -n $(((FILES[$W] + PAR - 1) / PAR)) cp --reflink=never -t '$OUT'"
   fi
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode}" files "$get"
@@ -343,4 +344,5 @@ awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4=
 echo
 echo "speed vs fastest non-baseline = that system's speed / the fastest non-baseline system's speed"
 echo "(1.00x = the fastest; 0.50x = half as fast). Baselines, not counted as systems: raw TCP shows the"
-echo "loopback ceiling for one stream of bytes, local cp the cost of creating and writing the files here."
+echo "loopback ceiling for one stream of bytes, local cp the cost of creating and writing the files here"
+echo "(cp does not flush to disk: compare it with the --no-fsync rows)."

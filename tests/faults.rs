@@ -26,6 +26,23 @@ fn size_of(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
+/// Writes the note that makes `dl/NAME.fxfer-part` resumable against the
+/// server's current `host/NAME`.
+fn resume_note(dl: &Path, host: &Path, name: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(host.join(name)).unwrap();
+    std::fs::write(
+        dl.join(format!("{name}.fxfer-resume")),
+        format!(
+            "fxfer-resume 1\n{} {} {}\n",
+            md.len(),
+            md.mtime(),
+            md.mtime_nsec()
+        ),
+    )
+    .unwrap();
+}
+
 fn json(o: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
 }
@@ -562,23 +579,12 @@ fn a_partial_survives_a_connection_that_fails_before_any_data() {
         .start();
     let dl = s.downloads();
     std::fs::create_dir_all(&dl).unwrap();
-    let md = std::fs::metadata(s.host.join("big.bin")).unwrap();
-    use std::os::unix::fs::MetadataExt;
     std::fs::write(
         dl.join("big.bin.fxfer-part"),
         &bytes(12, 4 << 20)[..1 << 20],
     )
     .unwrap();
-    std::fs::write(
-        dl.join("big.bin.fxfer-resume"),
-        format!(
-            "fxfer-resume 1\n{} {} {}\n",
-            md.len(),
-            md.mtime(),
-            md.mtime_nsec()
-        ),
-    )
-    .unwrap();
+    resume_note(&dl, &s.host, "big.bin");
     // Hold the only slot: the download is refused as busy before any data.
     let holder = hold(&s);
     let names: Vec<String> = (0..5).map(|_| "big.bin".to_string()).collect();
@@ -601,4 +607,78 @@ fn a_partial_survives_a_connection_that_fails_before_any_data() {
     assert_exit(&o, 0);
     assert_eq!(json(&o)["files"][0]["resumed_from"], 1 << 20);
     assert!(std::fs::read(dl.join("big.bin")).unwrap() == bytes(12, 4 << 20));
+}
+
+/// A proxy that passes the client's bytes on at once but holds the
+/// server's answer back until `open` is set; `asked` is set once the client
+/// has sent something.
+fn gate(server_port: u16, asked: Arc<AtomicUsize>, open: Arc<AtomicUsize>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(4) {
+            let Ok(client) = c else { break };
+            let server = TcpStream::connect(("127.0.0.1", server_port)).unwrap();
+            let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let asked = Arc::clone(&asked);
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(k) = c_r.read(&mut buf) {
+                    if k == 0 || s_w.write_all(&buf[..k]).is_err() {
+                        break;
+                    }
+                    asked.fetch_add(1, Ordering::SeqCst);
+                }
+                let _ = s_w.shutdown(std::net::Shutdown::Write);
+            });
+            let open = Arc::clone(&open);
+            std::thread::spawn(move || {
+                let (mut s_r, mut c_w) = (server, client);
+                wait_until(Duration::from_secs(20), || open.load(Ordering::SeqCst) > 0);
+                let _ = std::io::copy(&mut s_r, &mut c_w);
+                let _ = c_w.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_partial_that_shrinks_after_planning_is_never_padded_into_place() {
+    // The resume is planned (and its prefix hashed) before the request goes
+    // out; if the partial copy is cut shorter before the answer arrives, it
+    // must not be extended with zeros and passed off as verified.
+    const SIZE: usize = 3 << 20;
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(21, SIZE)));
+    let dl = s.downloads();
+    std::fs::create_dir_all(&dl).unwrap();
+    let part = dl.join("f.bin.fxfer-part");
+    std::fs::write(&part, &bytes(21, SIZE)[..3 << 19]).unwrap();
+    resume_note(&dl, &s.host, "f.bin");
+    let (asked, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let port = gate(s.port, Arc::clone(&asked), Arc::clone(&open));
+    let child = fxfer(&s.work)
+        .args(["get", "--json", "--port", &port.to_string(), "f.bin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || asked
+        .load(Ordering::SeqCst)
+        > 0));
+    // Another process cuts the partial copy to a third.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&part)
+        .unwrap()
+        .set_len(1 << 19)
+        .unwrap();
+    open.store(1, Ordering::SeqCst);
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 0);
+    assert!(
+        std::fs::read(dl.join("f.bin")).unwrap() == bytes(21, SIZE),
+        "the file was delivered with wrong bytes"
+    );
+    assert_eq!(tree(&dl), ["f.bin"], "no partial lingers");
 }

@@ -96,10 +96,11 @@ pub struct Dest {
     /// Flush data to disk before renaming (off with --no-fsync).
     fsync: bool,
     checked: Mutex<HashSet<PathBuf>>,
-    /// Hash state of partial files, by part path: (bytes covered, hasher).
-    /// Filled before requests go out and when a transfer breaks off, so a
-    /// resume never re-reads its prefix while the server is sending.
-    hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher)>>,
+    /// Hash state of partial files, by part path: (bytes covered, hasher,
+    /// what the part looked like then). Filled before requests go out and
+    /// when a transfer breaks off, so a resume never re-reads its prefix
+    /// while the server is sending.
+    hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher, PartId)>>,
     batch: Mutex<(Vec<Arrived>, u64)>,
     /// Held while creating a part file. Parallel downloads creating files
     /// in one folder otherwise contend for the folder's lock inside the
@@ -107,6 +108,43 @@ pub struct Dest {
     /// here they sleep.
     creating: Mutex<()>,
 }
+
+/// What a part file looked like when its prefix was hashed. A saved hash is
+/// used only while the file still looks the same: another process may have
+/// shortened or rewritten it in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl PartId {
+    fn of(f: &File) -> Option<PartId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = f.metadata().ok()?;
+        Some(PartId {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+        })
+    }
+}
+
+/// The part file is no longer what the resume was planned from (it is
+/// shorter than the offset asked for): the download must start over.
+#[derive(Debug)]
+pub struct PartChanged(pub String);
+
+impl std::fmt::Display for PartChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PartChanged {}
 
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
@@ -182,24 +220,28 @@ impl Dest {
         }
         let mut hasher = blake3::Hasher::new();
         let ok = File::open(&plan.part).and_then(|f| {
-            let n = io::copy(&mut f.take(plan.offset), &mut HashWriter(&mut hasher))?;
+            // Taken before reading: a change while we hash shows later.
+            let id = PartId::of(&f).ok_or(io::ErrorKind::NotFound)?;
+            let n = io::copy(&mut (&f).take(plan.offset), &mut HashWriter(&mut hasher))?;
             if n == plan.offset {
-                Ok(())
+                Ok(id)
             } else {
                 Err(io::ErrorKind::UnexpectedEof.into())
             }
         });
-        if ok.is_ok() {
+        if let Ok(id) = ok {
             self.hashed
                 .lock()
                 .unwrap()
-                .insert(plan.part.clone(), (plan.offset, hasher));
+                .insert(plan.part.clone(), (plan.offset, hasher, id));
         }
     }
 
-    fn take_hashed(&self, part: &Path, offset: u64) -> Option<blake3::Hasher> {
+    /// The saved hash of `part`'s first `offset` bytes, if the file still
+    /// looks as it did when they were hashed.
+    fn take_hashed(&self, part: &Path, offset: u64, now: Option<PartId>) -> Option<blake3::Hasher> {
         match self.hashed.lock().unwrap().remove(part) {
-            Some((o, h)) if o == offset => Some(h),
+            Some((o, h, id)) if o == offset && Some(id) == now => Some(h),
             _ => None,
         }
     }
@@ -603,17 +645,21 @@ impl<'a> LocalFile<'a> {
         }
         let state = match self.writer.take() {
             Some(mut w) => match w.finish() {
-                Some((_, hasher, None)) => Some(hasher),
+                Some((file, hasher, None)) => PartId::of(&file).map(|id| (hasher, id)),
                 _ => None,
             },
-            None => self.file.is_some().then(|| self.hasher.clone()),
+            None => self
+                .file
+                .as_ref()
+                .and_then(PartId::of)
+                .map(|id| (self.hasher.clone(), id)),
         };
-        if let Some(h) = state {
+        if let Some((h, id)) = state {
             self.dest
                 .hashed
                 .lock()
                 .unwrap()
-                .insert(self.plan.part.clone(), (h.count(), h));
+                .insert(self.plan.part.clone(), (h.count(), h, id));
         }
     }
 
@@ -634,9 +680,18 @@ impl<'a> LocalFile<'a> {
             .open(part)
             .map_err(|e| fail("cannot open", part, &e))?;
         lock(&f, part)?;
+        let now = PartId::of(&f);
+        // Never extend: that would fill the gap with zeros.
+        if now.is_none_or(|id| id.len < offset) {
+            return Err(io::Error::other(PartChanged(format!(
+                "{} is shorter than when the download was planned; starting over",
+                part.display()
+            ))));
+        }
+        let cached = self.dest.take_hashed(part, offset, now);
         f.set_len(offset)
             .map_err(|e| fail("cannot trim", part, &e))?;
-        if let Some(h) = self.dest.take_hashed(part, offset) {
+        if let Some(h) = cached {
             self.hasher = h;
             f.seek(SeekFrom::End(0))
                 .map_err(|e| fail("cannot open", part, &e))?;

@@ -572,6 +572,14 @@ impl Run<'_> {
                 ErrorCode::SourceChanged => Failure::Corrupt(e.to_string()),
                 _ => Failure::Permanent(e.to_string()),
             })),
+            // The partial copy changed since the resume was planned: start
+            // over, like a bad digest.
+            Ok(Err(FileError::Local(e)))
+                if e.get_ref()
+                    .is_some_and(|inner| inner.is::<local::PartChanged>()) =>
+            {
+                Ok(Received::Failed(Failure::Corrupt(e.to_string())))
+            }
             Ok(Err(FileError::Local(e))) => Ok(Received::Failed(Failure::Permanent(e.to_string()))),
             Err(e) => {
                 if sink.keep_on_failure() {
