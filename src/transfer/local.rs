@@ -12,7 +12,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -102,11 +102,11 @@ pub struct Dest {
     /// while the server is sending.
     hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher, PartId)>>,
     batch: Mutex<(Vec<Arrived>, u64)>,
-    /// Held while creating a part file. Parallel downloads creating files
-    /// in one folder otherwise contend for the folder's lock inside the
-    /// kernel, where waiters spin and burn the CPU the transfers need;
-    /// here they sleep.
-    creating: Mutex<()>,
+    /// One lock per folder, held while creating a part file there.
+    /// Parallel downloads creating files in one folder otherwise contend
+    /// for the folder's lock inside the kernel, where waiters spin and burn
+    /// the CPU the transfers need; here they sleep.
+    creating: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
 }
 
 /// What a part file looked like when its prefix was hashed. A saved hash is
@@ -167,7 +167,7 @@ impl Dest {
             checked: Mutex::new(HashSet::new()),
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
-            creating: Mutex::new(()),
+            creating: Mutex::new(HashMap::new()),
         }
     }
 
@@ -720,8 +720,13 @@ impl<'a> LocalFile<'a> {
         let part = &self.plan.part;
         // create_new never follows whatever sits at the temporary name; a
         // leftover there is removed (not followed) and the create retried.
+        let folder = {
+            let parent = part.parent().unwrap_or(&self.dest.root);
+            let mut all = self.dest.creating.lock().unwrap();
+            Arc::clone(all.entry(parent.to_path_buf()).or_default())
+        };
         let create = || {
-            let _one_at_a_time = self.dest.creating.lock().unwrap();
+            let _one_at_a_time = folder.lock().unwrap();
             OpenOptions::new().write(true).create_new(true).open(part)
         };
         let f = match create() {
