@@ -643,11 +643,11 @@ fn gate(server_port: u16, asked: Arc<AtomicUsize>, open: Arc<AtomicUsize>) -> u1
     port
 }
 
-#[test]
-fn a_partial_that_shrinks_after_planning_is_never_padded_into_place() {
-    // The resume is planned (and its prefix hashed) before the request goes
-    // out; if the partial copy is cut shorter before the answer arrives, it
-    // must not be extended with zeros and passed off as verified.
+/// Resumes `f.bin` from a correct 1.5 MiB partial copy, but lets `tamper`
+/// change that copy after the resume was planned (and its prefix hashed)
+/// and before the server's answer arrives. Whatever it did, the file must
+/// end up byte-exact, with no partial copy left.
+fn resume_survives_tampering(tamper: impl FnOnce(&Path)) {
     const SIZE: usize = 3 << 20;
     let s = Server::with_files(|h| write(h, "f.bin", &bytes(21, SIZE)));
     let dl = s.downloads();
@@ -666,13 +666,7 @@ fn a_partial_that_shrinks_after_planning_is_never_padded_into_place() {
     assert!(wait_until(Duration::from_secs(10), || asked
         .load(Ordering::SeqCst)
         > 0));
-    // Another process cuts the partial copy to a third.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&part)
-        .unwrap()
-        .set_len(1 << 19)
-        .unwrap();
+    tamper(&part);
     open.store(1, Ordering::SeqCst);
     let o = child.wait_with_output().unwrap();
     assert_exit(&o, 0);
@@ -681,4 +675,27 @@ fn a_partial_that_shrinks_after_planning_is_never_padded_into_place() {
         "the file was delivered with wrong bytes"
     );
     assert_eq!(tree(&dl), ["f.bin"], "no partial lingers");
+}
+
+#[test]
+fn a_partial_that_shrinks_after_planning_is_never_padded_into_place() {
+    // Extending it back would fill the gap with zeros.
+    resume_survives_tampering(|part| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(part)
+            .unwrap()
+            .set_len(1 << 19)
+            .unwrap();
+    });
+}
+
+#[test]
+fn a_partial_rewritten_after_planning_is_not_trusted_by_its_old_hash() {
+    // Same length, other bytes: the hash taken at planning time no longer
+    // describes the file, so it must not vouch for it.
+    resume_survives_tampering(|part| {
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(part, bytes(99, 3 << 19)).unwrap();
+    });
 }

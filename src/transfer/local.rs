@@ -121,15 +121,23 @@ struct PartId {
 }
 
 impl PartId {
-    fn of(f: &File) -> Option<PartId> {
+    fn from(m: &fs::Metadata) -> PartId {
         use std::os::unix::fs::MetadataExt;
-        let m = f.metadata().ok()?;
-        Some(PartId {
+        PartId {
             dev: m.dev(),
             ino: m.ino(),
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
-        })
+        }
+    }
+
+    fn of(f: &File) -> Option<PartId> {
+        f.metadata().ok().map(|m| PartId::from(&m))
+    }
+
+    /// Which file it is, whatever its contents: (device, inode).
+    fn key(&self) -> (u64, u64) {
+        (self.dev, self.ino)
     }
 }
 
@@ -204,10 +212,8 @@ impl Dest {
     /// writing it right now.
     pub fn discard(&self, plan: &Plan) {
         self.hashed.lock().unwrap().remove(&plan.part);
-        if let Ok(f) = OpenOptions::new().write(true).open(&plan.part) {
-            if lock(&f, &plan.part).is_err() {
-                return;
-            }
+        if claim_leftover(&plan.part).is_err() {
+            return;
         }
         let _ = fs::remove_file(&plan.part);
         let _ = fs::remove_file(&plan.note);
@@ -362,9 +368,8 @@ fn placed(a: &Arrived) -> Placed {
 /// Renames the part over the final name (atomically replacing any old
 /// file) and drops the resume note.
 fn place(a: &Arrived) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
     let now = fs::symlink_metadata(&a.part)
-        .map(|m| (m.dev(), m.ino()))
+        .map(|m| PartId::from(&m).key())
         .ok();
     if a.identity.is_some() && now != a.identity {
         return Err(io::Error::other(format!(
@@ -403,6 +408,18 @@ impl Write for HashWriter<'_> {
     }
 }
 
+/// Checks that a leftover part file may be removed: not while another
+/// download holds its lock. Anything but a regular file (a planted symlink,
+/// say) is never opened, only removed.
+fn claim_leftover(part: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(part).is_ok_and(|m| m.is_file()) {
+        if let Ok(old) = OpenOptions::new().write(true).open(part) {
+            lock(&old, part)?;
+        }
+    }
+    Ok(())
+}
+
 /// Claims a part file for this process: two downloads of the same file
 /// into the same folder must not write over each other.
 fn lock(f: &File, part: &Path) -> io::Result<()> {
@@ -417,12 +434,6 @@ fn lock(f: &File, part: &Path) -> io::Result<()> {
             fail("cannot lock", part, &e.into())
         }
     })
-}
-
-/// (device, inode) of an open file.
-fn identity(f: &File) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    f.metadata().ok().map(|m| (m.dev(), m.ino()))
 }
 
 fn read_note(p: &Path) -> Option<Stamp> {
@@ -461,7 +472,6 @@ const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 /// Starts (does not wait for) writeback of `len` bytes at `offset`. Only a
 /// head start for the later fsync, which alone makes the data durable, so
 /// failure here is ignored.
-#[cfg(target_os = "linux")]
 fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
@@ -473,9 +483,6 @@ fn start_writeback(file: &File, offset: u64, len: u64) {
         libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// The writing-and-hashing thread of a large download.
 struct Writer {
@@ -624,7 +631,7 @@ impl<'a> LocalFile<'a> {
             digest: ours,
             resumed_from: header.offset,
             retries: 0,
-            identity: self.file.as_ref().and_then(identity),
+            identity: self.file.as_ref().and_then(PartId::of).map(|p| p.key()),
             file: self.file.take(),
         })
     }
@@ -723,7 +730,10 @@ impl<'a> LocalFile<'a> {
         let folder = {
             let parent = part.parent().unwrap_or(&self.dest.root);
             let mut all = self.dest.creating.lock().unwrap();
-            Arc::clone(all.entry(parent.to_path_buf()).or_default())
+            match all.get(parent) {
+                Some(l) => Arc::clone(l),
+                None => Arc::clone(all.entry(parent.to_path_buf()).or_default()),
+            }
         };
         let create = || {
             let _one_at_a_time = folder.lock().unwrap();
@@ -731,12 +741,7 @@ impl<'a> LocalFile<'a> {
         };
         let f = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Not while another download holds it.
-                if fs::symlink_metadata(part).is_ok_and(|m| m.is_file()) {
-                    if let Ok(old) = OpenOptions::new().write(true).open(part) {
-                        lock(&old, part)?;
-                    }
-                }
+                claim_leftover(part)?;
                 fs::remove_file(part).map_err(|e| fail("cannot replace", part, &e))?;
                 create()
             }
