@@ -78,6 +78,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             break
         }
         'fxfer;get' {
+            [CompletionResult]::new('--files-from', '--files-from', [CompletionResultType]::ParameterName, 'Read more names from FILE, one per line (''-'' for standard input); blank lines and lines starting with ''#'' are skipped')
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Server address or host name [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Server port [default: 9000]')
             [CompletionResult]::new('--token-file', '--token-file', [CompletionResultType]::ParameterName, 'File holding the server''s shared token (or set FXFER_TOKEN)')

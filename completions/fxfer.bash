@@ -95,12 +95,16 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -r -n -q -v -h --ip --port --token-file --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
+            opts="-j -r -n -q -v -h --files-from --ip --port --token-file --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --files-from)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --ip)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -72,6 +72,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --help 'Print help'
         }
         &'fxfer;get'= {
+            cand --files-from 'Read more names from FILE, one per line (''-'' for standard input); blank lines and lines starting with ''#'' are skipped'
             cand --ip 'Server address or host name [default: 127.0.0.1]'
             cand --port 'Server port [default: 9000]'
             cand --token-file 'File holding the server''s shared token (or set FXFER_TOKEN)'

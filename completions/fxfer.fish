@@ -61,6 +61,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -l json -d 'Print one JS
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand ls" -s h -l help -d 'Print help'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l files-from -d 'Read more names from FILE, one per line (\'-\' for standard input); blank lines and lines starting with \'#\' are skipped' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l ip -d 'Server address or host name [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l port -d 'Server port [default: 9000]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l token-file -d 'File holding the server\'s shared token (or set FXFER_TOKEN)' -r -F

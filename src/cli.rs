@@ -146,8 +146,13 @@ pub struct LsArgs {
 pub struct GetArgs {
     /// Files to download, as the server lists them; glob patterns such as
     /// '*.log' or 'logs/**/*.txt' match against the server's files
-    #[arg(required = true, value_name = "NAME")]
+    #[arg(required_unless_present = "files_from", value_name = "NAME")]
     pub names: Vec<String>,
+
+    /// Read more names from FILE, one per line ('-' for standard input);
+    /// blank lines and lines starting with '#' are skipped
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<PathBuf>,
 
     #[command(flatten)]
     pub server: ServerAddrArgs,

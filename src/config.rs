@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs, ShellArgs};
 use crate::error::{describe_io, Error};
+use crate::paths::expand_tilde;
 
 pub const DEFAULT_IP: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 9000;
@@ -183,11 +184,13 @@ pub struct ServerSettings {
 impl ServerSettings {
     pub fn resolve(args: &ServeArgs, loaded: &Loaded) -> Result<ServerSettings, Error> {
         let f = loaded.file.server.as_ref();
-        let ip_text = args
-            .ip
-            .clone()
-            .or_else(|| f.and_then(|f| f.ip.clone()))
-            .unwrap_or_else(|| DEFAULT_IP.into());
+        let (ip_text, port) = host_and_port(
+            args.ip.as_deref(),
+            args.port,
+            f.and_then(|f| f.ip.as_deref()),
+            f.and_then(|f| f.port),
+            loaded,
+        )?;
         let ip = ip_text
             .parse()
             .map_err(|_| Error::Usage(format!("'--ip' must be an IP address, not '{ip_text}'")))?;
@@ -202,14 +205,11 @@ impl ServerSettings {
         }
         Ok(ServerSettings {
             ip,
-            port: args
-                .port
-                .or_else(|| f.and_then(|f| f.port))
-                .unwrap_or(DEFAULT_PORT),
+            port,
             dir: args
                 .dir
                 .clone()
-                .or_else(|| f.and_then(|f| f.dir.clone()))
+                .or_else(|| f.and_then(|f| f.dir.as_deref().map(expand_tilde)))
                 .unwrap_or_else(|| DEFAULT_HOST_DIR.into()),
             log_file: args
                 .log_file
@@ -305,6 +305,77 @@ pub fn token(flag: Option<&Path>, file: Option<&Path>) -> Result<Option<Vec<u8>>
         .transpose()
 }
 
+/// Splits "HOST:PORT", "[IPv6]:PORT", "[IPv6]", a bare IPv6 address or a
+/// plain host into the host and the port it names, if any.
+pub fn split_host_port(text: &str) -> Result<(String, Option<u16>), String> {
+    let bad_port = |p: &str| format!("'{text}' has a bad port '{p}'");
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest
+            .split_once(']')
+            .ok_or_else(|| format!("'{text}' has no closing ']'"))?;
+        return match after {
+            "" => Ok((host.to_string(), None)),
+            _ => match after.strip_prefix(':') {
+                Some(p) => Ok((host.to_string(), Some(p.parse().map_err(|_| bad_port(p))?))),
+                None => Err(format!("'{text}': expected ':PORT' after ']'")),
+            },
+        };
+    }
+    match text.split_once(':') {
+        // Two or more colons: a bare IPv6 address, no port.
+        Some((_, rest)) if rest.contains(':') => Ok((text.to_string(), None)),
+        Some((host, p)) => Ok((host.to_string(), Some(p.parse().map_err(|_| bad_port(p))?))),
+        None => Ok((text.to_string(), None)),
+    }
+}
+
+/// The host and port from `--ip` (which may carry a port), `--port`, the
+/// file's `ip` (which may too) and `port`, in that order. A port named
+/// twice, differently, in the same place is an error.
+fn host_and_port(
+    flag_ip: Option<&str>,
+    flag_port: Option<u16>,
+    file_ip: Option<&str>,
+    file_port: Option<u16>,
+    loaded: &Loaded,
+) -> Result<(String, u16), Error> {
+    let in_file = || {
+        loaded
+            .path
+            .as_ref()
+            .map_or("the config file".to_string(), |p| {
+                format!("config file {}", p.display())
+            })
+    };
+    if let Some(text) = flag_ip {
+        let (host, port) =
+            split_host_port(text).map_err(|e| Error::Usage(format!("'--ip' {e}")))?;
+        return match (port, flag_port) {
+            (Some(a), Some(b)) if a != b => Err(Error::Usage(format!(
+                "'--ip {text}' names port {a} but '--port' says {b}"
+            ))),
+            (Some(p), _) => Ok((host, p)),
+            (None, p) => Ok((host, p.or(file_port).unwrap_or(DEFAULT_PORT))),
+        };
+    }
+    let (host, port) = match file_ip {
+        Some(text) => split_host_port(text)
+            .map_err(|e| Error::Config(format!("{}: key `ip`: {e}", in_file())))?,
+        None => (DEFAULT_IP.to_string(), None),
+    };
+    let port = match (port, file_port) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(Error::Config(format!(
+                "{}: `ip` names port {a} but `port` says {b}",
+                in_file()
+            )))
+        }
+        (Some(p), _) => flag_port.unwrap_or(p),
+        (None, p) => flag_port.or(p).unwrap_or(DEFAULT_PORT),
+    };
+    Ok((host, port))
+}
+
 /// Where the server is, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
@@ -327,16 +398,16 @@ impl std::fmt::Display for ServerAddr {
 impl ServerAddr {
     pub fn resolve(args: &ServerAddrArgs, loaded: &Loaded) -> Result<ServerAddr, Error> {
         let f = loaded.file.client.as_ref();
+        let (host, port) = host_and_port(
+            args.ip.as_deref(),
+            args.port,
+            f.and_then(|f| f.ip.as_deref()),
+            f.and_then(|f| f.port),
+            loaded,
+        )?;
         Ok(ServerAddr {
-            host: args
-                .ip
-                .clone()
-                .or_else(|| f.and_then(|f| f.ip.clone()))
-                .unwrap_or_else(|| DEFAULT_IP.into()),
-            port: args
-                .port
-                .or_else(|| f.and_then(|f| f.port))
-                .unwrap_or(DEFAULT_PORT),
+            host,
+            port,
             token: token(
                 args.token_file.as_deref(),
                 f.and_then(|f| f.token_file.as_deref()),
@@ -386,7 +457,7 @@ impl GetSettings {
             download_dir: args
                 .dir
                 .clone()
-                .or_else(|| f.and_then(|f| f.dir.clone()))
+                .or_else(|| f.and_then(|f| f.dir.as_deref().map(expand_tilde)))
                 .unwrap_or_else(|| DEFAULT_DOWNLOAD_DIR.into()),
             parallel,
             jobs,
@@ -429,6 +500,7 @@ impl GetSettings {
         // Exactly what `get` would use with no download flags.
         let get = GetArgs {
             names: Vec::new(),
+            files_from: None,
             server: args.server.clone(),
             dir: args.dir.clone(),
             parallel: false,
@@ -497,6 +569,33 @@ mod tests {
         assert!(!s.parallel);
         assert_eq!(s.server.host, DEFAULT_IP);
         assert_eq!(s.download_dir, Path::new(DEFAULT_DOWNLOAD_DIR));
+    }
+
+    #[test]
+    fn addresses_may_carry_a_port() {
+        let ok = |t: &str| split_host_port(t).unwrap();
+        assert_eq!(ok("h.lan"), ("h.lan".into(), None));
+        assert_eq!(ok("10.0.0.5:9001"), ("10.0.0.5".into(), Some(9001)));
+        assert_eq!(ok("[::1]:9001"), ("::1".into(), Some(9001)));
+        assert_eq!(ok("[fe80::1]"), ("fe80::1".into(), None));
+        assert_eq!(ok("::1"), ("::1".into(), None));
+        for bad in ["h:x", "h:", "[::1", "[::1]9", "[::1]:99999"] {
+            assert!(split_host_port(bad).is_err(), "{bad}");
+        }
+        let l = loaded("[client]\nip = \"h:7001\"\n");
+        let cli = Cli::parse_from(["fxfer", "ls"]);
+        let Command::Ls(a) = cli.command else {
+            panic!()
+        };
+        let s = ServerAddr::resolve(&a.server, &l).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("h", 7001));
+        let cli = Cli::parse_from(["fxfer", "ls", "--port", "7002"]);
+        let Command::Ls(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(ServerAddr::resolve(&a.server, &l).unwrap().port, 7002);
+        let l = loaded("[client]\nip = \"h:7001\"\nport = 7003\n");
+        assert!(ServerAddr::resolve(&a.server, &l).is_err());
     }
 
     #[test]

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                     return Exit::Success.into();
                 }
             }
-            eprintln!("fxfer: {e}");
+            let _ = writeln!(io::stderr(), "fxfer: {e}");
             e.exit().into()
         }
     }
@@ -155,8 +155,9 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
 fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let settings = GetSettings::resolve(a, &loaded)?;
+    let names = names(a)?;
     let progress = Progress::new(cli.quiet, a.json);
-    let report = match transfer::get(&settings, &a.names, &progress) {
+    let report = match transfer::get(&settings, &names, &progress) {
         Ok(r) => r,
         Err(e) if a.json => {
             // Scripts still get a JSON document saying what went wrong.
@@ -176,6 +177,32 @@ fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
     } else {
         Exit::Success
     })
+}
+
+/// The names on the command line, then those of `--files-from`.
+fn names(a: &GetArgs) -> Result<Vec<String>, Error> {
+    let mut names = a.names.clone();
+    if let Some(p) = &a.files_from {
+        let text = if p.as_os_str() == "-" {
+            io::read_to_string(io::stdin())
+        } else {
+            std::fs::read_to_string(p)
+        }
+        .map_err(|e| {
+            Error::Usage(format!(
+                "cannot read --files-from {}: {}",
+                p.display(),
+                fxfer::error::describe_io(&e)
+            ))
+        })?;
+        names.extend(fxfer::select::read_names(&text));
+    }
+    if names.is_empty() {
+        return Err(Error::Usage(
+            "no names to download (the --files-from list is empty)".into(),
+        ));
+    }
+    Ok(names)
 }
 
 fn print_json(v: &serde_json::Value) -> Result<(), Error> {

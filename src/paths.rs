@@ -296,6 +296,44 @@ pub fn local_target(download_dir: &Path, name: &str) -> Result<PathBuf, BadPath>
     Ok(p)
 }
 
+/// Expands a leading `~` (alone or as `~/...`) to `$HOME`, as a shell
+/// would: the shell's folder prompt and config files have no shell to do
+/// it for them. `~user` is left alone.
+pub fn expand_tilde(p: &Path) -> PathBuf {
+    let home = || std::env::var_os("HOME").filter(|h| !h.is_empty());
+    match p.strip_prefix("~") {
+        Ok(rest) => match home() {
+            Some(h) => PathBuf::from(h).join(rest),
+            None => p.to_path_buf(),
+        },
+        Err(_) => p.to_path_buf(),
+    }
+}
+
+/// Checks that `dir` is, or can become, a folder: it is one (or a link to
+/// one), or it is missing and the first existing path above it is a
+/// folder. Otherwise says which path is in the way: "X is a file, not a
+/// folder".
+pub fn check_folder(dir: &Path) -> Result<(), String> {
+    for p in dir.ancestors().filter(|p| !p.as_os_str().is_empty()) {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => return Err(format!("{} is a file, not a folder", p.display())),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                continue
+            }
+            // Not ours to judge here; creating the folder reports it.
+            Err(_) => return Ok(()),
+        }
+    }
+    Ok(())
+}
+
 /// Makes a name safe to print: control characters (newlines, escape
 /// sequences) become visible escapes, so a file name cannot rewrite the
 /// terminal or forge a log line.
@@ -317,6 +355,30 @@ pub fn display_safe(s: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_in_the_way_of_a_folder_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"x").unwrap();
+        assert_eq!(check_folder(d.path()), Ok(()));
+        assert_eq!(check_folder(&d.path().join("new/deeper")), Ok(()));
+        let want = Err(format!("{} is a file, not a folder", f.display()));
+        assert_eq!(check_folder(&f), want);
+        assert_eq!(check_folder(&f.join("sub/deeper")), want);
+    }
+
+    #[test]
+    fn tilde_means_home() {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+        if home.as_os_str().is_empty() {
+            return;
+        }
+        assert_eq!(expand_tilde(Path::new("~")), home);
+        assert_eq!(expand_tilde(Path::new("~/x/y")), home.join("x/y"));
+        assert_eq!(expand_tilde(Path::new("~bob/x")), Path::new("~bob/x"));
+        assert_eq!(expand_tilde(Path::new("a/~")), Path::new("a/~"));
+    }
 
     #[test]
     fn hostile_relative_paths_are_refused() {

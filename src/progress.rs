@@ -3,8 +3,8 @@
 //! is one plain line on stdout and nothing else is drawn, so pipes and CI
 //! logs get no escape codes.
 
-use std::io::IsTerminal;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -25,6 +25,12 @@ pub struct Progress {
     quiet: bool,
     files: AtomicUsize,
     done: AtomicUsize,
+    stdout_closed: AtomicBool,
+}
+
+/// A line on stderr; a closed stderr is no reason to stop (or panic).
+fn err_line(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// The bar of one file in flight (a no-op when bars are off).
@@ -68,6 +74,7 @@ impl Progress {
             quiet,
             files: AtomicUsize::new(0),
             done: AtomicUsize::new(0),
+            stdout_closed: AtomicBool::new(false),
         }
     }
 
@@ -106,9 +113,22 @@ impl Progress {
 
     fn line(&self, text: &str, to_stderr: bool) {
         match &self.bars {
-            Some((mp, _)) => mp.suspend(|| eprintln!("{text}")),
-            None if to_stderr => eprintln!("{text}"),
-            None => println!("{text}"),
+            Some((mp, _)) => mp.suspend(|| err_line(text)),
+            None if to_stderr => err_line(text),
+            None => self.out_line(text),
+        }
+    }
+
+    /// A line of data on stdout. Once stdout is closed (`fxfer get ... |
+    /// head`), lines are dropped and the downloads go on: they are the job,
+    /// the lines only report on it.
+    fn out_line(&self, text: &str) {
+        if self.stdout_closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{text}").and_then(|_| out.flush()).is_err() {
+            self.stdout_closed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -150,7 +170,7 @@ impl Progress {
             let _ = mp.clear();
         }
         if self.lines {
-            println!("{summary}");
+            self.out_line(summary);
         }
     }
 }

@@ -21,6 +21,17 @@ pub fn needs_listing(names: &[String], recursive: bool) -> bool {
     recursive || names.iter().any(|n| is_pattern(n))
 }
 
+/// Names listed one per line (`--files-from`): blank lines and lines
+/// starting with `#` are skipped, a trailing CR is dropped; anything else,
+/// spaces included, is part of the name.
+pub fn read_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The files to fetch, and the names that could not be turned into any.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Selection {

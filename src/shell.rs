@@ -7,7 +7,7 @@
 //! shown again on the way out.
 
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::client::Connection;
 use crate::config::{GetSettings, ServerAddr};
 use crate::error::{Error, Exit};
 use crate::human;
-use crate::paths::display_safe;
+use crate::paths::{check_folder, display_safe, expand_tilde};
 use crate::progress::Progress;
 use crate::protocol::{self, Entry, EntryKind};
 use crate::select;
@@ -332,18 +332,25 @@ impl Session {
         let new = answer(
             Input::<String>::with_theme(&*self.theme)
                 .with_prompt("Download folder")
-                .default(current)
+                .default(current.clone())
                 .interact_text_on(&self.term)
                 .map(Some),
         )?;
         if let Answer::Value(dir) = new {
             let dir = dir.trim();
             if !dir.is_empty() {
-                self.settings.download_dir = PathBuf::from(dir);
-                self.say(&format!(
-                    "Downloads now go to {} (created on first download).",
-                    self.settings.download_dir.display()
-                ));
+                // No shell expands what is typed here: do it as one would.
+                let dir = expand_tilde(Path::new(dir));
+                match check_folder(&dir) {
+                    Err(why) => self.say(&format!("fxfer: {why}; downloads still go to {current}")),
+                    Ok(()) => {
+                        self.settings.download_dir = dir;
+                        self.say(&format!(
+                            "Downloads now go to {} (created on first download).",
+                            self.settings.download_dir.display()
+                        ));
+                    }
+                }
             }
         }
         Ok(true)

@@ -59,7 +59,13 @@ fn get_json_when_the_server_is_unreachable_still_prints_json_and_exits_3() {
         .unwrap()
         .contains("cannot connect"));
     // The retry was announced on stderr and counted.
-    assert!(stderr(&o).contains("retrying in"), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("retrying in").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(v["files"][0]["retries"], 1, "{v}");
     let o = fxfer(dir.path())
         .args([
             "get",

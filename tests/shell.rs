@@ -115,3 +115,31 @@ fn shell_without_a_terminal_exits_2_with_advice() {
     );
     assert_eq!(err.lines().count(), 1);
 }
+
+#[test]
+fn shell_folder_prompt_refuses_a_file_and_expands_tilde() {
+    let s = Server::with_files(|h| write(h, "a.txt", b"a"));
+    std::fs::write(s.work.join("plain"), b"x").unwrap();
+    let mut p = spawn_shell(&s, "dl");
+    at(&mut p, "Quit");
+    // The menu comes back on the last choice made.
+    let change_folder = |p: &mut rexpect::session::PtySession, downs: usize, to: &str| {
+        for _ in 0..downs {
+            key(p, DOWN);
+        }
+        key(p, ENTER);
+        at(p, "Download folder");
+        key(p, to);
+        key(p, ENTER);
+    };
+    change_folder(&mut p, 2, "plain/sub");
+    p.exp_string("plain is a file, not a folder").unwrap();
+    at(&mut p, "Quit");
+    change_folder(&mut p, 0, "~/picked");
+    let home = s.work.display().to_string();
+    p.exp_string(&format!("Downloads now go to {home}/picked"))
+        .unwrap();
+    at(&mut p, "Quit");
+    key(&mut p, "q");
+    assert_eq!(wait_exit(&mut p), 0);
+}

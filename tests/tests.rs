@@ -25,5 +25,8 @@ mod faults;
 mod hostile;
 // Token authentication.
 mod auth;
+// What users of curl, rsync and scp expect: pipes, --ip HOST:PORT,
+// --files-from, -o -, rate limits, clear errors.
+mod conventions;
 // Property tests of both decoders on random input.
 mod props;

@@ -258,7 +258,10 @@ impl Dest {
         if parent == self.root || self.checked.lock().unwrap().contains(parent) {
             return Ok(());
         }
-        fs::create_dir_all(parent).map_err(|e| fail("cannot create folder", parent, &e))?;
+        fs::create_dir_all(parent).map_err(|e| match crate::paths::check_folder(parent) {
+            Err(why) => io::Error::new(io::ErrorKind::NotADirectory, why),
+            Ok(()) => fail("cannot create folder", parent, &e),
+        })?;
         let real = fs::canonicalize(parent).map_err(|e| fail("cannot open folder", parent, &e))?;
         if !real.starts_with(&self.root) {
             return Err(io::Error::new(

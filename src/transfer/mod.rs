@@ -117,6 +117,12 @@ impl Report {
 pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Result<Report, Error> {
     let started = Instant::now();
     let dir = &settings.download_dir;
+    crate::paths::check_folder(dir).map_err(|why| {
+        Error::io(
+            format!("cannot use download folder {}", dir.display()),
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
+        )
+    })?;
     fs::create_dir_all(dir).map_err(|e| {
         Error::io(
             format!("cannot create download folder {}", dir.display()),
@@ -371,7 +377,15 @@ impl Run<'_> {
                             break;
                         }
                         let wait = backoff(failures - 1);
-                        let front = queue.front().map(|t| t.name.clone()).unwrap_or_default();
+                        // The retry is announced for the file in front, so
+                        // it counts for that file too (in --json).
+                        let front = match queue.front_mut() {
+                            Some(t) => {
+                                t.retries += 1;
+                                t.name.clone()
+                            }
+                            None => String::new(),
+                        };
                         self.announce_retry(&front, &e.to_string(), failures, wait);
                         std::thread::sleep(wait);
                         continue;
