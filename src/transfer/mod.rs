@@ -119,7 +119,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
     let dir = &settings.download_dir;
     crate::paths::check_folder(dir).map_err(|why| {
         Error::io(
-            format!("cannot use download folder {}", dir.display()),
+            format!("cannot create download folder {}", dir.display()),
             std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
         )
     })?;
