@@ -95,6 +95,87 @@ pub struct ClientFile {
 pub struct Loaded {
     pub file: FileConfig,
     pub path: Option<PathBuf>,
+    /// The file's text, to point at the line of a value found wrong later.
+    pub text: String,
+}
+
+impl Loaded {
+    fn new(file: FileConfig, path: PathBuf, text: String) -> Loaded {
+        Loaded {
+            file,
+            path: Some(path),
+            text,
+        }
+    }
+
+    /// The 1-based line of `[table] key` in the file, if it is there.
+    fn line_of(&self, table: &str, key: &str) -> Option<usize> {
+        let doc = toml_edit::ImDocument::parse(self.text.as_str()).ok()?;
+        let span = doc.get(table)?.get(key)?.span()?;
+        Some(
+            self.text[..span.start.min(self.text.len())]
+                .matches('\n')
+                .count()
+                + 1,
+        )
+    }
+}
+
+/// Where a resolved value came from, so an error about it can point there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Flag,
+    File,
+    Default,
+}
+
+/// Picks flag over file over default and remembers which one won.
+fn pick<T>(flag: Option<T>, file: Option<T>, default: T) -> (T, Origin) {
+    match (flag, file) {
+        (Some(v), _) => (v, Origin::Flag),
+        (None, Some(v)) => (v, Origin::File),
+        (None, None) => (default, Origin::Default),
+    }
+}
+
+/// Checks resolved values of one table (`server` or `client`): a bad value
+/// is blamed on the flag when it came from the command line, on the file,
+/// line and key when it came from the config file.
+struct Checker<'a> {
+    loaded: &'a Loaded,
+    table: &'static str,
+}
+
+impl Checker<'_> {
+    /// `flag` is the option's long name (`--max-connections`); the config
+    /// key is the same with underscores.
+    fn bad(&self, flag: &str, origin: Origin, why: &str) -> Error {
+        let key = flag.trim_start_matches('-').replace('-', "_");
+        match (origin, &self.loaded.path) {
+            (Origin::File, Some(path)) => {
+                let mut msg = format!("config file {}", path.display());
+                if let Some(n) = self.loaded.line_of(self.table, &key) {
+                    msg += &format!(", line {n}");
+                }
+                Error::Config(format!("{msg}, key `{key}`: {why}"))
+            }
+            _ => Error::Usage(format!("'{flag}' {why}")),
+        }
+    }
+
+    fn at_least_one(&self, flag: &str, v: (usize, Origin)) -> Result<usize, Error> {
+        match v {
+            (0, origin) => Err(self.bad(flag, origin, "must be at least 1")),
+            (n, _) => Ok(n),
+        }
+    }
+
+    fn secs(&self, flag: &str, v: (u64, Origin)) -> Result<Duration, Error> {
+        match v {
+            (0, origin) => Err(self.bad(flag, origin, "must be at least 1 second")),
+            (s, _) => Ok(Duration::from_secs(s)),
+        }
+    }
 }
 
 /// Finds and reads the config: `--config`, `$FXFER_CONFIG`, `./fxfer.toml`,
@@ -102,17 +183,10 @@ pub struct Loaded {
 /// named explicitly must exist; the implicit ones are optional.
 pub fn load(explicit: Option<&Path>) -> Result<Loaded, Error> {
     if let Some(p) = explicit {
-        return read(p).map(|file| Loaded {
-            file,
-            path: Some(p.to_path_buf()),
-        });
+        return read(p);
     }
     if let Some(p) = std::env::var_os("FXFER_CONFIG").filter(|v| !v.is_empty()) {
-        let p = PathBuf::from(p);
-        return read(&p).map(|file| Loaded {
-            file,
-            path: Some(p),
-        });
+        return read(Path::new(&p));
     }
     let mut implicit = vec![PathBuf::from("fxfer.toml")];
     if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
@@ -122,16 +196,13 @@ pub fn load(explicit: Option<&Path>) -> Result<Loaded, Error> {
     }
     for p in implicit {
         if p.is_file() {
-            return read(&p).map(|file| Loaded {
-                file,
-                path: Some(p),
-            });
+            return read(&p);
         }
     }
     Ok(Loaded::default())
 }
 
-fn read(path: &Path) -> Result<FileConfig, Error> {
+fn read(path: &Path) -> Result<Loaded, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::Config(format!(
             "cannot read config file {}: {}",
@@ -139,7 +210,8 @@ fn read(path: &Path) -> Result<FileConfig, Error> {
             describe_io(&e)
         ))
     })?;
-    parse(&text, path)
+    let file = parse(&text, path)?;
+    Ok(Loaded::new(file, path.to_path_buf(), text))
 }
 
 /// Parses config text; errors name the file, the line and the key.
@@ -169,7 +241,8 @@ pub struct ServerSettings {
     pub ip: IpAddr,
     pub port: u16,
     pub dir: PathBuf,
-    pub log_file: PathBuf,
+    /// `None`: no log file, everything goes to stderr.
+    pub log_file: Option<PathBuf>,
     pub max_connections: usize,
     pub grace_period: Duration,
     pub max_connections_per_ip: usize,
@@ -184,6 +257,10 @@ pub struct ServerSettings {
 impl ServerSettings {
     pub fn resolve(args: &ServeArgs, loaded: &Loaded) -> Result<ServerSettings, Error> {
         let f = loaded.file.server.as_ref();
+        let check = Checker {
+            loaded,
+            table: "server",
+        };
         let (ip_text, port) = host_and_port(
             args.ip.as_deref(),
             args.port,
@@ -191,59 +268,81 @@ impl ServerSettings {
             f.and_then(|f| f.port),
             loaded,
         )?;
-        let ip = ip_text
-            .parse()
-            .map_err(|_| Error::Usage(format!("'--ip' must be an IP address, not '{ip_text}'")))?;
-        let max_connections = args
-            .max_connections
-            .or_else(|| f.and_then(|f| f.max_connections))
-            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
-        if max_connections == 0 {
-            return Err(Error::Usage(
-                "'--max-connections' must be at least 1".into(),
-            ));
-        }
+        let ip_origin = match (&args.ip, f.and_then(|f| f.ip.as_ref())) {
+            (Some(_), _) => Origin::Flag,
+            (None, Some(_)) => Origin::File,
+            (None, None) => Origin::Default,
+        };
+        let ip = ip_text.parse().map_err(|_| {
+            check.bad(
+                "--ip",
+                ip_origin,
+                &format!("must be an IP address, not '{ip_text}'"),
+            )
+        })?;
+        let (log_file, _) = pick(
+            args.log_file.clone(),
+            f.and_then(|f| f.log_file.clone()),
+            DEFAULT_LOG_FILE.into(),
+        );
         Ok(ServerSettings {
             ip,
             port,
-            dir: args
-                .dir
-                .clone()
-                .or_else(|| f.and_then(|f| f.dir.as_deref().map(expand_tilde)))
-                .unwrap_or_else(|| DEFAULT_HOST_DIR.into()),
-            log_file: args
-                .log_file
-                .clone()
-                .or_else(|| f.and_then(|f| f.log_file.clone()))
-                .unwrap_or_else(|| DEFAULT_LOG_FILE.into()),
-            max_connections,
+            dir: pick(
+                args.dir.clone(),
+                f.and_then(|f| f.dir.as_deref().map(expand_tilde)),
+                DEFAULT_HOST_DIR.into(),
+            )
+            .0,
+            // `-` means no log file: stderr (journald) only.
+            log_file: (log_file != Path::new("-")).then_some(log_file),
+            max_connections: check.at_least_one(
+                "--max-connections",
+                pick(
+                    args.max_connections,
+                    f.and_then(|f| f.max_connections),
+                    DEFAULT_MAX_CONNECTIONS,
+                ),
+            )?,
             grace_period: Duration::from_secs(
-                args.grace_period
-                    .or_else(|| f.and_then(|f| f.grace_period))
-                    .unwrap_or(DEFAULT_GRACE_SECS),
+                pick(
+                    args.grace_period,
+                    f.and_then(|f| f.grace_period),
+                    DEFAULT_GRACE_SECS,
+                )
+                .0,
             ),
-            max_connections_per_ip: at_least_one(
+            max_connections_per_ip: check.at_least_one(
                 "--max-connections-per-ip",
-                args.max_connections_per_ip
-                    .or_else(|| f.and_then(|f| f.max_connections_per_ip))
-                    .unwrap_or(DEFAULT_MAX_PER_IP),
+                pick(
+                    args.max_connections_per_ip,
+                    f.and_then(|f| f.max_connections_per_ip),
+                    DEFAULT_MAX_PER_IP,
+                ),
             )?,
-            handshake_timeout: secs(
+            handshake_timeout: check.secs(
                 "--handshake-timeout",
-                args.handshake_timeout
-                    .or_else(|| f.and_then(|f| f.handshake_timeout)),
-                DEFAULT_HANDSHAKE_SECS,
+                pick(
+                    args.handshake_timeout,
+                    f.and_then(|f| f.handshake_timeout),
+                    DEFAULT_HANDSHAKE_SECS,
+                ),
             )?,
-            idle_timeout: secs(
+            idle_timeout: check.secs(
                 "--idle-timeout",
-                args.idle_timeout.or_else(|| f.and_then(|f| f.idle_timeout)),
-                DEFAULT_IDLE_SECS,
+                pick(
+                    args.idle_timeout,
+                    f.and_then(|f| f.idle_timeout),
+                    DEFAULT_IDLE_SECS,
+                ),
             )?,
-            write_timeout: secs(
+            write_timeout: check.secs(
                 "--write-timeout",
-                args.write_timeout
-                    .or_else(|| f.and_then(|f| f.write_timeout)),
-                DEFAULT_WRITE_SECS,
+                pick(
+                    args.write_timeout,
+                    f.and_then(|f| f.write_timeout),
+                    DEFAULT_WRITE_SECS,
+                ),
             )?,
             token: token(
                 args.token_file.as_deref(),
@@ -257,20 +356,6 @@ impl ServerSettings {
                 f.and_then(|f| f.hidden).unwrap_or(false)
             },
         })
-    }
-}
-
-fn at_least_one(flag: &str, n: usize) -> Result<usize, Error> {
-    if n == 0 {
-        return Err(Error::Usage(format!("'{flag}' must be at least 1")));
-    }
-    Ok(n)
-}
-
-fn secs(flag: &str, v: Option<u64>, default: u64) -> Result<Duration, Error> {
-    match v.unwrap_or(default) {
-        0 => Err(Error::Usage(format!("'{flag}' must be at least 1 second"))),
-        s => Ok(Duration::from_secs(s)),
     }
 }
 
@@ -445,13 +530,14 @@ impl GetSettings {
         } else {
             f.and_then(|f| f.parallel).unwrap_or(false)
         };
-        let jobs = args
-            .jobs
-            .or_else(|| f.and_then(|f| f.jobs))
-            .unwrap_or(DEFAULT_JOBS);
-        if jobs == 0 {
-            return Err(Error::Usage("'--jobs' must be at least 1".into()));
-        }
+        let check = Checker {
+            loaded,
+            table: "client",
+        };
+        let jobs = check.at_least_one(
+            "--jobs",
+            pick(args.jobs, f.and_then(|f| f.jobs), DEFAULT_JOBS),
+        )?;
         Ok(GetSettings {
             server: ServerAddr::resolve(&args.server, loaded)?,
             download_dir: args
@@ -466,7 +552,14 @@ impl GetSettings {
                 .retries
                 .or_else(|| f.and_then(|f| f.retries))
                 .unwrap_or(DEFAULT_RETRIES),
-            timeout: timeout(args.timeout.or_else(|| f.and_then(|f| f.timeout)))?,
+            timeout: check.secs(
+                "--timeout",
+                pick(
+                    args.timeout,
+                    f.and_then(|f| f.timeout),
+                    DEFAULT_TIMEOUT_SECS,
+                ),
+            )?,
             resume: !args.no_resume,
             no_clobber: args.no_clobber,
             fsync: if args.no_fsync {
@@ -483,14 +576,18 @@ impl GetSettings {
 /// The client's time-out from the config file alone (for `ls`, which has
 /// no --timeout flag).
 pub fn client_timeout(loaded: &Loaded) -> Result<Duration, Error> {
-    timeout(loaded.file.client.as_ref().and_then(|f| f.timeout))
-}
-
-fn timeout(secs: Option<u64>) -> Result<Duration, Error> {
-    match secs.unwrap_or(DEFAULT_TIMEOUT_SECS) {
-        0 => Err(Error::Usage("'--timeout' must be at least 1 second".into())),
-        s => Ok(Duration::from_secs(s)),
-    }
+    let check = Checker {
+        loaded,
+        table: "client",
+    };
+    check.secs(
+        "--timeout",
+        pick(
+            None,
+            loaded.file.client.as_ref().and_then(|f| f.timeout),
+            DEFAULT_TIMEOUT_SECS,
+        ),
+    )
 }
 
 impl GetSettings {
@@ -528,7 +625,8 @@ mod tests {
     fn loaded(text: &str) -> Loaded {
         Loaded {
             file: parse(text, Path::new("t.toml")).unwrap(),
-            path: None,
+            path: Some("t.toml".into()),
+            text: text.into(),
         }
     }
 
@@ -606,5 +704,53 @@ mod tests {
         };
         let e = ServerSettings::resolve(&a, &Loaded::default()).unwrap_err();
         assert!(e.to_string().contains("--ip"));
+    }
+
+    #[test]
+    fn bad_values_from_the_file_name_the_file_line_and_key() {
+        let l = loaded("[server]\nport = 1\n\n[client]\nport = 2\njobs = 0\n");
+        let cli = Cli::parse_from(["fxfer", "get", "a"]);
+        let Command::Get(g) = cli.command else {
+            panic!()
+        };
+        let e = GetSettings::resolve(&g, &l).unwrap_err().to_string();
+        assert_eq!(
+            e, "config file t.toml, line 6, key `jobs`: must be at least 1",
+            "{e}"
+        );
+        // The same value as a flag blames the flag.
+        let cli = Cli::parse_from(["fxfer", "get", "-j", "0", "a"]);
+        let Command::Get(g) = cli.command else {
+            panic!()
+        };
+        let e = GetSettings::resolve(&g, &Loaded::default()).unwrap_err();
+        assert_eq!(e.to_string(), "'--jobs' must be at least 1");
+        // Server keys too, including a dotted key.
+        let l = loaded("server.idle_timeout = 0\n");
+        let cli = Cli::parse_from(["fxfer", "serve"]);
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        let e = ServerSettings::resolve(&a, &l).unwrap_err().to_string();
+        assert!(
+            e.contains("line 1, key `idle_timeout`: must be at least 1 second"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_dash_log_file_means_stderr_only() {
+        let cli = Cli::parse_from(["fxfer", "serve", "--log-file", "-"]);
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        let s = ServerSettings::resolve(&a, &Loaded::default()).unwrap();
+        assert_eq!(s.log_file, None);
+        let l = loaded("[server]\nlog_file = \"-\"\n");
+        let cli = Cli::parse_from(["fxfer", "serve"]);
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(ServerSettings::resolve(&a, &l).unwrap().log_file, None);
     }
 }

@@ -1,12 +1,16 @@
 //! Log set-up. The client logs to stderr (warnings by default, more with
-//! `-v`); the server logs every major action to its log file and repeats
-//! warnings and errors on stderr.
+//! `-v`); the server logs every major action to its log file (if it has
+//! one) and to stderr as far as the situation calls for: everything under a
+//! service manager or without a log file, warnings (or more with `-v`) on a
+//! terminal.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use log::{LevelFilter, Log, Metadata, Record};
+use log::{Level, LevelFilter, Log, Metadata, Record};
 
 use crate::error::{describe_io, Error};
 
@@ -22,12 +26,34 @@ fn level(verbose: u8, quiet: bool, default: LevelFilter) -> LevelFilter {
     }
 }
 
-fn builder(filter: LevelFilter) -> env_logger::Builder {
+/// How a server log line starts.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Style {
+    /// `2026-11-25T00:59:17.251Z INFO  ...`: log files and terminals.
+    Timestamped,
+    /// `<6>INFO  ...`: stderr read by journald, which adds its own
+    /// timestamp and takes the priority from the `<N>` prefix
+    /// (sd-daemon(3)), so `journalctl -p warning` works.
+    Journal,
+}
+
+/// The syslog priority journald reads from a `<N>` line prefix.
+fn priority(l: Level) -> u8 {
+    match l {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug | Level::Trace => 7,
+    }
+}
+
+fn builder(filter: LevelFilter, style: Style) -> env_logger::Builder {
     let mut b = env_logger::Builder::new();
     b.filter_level(filter)
         // Our own crate only; dependencies stay quiet unless asked via FXFER_LOG.
-        .parse_env(env_logger::Env::new().filter("FXFER_LOG"))
-        .format(|buf, record| {
+        .parse_env(env_logger::Env::new().filter("FXFER_LOG"));
+    match style {
+        Style::Timestamped => b.format(|buf, record| {
             writeln!(
                 buf,
                 "{} {:<5} {}",
@@ -35,7 +61,17 @@ fn builder(filter: LevelFilter) -> env_logger::Builder {
                 record.level(),
                 record.args()
             )
-        });
+        }),
+        Style::Journal => b.format(|buf, record| {
+            writeln!(
+                buf,
+                "<{}>{:<5} {}",
+                priority(record.level()),
+                record.level(),
+                record.args()
+            )
+        }),
+    };
     b
 }
 
@@ -53,35 +89,53 @@ pub fn init_client(verbose: u8, quiet: bool) {
 /// the program's own error line): written to the log file only.
 pub const FILE_ONLY: &str = "fxfer::file_only";
 
-/// Sends each record to the log file and, at warning and above, to stderr.
+/// The open log file, shared with the logger so SIGHUP can swap it for a
+/// freshly opened one (after logrotate moved the old one away).
+#[derive(Clone)]
+struct Sink(Arc<Mutex<File>>);
+
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
+
+/// The server's log file, when it has one.
+static LOG_FILE: OnceLock<Sink> = OnceLock::new();
+/// The most verbose level that reaches stderr (as `LevelFilter as u8`).
+static STDERR_LEVEL: AtomicU8 = AtomicU8::new(0);
+
+/// Sends each record to the log file and, as far as configured, to stderr.
 struct ServerLogger {
-    file: env_logger::Logger,
+    file: Option<env_logger::Logger>,
     stderr: env_logger::Logger,
 }
 
 impl Log for ServerLogger {
     fn enabled(&self, m: &Metadata) -> bool {
-        self.file.enabled(m) || self.stderr.enabled(m)
+        self.file.as_ref().is_some_and(|f| f.enabled(m)) || self.stderr.enabled(m)
     }
     fn log(&self, r: &Record) {
-        if self.file.matches(r) {
-            self.file.log(r);
+        if let Some(f) = self.file.as_ref().filter(|f| f.matches(r)) {
+            f.log(r);
         }
         if self.stderr.matches(r) && r.target() != FILE_ONLY {
             self.stderr.log(r);
         }
     }
     fn flush(&self) {
-        self.file.flush();
+        if let Some(f) = &self.file {
+            f.flush();
+        }
         self.stderr.flush();
     }
 }
 
-/// Server logging: the log file (info and up, more with `-v`) plus stderr
-/// (warnings and errors). The file is opened for appending, so restarts keep
-/// history.
-pub fn init_server(log_file: &Path, verbose: u8, quiet: bool) -> Result<(), Error> {
-    if let Some(parent) = log_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+fn open_log(path: &Path) -> Result<File, Error> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| {
             Error::Usage(format!(
                 "cannot create log folder {}: {}",
@@ -90,35 +144,76 @@ pub fn init_server(log_file: &Path, verbose: u8, quiet: bool) -> Result<(), Erro
             ))
         })?;
     }
-    let file = OpenOptions::new()
+    OpenOptions::new()
         .create(true)
         .append(true)
-        .open(log_file)
+        .open(path)
         .map_err(|e| {
             Error::Usage(format!(
                 "cannot open log file {}: {}",
-                log_file.display(),
+                path.display(),
                 describe_io(&e)
             ))
-        })?;
-    // The file always gets every major action (info); -v adds debug detail.
+        })
+}
+
+/// Whether stderr is the stream journald gave this service: `$JOURNAL_STREAM`
+/// holds its `device:inode` (systemd.exec(5)). Checking the inode keeps a
+/// child whose stderr was redirected from taking the journal format.
+fn stderr_is_journal() -> bool {
+    let Some(v) = std::env::var("JOURNAL_STREAM").ok() else {
+        return false;
+    };
+    let Some((dev, ino)) = v.split_once(':') else {
+        return false;
+    };
+    let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
+        return false;
+    };
+    rustix::fs::fstat(std::io::stderr()).is_ok_and(|st| st.st_dev == dev && st.st_ino == ino)
+}
+
+/// Server logging. The log file (appended to, so restarts keep history)
+/// gets every major action (info; `-v` adds debug detail). Stderr gets:
+/// errors only with `-q`; the same as the file under a service manager
+/// (stderr not a terminal) or without a log file (`log_file` `None`, from
+/// `--log-file -`); on a terminal, warnings, or with `-v` connections and
+/// transfers too. Under journald stderr lines carry no timestamp of their
+/// own.
+pub fn init_server(log_file: Option<&Path>, verbose: u8, quiet: bool) -> Result<(), Error> {
     let file_level = level(verbose.saturating_add(1), false, LevelFilter::Info);
-    let file_logger = builder(file_level)
-        .target(env_logger::Target::Pipe(Box::new(file)))
-        .build();
-    // Under a service manager (stderr not a terminal) everything the file
-    // gets goes to stderr too, so journald has the full story.
+    let file_logger = match log_file {
+        Some(path) => {
+            let sink = Sink(Arc::new(Mutex::new(open_log(path)?)));
+            let _ = LOG_FILE.set(sink.clone());
+            Some(
+                builder(file_level, Style::Timestamped)
+                    .target(env_logger::Target::Pipe(Box::new(sink)))
+                    .build(),
+            )
+        }
+        None => None,
+    };
     let stderr_level = if quiet {
         LevelFilter::Error
-    } else if !std::io::stderr().is_terminal() {
+    } else if log_file.is_none() || !std::io::stderr().is_terminal() {
         file_level
     } else {
-        LevelFilter::Warn
+        level(verbose, false, LevelFilter::Warn)
     };
-    let stderr_logger = builder(stderr_level)
+    let style = if stderr_is_journal() {
+        Style::Journal
+    } else {
+        Style::Timestamped
+    };
+    let stderr_logger = builder(stderr_level, style)
         .target(env_logger::Target::Stderr)
         .build();
-    let max = file_logger.filter().max(stderr_logger.filter());
+    STDERR_LEVEL.store(stderr_logger.filter() as u8, Ordering::Relaxed);
+    let max = file_logger
+        .as_ref()
+        .map_or(LevelFilter::Off, |f| f.filter())
+        .max(stderr_logger.filter());
     log::set_boxed_logger(Box::new(ServerLogger {
         file: file_logger,
         stderr: stderr_logger,
@@ -126,4 +221,37 @@ pub fn init_server(log_file: &Path, verbose: u8, quiet: bool) -> Result<(), Erro
     .map_err(|_| Error::Usage("logging was already initialised".into()))?;
     log::set_max_level(max);
     Ok(())
+}
+
+/// Whether server log lines at `l` reach stderr (so a message printed
+/// there anyway need not be repeated).
+pub fn stderr_shows(l: Level) -> bool {
+    (l as u8) <= STDERR_LEVEL.load(Ordering::Relaxed)
+}
+
+/// Closes the server's log file and opens `path` in its place (the same
+/// path after logrotate moved the old file away, or a new one from a
+/// reloaded config). Without a log file at start there is nothing to swap.
+pub fn reopen(path: &Path) -> Result<(), Error> {
+    let Some(sink) = LOG_FILE.get() else {
+        return Ok(());
+    };
+    let file = open_log(path)?;
+    let mut cur = sink.0.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = cur.flush();
+    *cur = file;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_priorities_follow_syslog() {
+        assert_eq!(priority(Level::Error), 3);
+        assert_eq!(priority(Level::Warn), 4);
+        assert_eq!(priority(Level::Info), 6);
+        assert_eq!(priority(Level::Debug), 7);
+    }
 }

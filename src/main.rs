@@ -72,7 +72,7 @@ fn completions(a: &CompletionsArgs) -> Result<Exit, Error> {
 fn serve(cli: &Cli, a: &ServeArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let settings = ServerSettings::resolve(a, &loaded)?;
-    logging::init_server(&settings.log_file, cli.verbose, cli.quiet)?;
+    logging::init_server(settings.log_file.as_deref(), cli.verbose, cli.quiet)?;
     if let Some(p) = &loaded.path {
         log::info!("using config file {}", p.display());
     }
@@ -145,7 +145,11 @@ fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
             .map_err(write_err)?;
         }
         if entries.is_empty() && !cli.quiet {
-            eprintln!("fxfer: the server hosts no files");
+            if path.is_empty() {
+                eprintln!("fxfer: the hosted folder is empty");
+            } else {
+                eprintln!("fxfer: folder {} is empty", paths::display_safe(path));
+            }
         }
     }
     out.flush().map_err(write_err)?;

@@ -134,3 +134,46 @@ fn help_lists_exit_codes() {
         assert!(out.contains(l), "{out}");
     }
 }
+
+#[test]
+fn a_bad_value_in_the_config_file_names_the_file_and_line_not_a_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("fxfer.toml"),
+        "[server]\nmax_connections = 0\n\n[client]\nretries = 1\njobs = 0\n",
+    )
+    .unwrap();
+    let o = fxfer(dir.path()).args(["get", "x"]).output().unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "fxfer: config file fxfer.toml, line 6, key `jobs`: must be at least 1\n"
+    );
+    let o = fxfer(dir.path()).args(["serve"]).output().unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "fxfer: config file fxfer.toml, line 2, key `max_connections`: must be at least 1\n"
+    );
+    // A flag that overrides the bad value makes it harmless; a bad flag is
+    // still blamed on the flag.
+    let o = fxfer(dir.path())
+        .args(["get", "-j", "0", "x"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(stderr(&o), "fxfer: '--jobs' must be at least 1\n");
+}
+
+#[test]
+fn debug_output_shows_plain_values() {
+    let s = Server::with_files(|h| write(h, "a.txt", b"a"));
+    let o = s.client("ls").arg("-vv").output().unwrap();
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(err.contains("connected to 127.0.0.1:"), "{err}");
+    assert!(!err.contains("Some(") && !err.contains("None"), "{err}");
+    let o = s.get(&["-vv", "a.txt"]);
+    assert_exit(&o, 0);
+    assert!(!stderr(&o).contains("Some("), "{}", stderr(&o));
+}

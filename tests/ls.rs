@@ -74,3 +74,20 @@ fn ls_of_unreachable_server_is_one_clear_line_and_exit_3() {
     );
     assert!(o.stdout.is_empty());
 }
+
+#[test]
+fn ls_of_an_empty_folder_says_which_folder_is_empty() {
+    let s = Server::with_files(|h| std::fs::create_dir(h.join("logs")).unwrap());
+    let o = s.client("ls").arg("logs").output().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert_eq!(stderr(&o), "fxfer: folder logs is empty\n");
+    // -q: nothing at all.
+    let o = s.client("ls").args(["-q", "logs/"]).output().unwrap();
+    assert_eq!((stdout(&o), stderr(&o)), (String::new(), String::new()));
+
+    let empty = Server::with_files(|_| {});
+    let o = empty.client("ls").output().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stderr(&o), "fxfer: the hosted folder is empty\n");
+}

@@ -12,6 +12,8 @@ mod get;
 mod server;
 // Config file lookup, precedence and errors; exit codes.
 mod config;
+// The server as a daemon: the systemd unit, journald, log targets, signals.
+mod service;
 // Completions and other CLI surface checks.
 mod cli;
 // `fxfer shell` driven through a pseudo-terminal.

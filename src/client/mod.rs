@@ -126,7 +126,9 @@ impl Connection {
             s.set_write_timeout(Some(timeout))
         };
         setup(&stream).map_err(|e| fail(describe_io(&e)))?;
-        log::debug!("connected to {addr} from {:?}", stream.local_addr().ok());
+        if let Ok(local) = stream.local_addr() {
+            log::debug!("connected to {addr} from {local}");
+        }
         let stream = Arc::new(stream);
         let (r, w) = (Socket(Arc::clone(&stream)), Socket(stream));
         let mut conn = Connection {

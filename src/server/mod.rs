@@ -20,6 +20,7 @@ use log::{error, info, warn};
 
 use crate::config::ServerSettings;
 use crate::error::{describe_io, Error};
+use crate::logging;
 use crate::paths::Root;
 use crate::protocol::{self, ErrorCode, ErrorFrame, Hello};
 
@@ -317,7 +318,10 @@ impl Server {
                 self.shared.settings.grace_period.as_secs()
             )
         };
-        eprintln!("{line}");
+        // Said on stderr even when the log there shows warnings only.
+        if !logging::stderr_shows(log::Level::Info) {
+            eprintln!("{line}");
+        }
         info!("{line}");
 
         // Wake idle sessions (blocked reading the next request): they see

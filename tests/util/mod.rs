@@ -78,6 +78,7 @@ pub struct Server {
     pub work: PathBuf,
     pub log: PathBuf,
     stderr: Arc<Mutex<String>>,
+    stderr_file: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
 
@@ -89,11 +90,18 @@ pub struct ServerBuilder {
     setup: Option<Setup>,
     host: Option<PathBuf>,
     envs: Vec<(String, String)>,
+    log_file: bool,
+    stderr_file: Option<PathBuf>,
 }
 
 impl ServerBuilder {
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
+        self
+    }
+
+    pub fn args(mut self, a: &[&str]) -> Self {
+        self.args.extend(a.iter().map(|a| a.to_string()));
         self
     }
 
@@ -106,6 +114,19 @@ impl ServerBuilder {
     /// Serves an existing folder instead of a new one.
     pub fn host(mut self, dir: &Path) -> Self {
         self.host = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Starts the server without `--log-file` (the test gives its own, or
+    /// `--log-file -`).
+    pub fn no_log_file(mut self) -> Self {
+        self.log_file = false;
+        self
+    }
+
+    /// Sends the server's stderr to this file instead of a pipe.
+    pub fn stderr_file(mut self, path: &Path) -> Self {
+        self.stderr_file = Some(path.to_path_buf());
         self
     }
 
@@ -127,55 +148,17 @@ impl ServerBuilder {
         let log = work.join("server.log");
         let mut cmd = fxfer(&work);
         cmd.args(["serve", "--ip", "127.0.0.1", "--port", "0", "--dir"])
-            .arg(&host)
-            .arg("--log-file")
-            .arg(&log)
-            .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start fxfer serve");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        {
-            let mut err = child.stderr.take().unwrap();
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = err.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    sink.lock()
-                        .unwrap()
-                        .push_str(&String::from_utf8_lossy(&buf[..n]));
-                }
-            });
+            .arg(&host);
+        if self.log_file {
+            cmd.arg("--log-file").arg(&log);
         }
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut r = BufReader::new(out);
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep draining so the server never blocks on stdout.
-            let mut rest = String::new();
-            let _ = r.read_to_string(&mut rest);
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(15))
-            .expect("server printed its address");
-        let port = line
-            .trim()
-            .strip_prefix("listening on 127.0.0.1:")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; stderr: {}",
-                    stderr.lock().unwrap()
-                )
-            })
-            .parse()
-            .unwrap();
+        cmd.args(&self.args)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        match &self.stderr_file {
+            Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
+            None => cmd.stderr(Stdio::piped()),
+        };
+        let (child, port, stderr) = spawn_listening(&mut cmd);
         Server {
             child,
             port,
@@ -183,7 +166,76 @@ impl ServerBuilder {
             work,
             log,
             stderr,
+            stderr_file: self.stderr_file,
             _tmp: tmp,
+        }
+    }
+}
+
+/// Polls `text` (for at most 10 s) until it contains `needle`; returns the
+/// last text seen.
+pub fn wait_for(text: impl Fn() -> String, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = text();
+        if t.contains(needle) || Instant::now() > deadline {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `cmd` (an `fxfer serve` of some form), waits for its
+/// `listening on 127.0.0.1:PORT` line and returns the child, the port and
+/// the stderr it writes from then on (unless stderr was set to something
+/// other than a pipe beforehand). Stdout is drained so it never blocks.
+pub fn spawn_listening(cmd: &mut Command) -> (Child, u16, Arc<Mutex<String>>) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start fxfer serve");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    if let Some(mut err) = child.stderr.take() {
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(out);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the server never blocks on stdout.
+        let mut rest = String::new();
+        let _ = r.read_to_string(&mut rest);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(15));
+    let port = line.as_deref().ok().and_then(|l| {
+        l.trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok())
+    });
+    match port {
+        Some(port) => (child, port, stderr),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "unexpected first line {line:?}; stderr: {}",
+                stderr.lock().unwrap()
+            )
         }
     }
 }
@@ -195,6 +247,8 @@ impl Server {
             setup: None,
             host: None,
             envs: Vec::new(),
+            log_file: true,
+            stderr_file: None,
         }
     }
 
@@ -229,18 +283,19 @@ impl Server {
 
     /// Waits (bounded) until the log contains `needle`.
     pub fn wait_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let t = self.log_text();
-            if t.contains(needle) || Instant::now() > deadline {
-                return t;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_for(|| self.log_text(), needle)
     }
 
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        match &self.stderr_file {
+            Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
+            None => self.stderr.lock().unwrap().clone(),
+        }
+    }
+
+    /// Waits (bounded) until stderr contains `needle`.
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        wait_for(|| self.stderr(), needle)
     }
 
     pub fn alive(&mut self) -> bool {

@@ -1,0 +1,268 @@
+use crate::util::*;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+fn small_host(h: &std::path::Path) {
+    write(h, "a.txt", b"hello");
+}
+
+/// One `ls` and one `get` against `s`, both successful.
+fn list_and_fetch(s: &Server) {
+    assert_exit(&s.client("ls").output().unwrap(), 0);
+    assert_exit(&s.get(&["a.txt"]), 0);
+}
+
+#[test]
+fn log_file_dash_logs_to_stderr_only() {
+    let s = Server::builder()
+        .files(small_host)
+        .no_log_file()
+        .args(&["--log-file", "-"])
+        .start();
+    list_and_fetch(&s);
+    let err = s.wait_stderr("disconnected");
+    for needle in [
+        "server started on",
+        ": connected",
+        ": sent \"a.txt\"",
+        ": disconnected",
+    ] {
+        assert!(
+            err.contains(needle),
+            "{needle:?} missing from stderr:\n{err}"
+        );
+    }
+    let files: Vec<String> = std::fs::read_dir(&s.work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        !files.iter().any(|f| f == "-"),
+        "a file named '-': {files:?}"
+    );
+    assert!(!s.log.exists());
+}
+
+#[test]
+fn under_journald_stderr_lines_have_a_priority_and_no_timestamp() {
+    let tmp = tempfile::tempdir().unwrap();
+    let err_path = tmp.path().join("stderr");
+    std::fs::write(&err_path, b"").unwrap();
+    let md = std::fs::metadata(&err_path).unwrap();
+    let s = Server::builder()
+        .files(small_host)
+        .stderr_file(&err_path)
+        .env("JOURNAL_STREAM", &format!("{}:{}", md.dev(), md.ino()))
+        .start();
+    list_and_fetch(&s);
+    assert_exit(&s.get(&["nope"]), 1);
+    let err = s.wait_stderr("refused GET \"nope\"");
+    let first = err.lines().next().unwrap_or("");
+    assert!(first.starts_with("<6>INFO  server started on"), "{err}");
+    assert!(err.contains("<6>INFO  127.0.0.1:"), "{err}");
+    assert!(err.contains("<4>WARN  127.0.0.1:"), "{err}");
+    for line in err.lines() {
+        assert!(line.starts_with('<') && !line.contains("Z INFO"), "{line}");
+    }
+    // The log file keeps its timestamps.
+    let log = s.wait_log("refused GET");
+    assert!(log.lines().all(|l| l.starts_with("20")), "{log}");
+}
+
+#[test]
+fn journal_stream_naming_another_file_changes_nothing() {
+    // A child whose stderr went elsewhere inherits JOURNAL_STREAM but is not
+    // talking to journald.
+    let tmp = tempfile::tempdir().unwrap();
+    let err_path = tmp.path().join("stderr");
+    std::fs::write(&err_path, b"").unwrap();
+    let s = Server::builder()
+        .files(small_host)
+        .stderr_file(&err_path)
+        .env("JOURNAL_STREAM", "1:1")
+        .start();
+    let err = s.wait_stderr("server started");
+    assert!(
+        err.starts_with("20") && err.contains("Z INFO  server started"),
+        "{err}"
+    );
+}
+
+#[test]
+fn serve_on_a_terminal_with_v_shows_connections_and_transfers() {
+    let s = Server::with_files(small_host);
+    // A second server, on a terminal, serving the same folder.
+    let mut c = Command::new(BIN);
+    c.current_dir(&s.work)
+        .env_remove("FXFER_CONFIG")
+        .env("HOME", &s.work)
+        .env("TERM", "xterm")
+        .args([
+            "serve",
+            "-v",
+            "--port",
+            "0",
+            "--log-file",
+            "tty.log",
+            "--dir",
+        ])
+        .arg(&s.host);
+    let mut p = rexpect::session::spawn_command(c, Some(15_000)).expect("spawn in a pty");
+    let (_, addr) = p.exp_regex(r"listening on 127\.0\.0\.1:\d+").unwrap();
+    let port = addr.rsplit(':').next().unwrap();
+    let o = fxfer(&s.work)
+        .args(["get", "--port", port, "a.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    p.exp_string(": connected").unwrap();
+    p.exp_string(": sent \"a.txt\" (5 bytes").unwrap();
+    p.exp_string(": disconnected").unwrap();
+    p.send_control('c').unwrap();
+    p.exp_string("shutting down").unwrap();
+}
+
+const UNIT: &str = include_str!("../config/fxfer.service");
+const README: &str = include_str!("../README.md");
+
+/// The values of every `KEY=` line of the unit, in order.
+fn unit_values(key: &str) -> Vec<&'static str> {
+    UNIT.lines()
+        .filter_map(|l| l.trim().strip_prefix(key)?.strip_prefix('='))
+        .collect()
+}
+
+/// The shell block under README's "Running as a service".
+fn readme_service_steps() -> Vec<&'static str> {
+    let section = &README[README.find("## Running as a service").expect("section")..];
+    let block = &section[section.find("```sh\n").expect("shell block") + 6..];
+    block[..block.find("```").unwrap()].lines().collect()
+}
+
+/// A path of the real system, moved under `root`; other words unchanged.
+fn under(root: &std::path::Path, word: &str) -> String {
+    match word.strip_prefix('/') {
+        Some(rest) => root.join(rest).to_string_lossy().into_owned(),
+        None => word.to_string(),
+    }
+}
+
+/// Follows README's service install steps with `/` moved to a scratch
+/// folder, then runs the unit's exact `Environment=` and `ExecStart=` lines
+/// there, as systemd would (clean environment, working folder `/`), and
+/// expects a server that serves the installed folder.
+#[test]
+fn readme_service_steps_and_unit_command_give_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // What any system has; /etc/fxfer and /srv/fxfer are up to README.
+    for d in ["usr/local/bin", "etc/systemd/system", "srv", "var/log"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    // A release build is what README installs; the test binary stands in.
+    let mut installs = 0;
+    for line in readme_service_steps() {
+        let line = line.split('#').next().unwrap().trim();
+        let Some(cmd) = line.strip_prefix("sudo install ") else {
+            continue;
+        };
+        let words: Vec<String> = cmd
+            .split_whitespace()
+            .map(|w| match w {
+                "target/release/fxfer" => BIN.to_string(),
+                w if w.starts_with('/') => under(root, w),
+                w if !w.starts_with('-') && repo.join(w).exists() => {
+                    repo.join(w).to_string_lossy().into_owned()
+                }
+                w => w.to_string(),
+            })
+            .collect();
+        let o = Command::new("install").args(&words).output().unwrap();
+        assert!(o.status.success(), "install {words:?}: {}", stderr(&o));
+        installs += 1;
+    }
+    assert!(
+        installs >= 4,
+        "README's service steps: {:?}",
+        readme_service_steps()
+    );
+
+    // The installed config, with its absolute paths moved like the rest and
+    // a free port instead of 9000 (other servers may run on this machine).
+    let config_path = root.join("etc/fxfer/config.toml");
+    let text = std::fs::read_to_string(&config_path)
+        .expect("README's steps install the config file the unit names");
+    let text = text.replace("= \"/", &format!("= \"{}/", root.display()));
+    assert!(text.contains("\nport = 9000\n"), "{text}");
+    std::fs::write(
+        &config_path,
+        text.replace("\nport = 9000\n", "\nport = 0\n"),
+    )
+    .unwrap();
+    write(&root.join("srv/fxfer"), "shared.txt", b"from the service");
+
+    let exec = unit_values("ExecStart");
+    assert_eq!(exec.len(), 1, "{exec:?}");
+    let argv: Vec<String> = exec[0].split_whitespace().map(|w| under(root, w)).collect();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir(root)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    for env in unit_values("Environment") {
+        let (k, v) = env.split_once('=').unwrap();
+        cmd.env(k, under(root, v));
+    }
+    let (mut child, port, err) = spawn_listening(&mut cmd);
+    let o = fxfer(root)
+        .args([
+            "get",
+            "--port",
+            &port.to_string(),
+            "--dir",
+            "got",
+            "shared.txt",
+        ])
+        .output()
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read(root.join("got/shared.txt")).unwrap(),
+        b"from the service"
+    );
+    // The log went to stderr, that is the journal.
+    let err = err.lock().unwrap().clone();
+    assert!(err.contains("sent \"shared.txt\""), "{err}");
+}
+
+/// `systemd-analyze verify` accepts the unit (with the binary it names
+/// pointing at the one under test). CI installs systemd's tools; where they
+/// are missing the test says so and passes.
+#[test]
+fn systemd_analyze_verify_accepts_the_unit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let unit = tmp.path().join("fxfer.service");
+    std::fs::write(&unit, UNIT.replace("/usr/local/bin/fxfer", BIN)).unwrap();
+    let o = match Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("systemd-analyze not available ({e}): unit not verified");
+            return;
+        }
+    };
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+}
