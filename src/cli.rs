@@ -68,7 +68,7 @@ pub struct ServerAddrArgs {
     pub token_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     /// Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]
     #[arg(long, value_name = "ADDR")]

@@ -76,8 +76,13 @@ fn serve(cli: &Cli, a: &ServeArgs) -> Result<Exit, Error> {
     if let Some(p) = &loaded.path {
         log::info!("using config file {}", p.display());
     }
+    // SIGHUP reads the same config file again; the flags still win.
+    let (explicit, args) = (cli.config.clone(), a.clone());
     let server = Server::bind(settings)
-        .inspect_err(|e| log::error!(target: logging::FILE_ONLY, "cannot start: {e}"))?;
+        .inspect_err(|e| log::error!(target: logging::FILE_ONLY, "cannot start: {e}"))?
+        .reload_with(Box::new(move || {
+            ServerSettings::resolve(&args, &config::load(explicit.as_deref())?)
+        }));
     // Exactly one line on stdout: scripts and tests read the port from it.
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {}", server.local_addr())

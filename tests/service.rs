@@ -1,6 +1,8 @@
 use crate::util::*;
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
+use std::time::Duration;
 
 fn small_host(h: &std::path::Path) {
     write(h, "a.txt", b"hello");
@@ -265,4 +267,96 @@ fn systemd_analyze_verify_accepts_the_unit() {
         stdout(&o),
         stderr(&o)
     );
+}
+
+/// Names `ls` prints, in order.
+fn listed(s: &Server) -> Vec<String> {
+    let o = s.client("ls").output().unwrap();
+    assert_exit(&o, 0);
+    stdout(&o)
+        .lines()
+        .map(|l| l.rsplit("  ").next().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn sighup_reloads_the_config_for_new_connections_and_keeps_serving() {
+    use fxfer::protocol::{Request, Response};
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = cfg_dir.path().join("server.toml");
+    std::fs::write(&cfg, "[server]\nhidden = false\n").unwrap();
+    let mut s = Server::builder()
+        .files(|h| {
+            write(h, "a.txt", b"a");
+            write(h, ".env", b"secret");
+        })
+        .args(&["--config", cfg.to_str().unwrap()])
+        .start();
+    assert_eq!(listed(&s), ["a.txt"]);
+    // A client connected before the reload stays connected.
+    let mut before = session(&s, &[]);
+
+    std::fs::write(&cfg, "[server]\nhidden = true\n").unwrap();
+    s.signal("-HUP");
+    let log = s.wait_log("configuration reloaded");
+    assert!(
+        log.contains("SIGHUP received: reloading the configuration"),
+        "{log}"
+    );
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(s.alive(), "SIGHUP stopped the server: {}", s.stderr());
+    assert_eq!(listed(&s), [".env", "a.txt"]);
+    before
+        .get_mut()
+        .write_all(&req(&[Request::List {
+            path: String::new(),
+            recursive: false,
+        }]))
+        .unwrap();
+    // ... under the settings it started with.
+    let mut names = Vec::new();
+    loop {
+        match Response::read_from(&mut before).unwrap() {
+            Response::Entries(v) => names.extend(v.into_iter().map(|e| e.path)),
+            Response::ListEnd { .. } => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(names, ["a.txt"]);
+
+    // A config that does not load changes nothing.
+    std::fs::write(&cfg, "[server]\nhidden = true\nmax_connections = 0\n").unwrap();
+    s.signal("-HUP");
+    let log = s.wait_log("reload failed");
+    assert!(
+        log.contains("reload failed: config file")
+            && log.contains("line 3, key `max_connections`: must be at least 1")
+            && log.contains("still serving with the previous settings"),
+        "{log}"
+    );
+    assert_eq!(listed(&s), [".env", "a.txt"]);
+
+    s.signal("-INT");
+    let st = s.wait_exit(Duration::from_secs(15)).expect("server exits");
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn sighup_reopens_the_log_file_after_it_was_moved_away() {
+    let mut s = Server::with_files(small_host);
+    s.wait_log("server started");
+    let rotated = s.work.join("server.log.1");
+    std::fs::rename(&s.log, &rotated).unwrap();
+    s.signal("-HUP");
+    let log = s.wait_log("configuration reloaded");
+    assert!(log.contains("configuration reloaded"), "new log: {log}");
+    list_and_fetch(&s);
+    let log = s.wait_log("disconnected");
+    assert!(log.contains(": sent \"a.txt\""), "{log}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains("server started") && !old.contains("sent"),
+        "{old}"
+    );
+    assert!(s.alive());
 }

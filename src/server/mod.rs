@@ -1,5 +1,6 @@
 //! `fxfer serve`: the accept loop, the connection limit, the registry of
-//! connected clients, and graceful shutdown on Ctrl-C / SIGTERM.
+//! connected clients, graceful shutdown on Ctrl-C / SIGTERM, and reloading
+//! the config on SIGHUP.
 //!
 //! One thread per connection (small stack), bounded by `max_connections`;
 //! a thread whose client left waits a few seconds for the next connection
@@ -8,12 +9,13 @@
 
 mod digest;
 mod session;
+mod signals;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -40,11 +42,13 @@ const IDLE_KEEP: Duration = Duration::from_secs(10);
 /// At most this many threads wait idle.
 const MAX_IDLE: usize = 64;
 
-/// One accepted connection, on its way to a thread.
+/// One accepted connection, on its way to a thread, with the settings it
+/// is served under.
 struct Job {
     stream: TcpStream,
     peer: SocketAddr,
     id: u64,
+    shared: Arc<Shared>,
 }
 
 /// Connection threads between clients.
@@ -100,13 +104,39 @@ struct Client {
     stream: TcpStream,
 }
 
-/// State shared by the accept loop and every session.
+/// What a session is served under: the folder and settings of one config.
+/// A reload builds a new one for connections accepted from then on;
+/// connections already open keep theirs.
 pub(crate) struct Shared {
     pub root: Root,
-    pub digests: digest::Cache,
+    /// Digests are keyed by file identity, so one cache serves every config.
+    pub digests: Arc<digest::Cache>,
     pub settings: ServerSettings,
     /// MAC key derived from the shared token, when one is required.
     pub auth_key: Option<[u8; 32]>,
+    /// The connected clients, the same across reloads.
+    pub registry: Arc<Registry>,
+}
+
+impl Shared {
+    fn new(
+        settings: ServerSettings,
+        digests: Arc<digest::Cache>,
+        registry: Arc<Registry>,
+    ) -> Result<Shared, Error> {
+        Ok(Shared {
+            root: Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?,
+            digests,
+            auth_key: settings.token.as_deref().map(protocol::auth::key),
+            settings,
+            registry,
+        })
+    }
+}
+
+/// Who is connected, and whether the server is stopping.
+#[derive(Default)]
+pub(crate) struct Registry {
     /// Open connections per client address.
     per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
     pub shutting_down: AtomicBool,
@@ -114,7 +144,7 @@ pub(crate) struct Shared {
     all_gone: Condvar,
 }
 
-impl Shared {
+impl Registry {
     fn register(&self, id: u64, client: Client) {
         self.clients.lock().unwrap().insert(id, client);
     }
@@ -149,33 +179,42 @@ impl Shared {
     }
 }
 
+/// Reads the settings again (config file and the command line's flags) for
+/// a reload.
+pub type Reloader = Box<dyn Fn() -> Result<ServerSettings, Error> + Send>;
+
 /// A bound server, ready to run.
 pub struct Server {
     listener: TcpListener,
-    shared: Arc<Shared>,
+    /// The settings new connections get; replaced on reload.
+    current: Arc<RwLock<Arc<Shared>>>,
+    reloader: Option<Reloader>,
 }
 
 impl Server {
     /// Checks the folder and binds the port; errors here are start-up
     /// errors with one clear line.
     pub fn bind(settings: ServerSettings) -> Result<Server, Error> {
-        let root = Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?;
         let addr = SocketAddr::new(settings.ip, settings.port);
+        let shared = Shared::new(settings, Arc::default(), Arc::default())?;
         let listener = TcpListener::bind(addr)
             .map_err(|e| Error::Usage(format!("cannot listen on {addr}: {}", describe_io(&e))))?;
         Ok(Server {
             listener,
-            shared: Arc::new(Shared {
-                root,
-                digests: digest::Cache::default(),
-                auth_key: settings.token.as_deref().map(protocol::auth::key),
-                settings,
-                per_ip: Mutex::new(HashMap::new()),
-                shutting_down: AtomicBool::new(false),
-                clients: Mutex::new(HashMap::new()),
-                all_gone: Condvar::new(),
-            }),
+            current: Arc::new(RwLock::new(Arc::new(shared))),
+            reloader: None,
         })
+    }
+
+    /// How to read the settings again on SIGHUP. Without one, SIGHUP only
+    /// reopens the log file.
+    pub fn reload_with(mut self, reloader: Reloader) -> Server {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    fn current(&self) -> Arc<Shared> {
+        Arc::clone(&self.current.read().unwrap())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -184,29 +223,33 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
-    /// Serves until the first SIGINT/SIGTERM, then shuts down gracefully.
-    pub fn run(self) -> Result<(), Error> {
+    /// Serves until the first SIGINT/SIGTERM, then shuts down gracefully;
+    /// SIGHUP reloads (see [`signals`]).
+    pub fn run(mut self) -> Result<(), Error> {
         let local = self.local_addr();
+        let first = self.current();
         info!(
             "server started on {local}, serving {} (max {} connections, protocol v{})",
-            self.shared.root.path().display(),
-            self.shared.settings.max_connections,
+            first.root.path().display(),
+            first.settings.max_connections,
             protocol::VERSION
         );
-        if self.shared.auth_key.is_some() {
+        if first.auth_key.is_some() {
             info!("clients must prove they know the shared token");
         }
-        if let Some(w) = exposure_warning(local, self.shared.auth_key.is_some()) {
+        if let Some(w) = exposure_warning(local, first.auth_key.is_some()) {
             warn!("{w}");
         }
-        install_signal_handler(Arc::clone(&self.shared), local)?;
+        let registry = Arc::clone(&first.registry);
+        drop(first);
+        signals::install(Arc::clone(&self.current), self.reloader.take(), local)?;
 
         let active = Arc::new(AtomicUsize::new(0));
         let rejecters = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Idle::default());
         let next_id = AtomicU64::new(1);
         for conn in self.listener.incoming() {
-            if self.shared.shutting_down.load(Ordering::SeqCst) {
+            if registry.shutting_down.load(Ordering::SeqCst) {
                 break;
             }
             let stream = match conn {
@@ -222,10 +265,11 @@ impl Server {
                 Ok(p) => p,
                 Err(_) => continue, // already gone
             };
-            if active.load(Ordering::SeqCst) >= self.shared.settings.max_connections {
+            let shared = self.current();
+            if active.load(Ordering::SeqCst) >= shared.settings.max_connections {
                 warn!(
                     "{peer}: refused: server busy ({} connections)",
-                    self.shared.settings.max_connections
+                    shared.settings.max_connections
                 );
                 reject_busy(
                     stream,
@@ -236,13 +280,13 @@ impl Server {
                 continue;
             }
             {
-                let mut per_ip = self.shared.per_ip.lock().unwrap();
+                let mut per_ip = registry.per_ip.lock().unwrap();
                 let n = per_ip.entry(peer.ip()).or_insert(0);
-                if *n >= self.shared.settings.max_connections_per_ip {
+                if *n >= shared.settings.max_connections_per_ip {
                     drop(per_ip);
                     warn!(
                         "{peer}: refused: server busy ({} connections from {})",
-                        self.shared.settings.max_connections_per_ip,
+                        shared.settings.max_connections_per_ip,
                         peer.ip()
                     );
                     reject_busy(
@@ -263,7 +307,7 @@ impl Server {
                     continue;
                 }
             };
-            self.shared.register(
+            registry.register(
                 id,
                 Client {
                     peer,
@@ -272,29 +316,40 @@ impl Server {
             );
             active.fetch_add(1, Ordering::SeqCst);
             info!("{peer}: connected");
-            let job = match idle.offer(Job { stream, peer, id }) {
+            let job = match idle.offer(Job {
+                stream,
+                peer,
+                id,
+                shared,
+            }) {
                 Ok(()) => continue,
                 Err(job) => job,
             };
-            let shared = Arc::clone(&self.shared);
             let (active2, idle2) = (Arc::clone(&active), Arc::clone(&idle));
             let spawned = std::thread::Builder::new()
                 .name("conn".into())
                 .stack_size(SESSION_STACK)
                 .spawn(move || {
                     let mut job = Some(job);
-                    while let Some(Job { stream, peer, id }) = job.take() {
+                    while let Some(Job {
+                        stream,
+                        peer,
+                        id,
+                        shared,
+                    }) = job.take()
+                    {
                         session::run(stream, peer, &shared);
-                        shared.unregister(id, peer);
+                        shared.registry.unregister(id, peer);
                         active2.fetch_sub(1, Ordering::SeqCst);
-                        if !shared.shutting_down.load(Ordering::SeqCst) {
+                        if !shared.registry.shutting_down.load(Ordering::SeqCst) {
+                            drop(shared);
                             job = idle2.next();
                         }
                     }
                 });
             if let Err(e) = spawned {
                 error!("{peer}: cannot start a thread: {e}");
-                self.shared.unregister(id, peer);
+                registry.unregister(id, peer);
                 active.fetch_sub(1, Ordering::SeqCst);
             }
         }
@@ -303,7 +358,9 @@ impl Server {
     }
 
     fn shutdown(&self) {
-        let still = self.shared.connected();
+        let shared = self.current();
+        let registry = &shared.registry;
+        let still = registry.connected();
         let names = still
             .iter()
             .map(SocketAddr::to_string)
@@ -315,7 +372,7 @@ impl Server {
             format!(
                 "shutting down: {} client(s) still connected: {names}; waiting up to {}s for transfers in flight",
                 still.len(),
-                self.shared.settings.grace_period.as_secs()
+                shared.settings.grace_period.as_secs()
             )
         };
         // Said on stderr even when the log there shows warnings only.
@@ -326,18 +383,17 @@ impl Server {
 
         // Wake idle sessions (blocked reading the next request): they see
         // end-of-stream and leave. Sessions mid-transfer keep writing.
-        for c in self.shared.clients.lock().unwrap().values() {
+        for c in registry.clients.lock().unwrap().values() {
             let _ = c.stream.shutdown(Shutdown::Read);
         }
-        let deadline = Instant::now() + self.shared.settings.grace_period;
-        let mut clients = self.shared.clients.lock().unwrap();
+        let deadline = Instant::now() + shared.settings.grace_period;
+        let mut clients = registry.clients.lock().unwrap();
         while !clients.is_empty() {
             let now = Instant::now();
             if now >= deadline {
                 break;
             }
-            clients = self
-                .shared
+            clients = registry
                 .all_gone
                 .wait_timeout(clients, deadline - now)
                 .unwrap()
@@ -361,48 +417,13 @@ impl Server {
 }
 
 /// The start-up warning for a server others can reach without a token.
-fn exposure_warning(local: SocketAddr, has_token: bool) -> Option<String> {
+pub(crate) fn exposure_warning(local: SocketAddr, has_token: bool) -> Option<String> {
     (!has_token && !local.ip().is_loopback()).then(|| {
         format!(
             "listening on {local} without a token: anyone who can reach this address \
              can download the hosted files (see --token-file)"
         )
     })
-}
-
-/// First SIGINT/SIGTERM: stop accepting and shut down gracefully. Second:
-/// exit at once.
-fn install_signal_handler(shared: Arc<Shared>, local: SocketAddr) -> Result<(), Error> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| Error::io("cannot install signal handler", e))?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                if shared.shutting_down.swap(true, Ordering::SeqCst) {
-                    warn!("second signal {sig}: exiting now");
-                    log::logger().flush();
-                    std::process::exit(130);
-                }
-                info!("signal {sig} received: stopping");
-                // accept() is blocking; a connection to ourselves wakes it so
-                // the loop sees the flag.
-                let wake = if local.ip().is_unspecified() {
-                    let lo: std::net::IpAddr = if local.is_ipv4() {
-                        std::net::Ipv4Addr::LOCALHOST.into()
-                    } else {
-                        std::net::Ipv6Addr::LOCALHOST.into()
-                    };
-                    SocketAddr::new(lo, local.port())
-                } else {
-                    local
-                };
-                let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
-            }
-        })
-        .map_err(|e| Error::io("cannot start signal thread", e))?;
-    Ok(())
 }
 
 /// Tells a client over the connection limit that we are busy: read its

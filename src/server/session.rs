@@ -136,7 +136,7 @@ fn serve(
         if !holds_complete_frame(reader.buffer()) {
             writer.flush()?;
         }
-        if shared.shutting_down.load(Ordering::SeqCst) {
+        if shared.registry.shutting_down.load(Ordering::SeqCst) {
             writer.flush()?;
             return Ok("server shutting down".into());
         }
