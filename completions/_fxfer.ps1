@@ -42,7 +42,7 @@ Register-ArgumentCompleter -Native -CommandName 'fxfer' -ScriptBlock {
             [CompletionResult]::new('--ip', '--ip', [CompletionResultType]::ParameterName, 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port to listen on; 0 picks a free one [default: 9000]')
             [CompletionResult]::new('--dir', '--dir', [CompletionResultType]::ParameterName, 'Folder to host [default: ./host_dir]')
-            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Log file [default: fxfer-server.log]')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Log file, appended to; - for none (the whole log goes to stderr) [default: fxfer-server.log]')
             [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Most clients served at once; more get a "busy" error [default: 64]')
             [CompletionResult]::new('--grace-period', '--grace-period', [CompletionResultType]::ParameterName, 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]')
             [CompletionResult]::new('--max-connections-per-ip', '--max-connections-per-ip', [CompletionResultType]::ParameterName, 'Most connections from one IP address at once [default: 16]')

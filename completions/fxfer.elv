@@ -38,7 +38,7 @@ set edit:completion:arg-completer[fxfer] = {|@words|
             cand --ip 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]'
             cand --port 'Port to listen on; 0 picks a free one [default: 9000]'
             cand --dir 'Folder to host [default: ./host_dir]'
-            cand --log-file 'Log file [default: fxfer-server.log]'
+            cand --log-file 'Log file, appended to; - for none (the whole log goes to stderr) [default: fxfer-server.log]'
             cand --max-connections 'Most clients served at once; more get a "busy" error [default: 64]'
             cand --grace-period 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]'
             cand --max-connections-per-ip 'Most connections from one IP address at once [default: 16]'

@@ -38,7 +38,7 @@ complete -c fxfer -n "__fish_fxfer_needs_command" -f -a "help" -d 'Print this me
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l ip -d 'Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l port -d 'Port to listen on; 0 picks a free one [default: 9000]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l dir -d 'Folder to host [default: ./host_dir]' -r -F
-complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l log-file -d 'Log file [default: fxfer-server.log]' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l log-file -d 'Log file, appended to; - for none (the whole log goes to stderr) [default: fxfer-server.log]' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l max-connections -d 'Most clients served at once; more get a "busy" error [default: 64]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l grace-period -d 'Seconds that transfers in flight may take to finish after Ctrl-C or SIGTERM [default: 10]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l max-connections-per-ip -d 'Most connections from one IP address at once [default: 16]' -r

@@ -1,6 +1,8 @@
 //! Command-line types, parsed by clap. Defaults that a config file can set
 //! are not clap defaults: they are resolved in `config.rs` and only stated
-//! in the help text here.
+//! in the help text here. `completions/` and the man pages in `man/` are
+//! generated from these definitions (tests/cli.rs, tests/man.rs check that
+//! the committed copies are current).
 
 use std::path::PathBuf;
 
@@ -82,7 +84,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
-    /// Log file [default: fxfer-server.log]
+    /// Log file, appended to; - for none (the whole log goes to stderr)
+    /// [default: fxfer-server.log]
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
 

@@ -16,6 +16,8 @@ mod config;
 mod service;
 // Completions and other CLI surface checks.
 mod cli;
+// Man pages generated from the clap definitions, kept current.
+mod man;
 // `fxfer shell` driven through a pseudo-terminal.
 mod shell;
 // Scripting surface: get --json, globs, folders, ls PATH / -R, exit codes.
