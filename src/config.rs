@@ -266,7 +266,7 @@ impl ServerSettings {
             args.port,
             f.and_then(|f| f.ip.as_deref()),
             f.and_then(|f| f.port),
-            loaded,
+            &check,
         )?;
         let ip_origin = match (&args.ip, f.and_then(|f| f.ip.as_ref())) {
             (Some(_), _) => Origin::Flag,
@@ -422,16 +422,8 @@ fn host_and_port(
     flag_port: Option<u16>,
     file_ip: Option<&str>,
     file_port: Option<u16>,
-    loaded: &Loaded,
+    check: &Checker,
 ) -> Result<(String, u16), Error> {
-    let in_file = || {
-        loaded
-            .path
-            .as_ref()
-            .map_or("the config file".to_string(), |p| {
-                format!("config file {}", p.display())
-            })
-    };
     if let Some(text) = flag_ip {
         let (host, port) =
             split_host_port(text).map_err(|e| Error::Usage(format!("'--ip' {e}")))?;
@@ -444,16 +436,16 @@ fn host_and_port(
         };
     }
     let (host, port) = match file_ip {
-        Some(text) => split_host_port(text)
-            .map_err(|e| Error::Config(format!("{}: key `ip`: {e}", in_file())))?,
+        Some(text) => split_host_port(text).map_err(|e| check.bad("--ip", Origin::File, &e))?,
         None => (DEFAULT_IP.to_string(), None),
     };
     let port = match (port, file_port) {
         (Some(a), Some(b)) if a != b => {
-            return Err(Error::Config(format!(
-                "{}: `ip` names port {a} but `port` says {b}",
-                in_file()
-            )))
+            return Err(check.bad(
+                "--ip",
+                Origin::File,
+                &format!("names port {a} but `port` says {b}"),
+            ))
         }
         (Some(p), _) => flag_port.unwrap_or(p),
         (None, p) => flag_port.or(p).unwrap_or(DEFAULT_PORT),
@@ -483,12 +475,16 @@ impl std::fmt::Display for ServerAddr {
 impl ServerAddr {
     pub fn resolve(args: &ServerAddrArgs, loaded: &Loaded) -> Result<ServerAddr, Error> {
         let f = loaded.file.client.as_ref();
+        let check = Checker {
+            loaded,
+            table: "client",
+        };
         let (host, port) = host_and_port(
             args.ip.as_deref(),
             args.port,
             f.and_then(|f| f.ip.as_deref()),
             f.and_then(|f| f.port),
-            loaded,
+            &check,
         )?;
         Ok(ServerAddr {
             host,

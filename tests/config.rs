@@ -163,6 +163,24 @@ fn a_bad_value_in_the_config_file_names_the_file_and_line_not_a_flag() {
         .unwrap();
     assert_exit(&o, 2);
     assert_eq!(stderr(&o), "fxfer: '--jobs' must be at least 1\n");
+    // An address that is no address, in either table.
+    std::fs::write(
+        dir.path().join("fxfer.toml"),
+        "[server]\nip = \"localhost\"\n[client]\nip = \"[::1\"\n",
+    )
+    .unwrap();
+    let o = fxfer(dir.path()).args(["serve"]).output().unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "fxfer: config file fxfer.toml, line 2, key `ip`: must be an IP address, not 'localhost'\n"
+    );
+    let o = fxfer(dir.path()).args(["ls"]).output().unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "fxfer: config file fxfer.toml, line 4, key `ip`: '[::1' has no closing ']'\n"
+    );
 }
 
 #[test]

@@ -219,24 +219,39 @@ fn readme_service_steps_and_unit_command_give_a_running_server() {
         cmd.env(k, under(root, v));
     }
     let (mut child, port, err) = spawn_listening(&mut cmd);
-    let o = fxfer(root)
-        .args([
-            "get",
-            "--port",
-            &port.to_string(),
-            "--dir",
-            "got",
-            "shared.txt",
-        ])
-        .output()
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let get = || {
+        fxfer(root)
+            .args([
+                "get",
+                "--port",
+                &port.to_string(),
+                "--dir",
+                "got",
+                "shared.txt",
+            ])
+            .output()
+            .unwrap()
+    };
+    let o = get();
     assert_exit(&o, 0);
     assert_eq!(
         std::fs::read(root.join("got/shared.txt")).unwrap(),
         b"from the service"
     );
+    // `systemctl reload`: the unit's ExecReload, as systemd runs it.
+    let reload = unit_values("ExecReload");
+    assert_eq!(reload.len(), 1, "{reload:?}");
+    let line = reload[0].replace("$MAINPID", &child.id().to_string());
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let st = Command::new(words[0]).args(&words[1..]).status().unwrap();
+    assert!(st.success(), "{line}");
+    let text = wait_for(|| err.lock().unwrap().clone(), "configuration reloaded");
+    let alive = child.try_wait().unwrap().is_none();
+    let o = get();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive && text.contains("configuration reloaded"), "{text}");
+    assert_exit(&o, 0);
     // The log went to stderr, that is the journal.
     let err = err.lock().unwrap().clone();
     assert!(err.contains("sent \"shared.txt\""), "{err}");
@@ -250,9 +265,23 @@ fn systemd_analyze_verify_accepts_the_unit() {
     let tmp = tempfile::tempdir().unwrap();
     let unit = tmp.path().join("fxfer.service");
     std::fs::write(&unit, UNIT.replace("/usr/local/bin/fxfer", BIN)).unwrap();
-    let o = match Command::new("systemd-analyze")
-        .arg("verify")
+    // verify runs `man` for each Documentation= page: let it find ours.
+    let man1 = tmp.path().join("man/man1");
+    std::fs::create_dir_all(&man1).unwrap();
+    let pages = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    for e in std::fs::read_dir(pages).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, man1.join(p.file_name().unwrap())).unwrap();
+    }
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify");
+    if Command::new("man").arg("--version").output().is_err() {
+        eprintln!("man not available: Documentation= pages not checked");
+        verify.arg("--man=no");
+    }
+    let o = match verify
         .arg(&unit)
+        .env("MANPATH", tmp.path().join("man"))
         .output()
     {
         Ok(o) => o,
