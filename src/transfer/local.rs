@@ -154,6 +154,16 @@ impl std::fmt::Display for PartChanged {
 
 impl std::error::Error for PartChanged {}
 
+/// Bytes a partial download of server file `name` holds under
+/// `download_dir` (0 when there is none): what a resume would keep.
+pub fn partial_len(download_dir: &Path, name: &str) -> u64 {
+    crate::paths::local_target(download_dir, name)
+        .ok()
+        .and_then(|t| fs::symlink_metadata(with_suffix(&t, PART_SUFFIX)).ok())
+        .filter(|m| m.is_file())
+        .map_or(0, |m| m.len())
+}
+
 fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();
     s.push(suffix);

@@ -8,7 +8,7 @@
 
 mod local;
 
-pub use local::{hex, PART_SUFFIX, RESUME_SUFFIX};
+pub use local::{hex, partial_len, PART_SUFFIX, RESUME_SUFFIX};
 
 use std::collections::VecDeque;
 use std::fs;

@@ -43,6 +43,12 @@ pub fn bytes(seed: u64, len: usize) -> Vec<u8> {
     v
 }
 
+/// A loopback port nothing listens on (free a moment ago).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 pub fn write(dir: &Path, name: &str, data: &[u8]) {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -92,6 +98,7 @@ pub struct ServerBuilder {
     envs: Vec<(String, String)>,
     log_file: bool,
     stderr_file: Option<PathBuf>,
+    port: u16,
 }
 
 impl ServerBuilder {
@@ -102,6 +109,12 @@ impl ServerBuilder {
 
     pub fn args(mut self, a: &[&str]) -> Self {
         self.args.extend(a.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Listens on this port instead of a free one the OS picks.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
 
@@ -147,8 +160,15 @@ impl ServerBuilder {
         }
         let log = work.join("server.log");
         let mut cmd = fxfer(&work);
-        cmd.args(["serve", "--ip", "127.0.0.1", "--port", "0", "--dir"])
-            .arg(&host);
+        cmd.args([
+            "serve",
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            &self.port.to_string(),
+            "--dir",
+        ])
+        .arg(&host);
         if self.log_file {
             cmd.arg("--log-file").arg(&log);
         }
@@ -248,6 +268,7 @@ impl Server {
             host: None,
             envs: Vec::new(),
             log_file: true,
+            port: 0,
             stderr_file: None,
         }
     }

@@ -1,0 +1,343 @@
+//! `fxfer shell`: an interactive session for a person at a terminal. It
+//! opens on the server's files ([`browser`]), where folders are entered and
+//! files ticked; Enter downloads through `transfer::get`, exactly as `fxfer
+//! get` does ([`download`]). Esc leads to a small dialoguer menu (download
+//! folder, server info, quit).
+//!
+//! There is no dead end: when no server answers (at the start or later),
+//! the shell says so and offers to retry, change the address or quit.
+//! Ctrl-C at a prompt goes back instead of killing the process, and the
+//! cursor is always shown again on the way out.
+
+mod browser;
+mod download;
+
+use std::io::{self, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use console::Term;
+use dialoguer::theme::{ColorfulTheme, SimpleTheme, Theme};
+use dialoguer::{Input, Select};
+
+use crate::client::Connection;
+use crate::config::{split_host_port, ServerAddr};
+use crate::error::{Error, Exit};
+use crate::human;
+use crate::paths::{check_folder, expand_tilde};
+use crate::protocol::{self, Entry, EntryKind};
+use browser::{Browser, Outcome};
+
+const MENU: [&str; 4] = [
+    "Browse files",
+    "Change download folder",
+    "Server info",
+    "Quit",
+];
+
+/// What a prompt came back with.
+enum Answer<T> {
+    Value(T),
+    /// Esc, `q` or Ctrl-C: go back.
+    Back,
+}
+
+pub struct ShellSettings {
+    pub server: ServerAddr,
+    pub download_dir: PathBuf,
+    pub jobs: usize,
+    pub retries: u32,
+    pub timeout: std::time::Duration,
+    pub fsync: bool,
+}
+
+struct Session {
+    settings: ShellSettings,
+    conn: Option<Connection>,
+    /// A server answered at least once (for the exit status).
+    reached: bool,
+    theme: Box<dyn Theme>,
+    term: Term,
+}
+
+/// Runs the session until the user quits.
+pub fn run(settings: ShellSettings) -> Result<Exit, Error> {
+    if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
+        return Err(Error::Usage(
+            "fxfer shell needs a terminal; in scripts use `fxfer ls` and `fxfer get`".into(),
+        ));
+    }
+    // Ctrl-C outside a prompt (e.g. during a download) must not kill the
+    // session half-way; at a prompt it arrives as a key and means "back".
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted)
+        .map_err(|e| Error::io("cannot install signal handler", e))?;
+
+    let theme: Box<dyn Theme> = if console::colors_enabled() {
+        Box::new(ColorfulTheme::default())
+    } else {
+        Box::new(SimpleTheme)
+    };
+    let mut s = Session {
+        settings,
+        conn: None,
+        reached: false,
+        theme,
+        term: Term::stderr(),
+    };
+    let result = s.start();
+    let _ = s.term.show_cursor();
+    if let Some(c) = s.conn.take() {
+        c.quit();
+    }
+    result
+}
+
+/// Turns a dialoguer result into an answer; I/O errors other than an
+/// interrupted read are real errors.
+fn answer<T>(r: dialoguer::Result<Option<T>>) -> Result<Answer<T>, Error> {
+    match r {
+        Ok(Some(v)) => Ok(Answer::Value(v)),
+        Ok(None) => Ok(Answer::Back),
+        Err(dialoguer::Error::IO(e)) if e.kind() == io::ErrorKind::Interrupted => Ok(Answer::Back),
+        Err(dialoguer::Error::IO(e)) => Err(Error::io("terminal", e)),
+    }
+}
+
+impl Session {
+    fn say(&self, line: &str) {
+        let _ = self.term.write_line(line);
+    }
+
+    /// The exit status when the user quits now.
+    fn quit_status(&self) -> Exit {
+        if self.reached {
+            Exit::Success
+        } else {
+            Exit::Connection
+        }
+    }
+
+    fn start(&mut self) -> Result<Exit, Error> {
+        let Some(listing) = self.listing()? else {
+            return Ok(self.quit_status());
+        };
+        self.say(&format!(
+            "Connected to {} (fxfer protocol v{}). Downloads go to {}.",
+            self.settings.server,
+            protocol::VERSION,
+            self.settings.download_dir.display()
+        ));
+        let mut browser = Browser::new(self.settings.server.to_string(), listing);
+        if !self.browse(&mut browser)? {
+            return Ok(Exit::Success);
+        }
+        let mut last = 0;
+        loop {
+            let choice = answer(
+                Select::with_theme(&*self.theme)
+                    .with_prompt(format!("fxfer {}", self.settings.server))
+                    .items(&MENU)
+                    .default(last)
+                    .interact_on_opt(&self.term),
+            )?;
+            let Answer::Value(i) = choice else {
+                return Ok(Exit::Success);
+            };
+            last = i;
+            let step = match i {
+                0 => self.listing().and_then(|l| match l {
+                    Some(l) => {
+                        browser.reload(l);
+                        self.browse(&mut browser)
+                    }
+                    None => Ok(false),
+                }),
+                1 => self.change_folder(),
+                2 => self.info(),
+                _ => return Ok(Exit::Success),
+            };
+            match step {
+                Ok(true) => {}
+                Ok(false) => return Ok(Exit::Success),
+                Err(e) => self.say(&format!("fxfer: {e}")),
+            }
+        }
+    }
+
+    /// The browser until the user wants the menu (`Ok(true)`) or chose to
+    /// quit at a prompt (`Ok(false)`).
+    fn browse(&mut self, browser: &mut Browser) -> Result<bool, Error> {
+        loop {
+            let outcome = browser
+                .run(&self.term)
+                .map_err(|e| Error::io("terminal", e))?;
+            match outcome {
+                Outcome::Menu => return Ok(true),
+                Outcome::Reload => match self.listing()? {
+                    Some(l) => browser.reload(l),
+                    None => return Ok(false),
+                },
+                Outcome::Download(names) => match self.download(browser, &names) {
+                    Ok(download::End::Done(summary)) => {
+                        browser.clear_ticks();
+                        browser.set_message(summary);
+                    }
+                    Ok(download::End::Kept) => {}
+                    Ok(download::End::Quit) => return Ok(false),
+                    Err(e) => {
+                        self.say(&format!("fxfer: {e}"));
+                        browser.set_message(format!("fxfer: {e}"));
+                    }
+                },
+            }
+        }
+    }
+
+    /// The server's whole listing. On a lost connection, reconnects once
+    /// quietly (the server drops idle sessions), then asks: retry, another
+    /// address, or quit. `None`: the user chose to quit.
+    fn listing(&mut self) -> Result<Option<Vec<Entry>>, Error> {
+        let mut quiet_retry = self.conn.is_some();
+        loop {
+            let attempt = match self.conn.as_mut() {
+                Some(c) => c.list("", true),
+                None => Connection::connect(&self.settings.server, self.settings.timeout).and_then(
+                    |mut c| {
+                        let l = c.list("", true);
+                        self.conn = Some(c);
+                        l
+                    },
+                ),
+            };
+            match attempt {
+                Ok(mut l) => {
+                    self.reached = true;
+                    l.sort_by(|a, b| a.path.cmp(&b.path));
+                    return Ok(Some(l));
+                }
+                Err(e @ Error::Remote(_)) => return Err(e),
+                Err(e) => {
+                    self.conn = None;
+                    if quiet_retry {
+                        quiet_retry = false;
+                        continue;
+                    }
+                    self.say(&format!("fxfer: {e}"));
+                    if !self.unreachable()? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// No server answers: retry, change the address, or quit (`false`).
+    fn unreachable(&mut self) -> Result<bool, Error> {
+        loop {
+            let pick = answer(
+                Select::with_theme(&*self.theme)
+                    .with_prompt(format!(
+                        "No fxfer server answers at {}",
+                        self.settings.server
+                    ))
+                    .items(&["Retry", "Change the server address", "Quit"])
+                    .default(0)
+                    .interact_on_opt(&self.term),
+            )?;
+            match pick {
+                Answer::Value(0) => return Ok(true),
+                Answer::Value(1) => {
+                    if self.change_address()? {
+                        return Ok(true);
+                    }
+                }
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// Asks for a new address (`HOST`, `HOST:PORT`, `[IPv6]:PORT`); a port
+    /// left out stays what it was. `false`: nothing changed.
+    fn change_address(&mut self) -> Result<bool, Error> {
+        let new = answer(
+            Input::<String>::with_theme(&*self.theme)
+                .with_prompt("Server address (HOST or HOST:PORT)")
+                .default(self.settings.server.to_string())
+                .interact_text_on(&self.term)
+                .map(Some),
+        )?;
+        let Answer::Value(text) = new else {
+            return Ok(false);
+        };
+        match split_host_port(text.trim()) {
+            Ok((host, _)) if host.is_empty() => {
+                self.say("fxfer: the address needs a host name or IP address");
+                Ok(false)
+            }
+            Ok((host, port)) => {
+                self.settings.server.host = host;
+                if let Some(p) = port {
+                    self.settings.server.port = p;
+                }
+                self.conn = None;
+                Ok(true)
+            }
+            Err(why) => {
+                self.say(&format!("fxfer: {why}"));
+                Ok(false)
+            }
+        }
+    }
+
+    fn change_folder(&mut self) -> Result<bool, Error> {
+        let current = self.settings.download_dir.display().to_string();
+        let new = answer(
+            Input::<String>::with_theme(&*self.theme)
+                .with_prompt("Download folder")
+                .default(current.clone())
+                .interact_text_on(&self.term)
+                .map(Some),
+        )?;
+        if let Answer::Value(dir) = new {
+            let dir = dir.trim();
+            if !dir.is_empty() {
+                // No shell expands what is typed here: do it as one would.
+                let dir = expand_tilde(Path::new(dir));
+                match check_folder(&dir) {
+                    Err(why) => self.say(&format!("fxfer: {why}; downloads still go to {current}")),
+                    Ok(()) => {
+                        self.settings.download_dir = dir;
+                        self.say(&format!(
+                            "Downloads now go to {} (created on first download).",
+                            self.settings.download_dir.display()
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn info(&mut self) -> Result<bool, Error> {
+        let Some(entries) = self.listing()? else {
+            return Ok(false);
+        };
+        let files: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .collect();
+        let total: u64 = files.iter().map(|e| e.size).sum();
+        self.say(&format!("Server:          {}", self.settings.server));
+        self.say(&format!("Protocol:        fxfer v{}", protocol::VERSION));
+        self.say(&format!("Files:           {}", files.len()));
+        self.say(&format!("Folders:         {}", entries.len() - files.len()));
+        self.say(&format!("Total size:      {}", human::size(total)));
+        self.say(&format!(
+            "Download folder: {}",
+            self.settings.download_dir.display()
+        ));
+        Ok(true)
+    }
+}
