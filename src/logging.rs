@@ -80,7 +80,14 @@ pub fn init_client(verbose: u8, quiet: bool) {
     let mut b = env_logger::Builder::new();
     b.filter_level(level(verbose, quiet, LevelFilter::Warn))
         .parse_env(env_logger::Env::new().filter("FXFER_LOG"))
-        .format(|buf, record| writeln!(buf, "fxfer: {}", record.args()));
+        .format(|buf, record| {
+            writeln!(
+                buf,
+                "{}fxfer: {}",
+                journal_prefix(record.level()),
+                record.args()
+            )
+        });
     // A second init (tests calling twice) is harmless.
     let _ = b.try_init();
 }
@@ -157,10 +164,27 @@ fn open_log(path: &Path) -> Result<File, Error> {
         })
 }
 
-/// Whether stderr is the stream journald gave this service: `$JOURNAL_STREAM`
-/// holds its `device:inode` (systemd.exec(5)). Checking the inode keeps a
-/// child whose stderr was redirected from taking the journal format.
+/// Whether stderr is the stream journald gave this service (checked once).
 fn stderr_is_journal() -> bool {
+    static IS: OnceLock<bool> = OnceLock::new();
+    *IS.get_or_init(journal_stream_is_stderr)
+}
+
+/// `<N>` before a line on stderr when journald reads it, so the line gets
+/// priority N (an error that ends a service run is shown as one); nothing
+/// otherwise.
+pub fn journal_prefix(l: Level) -> String {
+    if stderr_is_journal() {
+        format!("<{}>", priority(l))
+    } else {
+        String::new()
+    }
+}
+
+/// `$JOURNAL_STREAM` holds the `device:inode` of the stream journald gave
+/// the service (systemd.exec(5)). Checking the inode keeps a child whose
+/// stderr was redirected from taking the journal format.
+fn journal_stream_is_stderr() -> bool {
     let Some(v) = std::env::var("JOURNAL_STREAM").ok() else {
         return false;
     };

@@ -29,7 +29,8 @@ fn main() -> ExitCode {
                     return Exit::Success.into();
                 }
             }
-            let _ = writeln!(io::stderr(), "fxfer: {e}");
+            let prefix = logging::journal_prefix(log::Level::Error);
+            let _ = writeln!(io::stderr(), "{prefix}fxfer: {e}");
             e.exit().into()
         }
     }
@@ -81,7 +82,11 @@ fn serve(cli: &Cli, a: &ServeArgs) -> Result<Exit, Error> {
     let server = Server::bind(settings)
         .inspect_err(|e| log::error!(target: logging::FILE_ONLY, "cannot start: {e}"))?
         .reload_with(Box::new(move || {
-            ServerSettings::resolve(&args, &config::load(explicit.as_deref())?)
+            let loaded = config::load(explicit.as_deref())?;
+            if let Some(p) = &loaded.path {
+                log::info!("reading config file {}", p.display());
+            }
+            ServerSettings::resolve(&args, &loaded)
         }));
     // Exactly one line on stdout: scripts and tests read the port from it.
     let mut out = io::stdout().lock();

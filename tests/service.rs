@@ -389,3 +389,41 @@ fn sighup_reopens_the_log_file_after_it_was_moved_away() {
     );
     assert!(s.alive());
 }
+
+/// Runs `cmd` to the end with stderr going to a file that JOURNAL_STREAM
+/// names, as under systemd; returns its exit code and stderr.
+fn run_under_journald(cmd: &mut Command) -> (Option<i32>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("stderr");
+    let file = std::fs::File::create(&path).unwrap();
+    let md = file.metadata().unwrap();
+    let st = cmd
+        .env("JOURNAL_STREAM", format!("{}:{}", md.dev(), md.ino()))
+        .stderr(file)
+        .status()
+        .unwrap();
+    (st.code(), std::fs::read_to_string(&path).unwrap())
+}
+
+#[test]
+fn under_journald_errors_that_end_a_run_have_error_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, err) = run_under_journald(fxfer(dir.path()).args([
+        "serve",
+        "--port",
+        "0",
+        "--log-file",
+        "-",
+        "--dir",
+        "no/such/dir",
+    ]));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.starts_with("<3>fxfer: cannot serve no/such/dir"),
+        "{err}"
+    );
+    let port = dead_port().to_string();
+    let (code, err) = run_under_journald(fxfer(dir.path()).args(["ls", "--port", &port]));
+    assert_eq!(code, Some(3));
+    assert!(err.starts_with("<3>fxfer: cannot connect"), "{err}");
+}
