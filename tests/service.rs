@@ -427,3 +427,62 @@ fn under_journald_errors_that_end_a_run_have_error_priority() {
     assert_eq!(code, Some(3));
     assert!(err.starts_with("<3>fxfer: cannot connect"), "{err}");
 }
+
+#[test]
+fn the_service_manager_hears_ready_reloading_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut s = Server::builder()
+        .files(small_host)
+        .env("NOTIFY_SOCKET", path.to_str().unwrap())
+        .start();
+    let msg = next();
+    assert!(msg.starts_with("READY=1\nSTATUS=serving "), "{msg}");
+    assert!(msg.contains(&format!("on 127.0.0.1:{}", s.port)), "{msg}");
+    s.signal("-HUP");
+    let msg = next();
+    assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
+    assert!(next().starts_with("READY=1\n"));
+    s.signal("-TERM");
+    assert_eq!(next(), "STOPPING=1\n");
+    assert_eq!(
+        s.wait_exit(Duration::from_secs(15)).unwrap().code(),
+        Some(0)
+    );
+}
+
+/// What the unit's sandbox must leave the server: the notification socket
+/// when systemd waits for it, and a stop timeout longer than the grace
+/// period.
+#[test]
+fn the_unit_sandbox_leaves_the_server_what_it_needs() {
+    let families = unit_values("RestrictAddressFamilies").join(" ");
+    assert!(
+        families.contains("AF_INET") && families.contains("AF_INET6"),
+        "{families}"
+    );
+    if unit_values("Type").contains(&"notify") {
+        assert!(
+            families.contains("AF_UNIX"),
+            "Type=notify needs AF_UNIX: {families}"
+        );
+    }
+    let stop: u64 = unit_values("TimeoutStopSec")[0]
+        .trim_end_matches('s')
+        .parse()
+        .unwrap();
+    assert!(
+        stop > fxfer::config::DEFAULT_GRACE_SECS,
+        "TimeoutStopSec={stop}"
+    );
+    assert_eq!(unit_values("KillSignal"), ["SIGTERM"]);
+}

@@ -8,6 +8,7 @@
 //! short-lived thread so the accept loop never waits on a slow peer.
 
 mod digest;
+mod notify;
 mod session;
 mod signals;
 
@@ -241,8 +242,9 @@ impl Server {
             warn!("{w}");
         }
         let registry = Arc::clone(&first.registry);
-        drop(first);
         signals::install(Arc::clone(&self.current), self.reloader.take(), local)?;
+        notify::ready(&status(&first, local));
+        drop(first);
 
         let active = Arc::new(AtomicUsize::new(0));
         let rejecters = Arc::new(AtomicUsize::new(0));
@@ -358,6 +360,7 @@ impl Server {
     }
 
     fn shutdown(&self) {
+        notify::stopping();
         let shared = self.current();
         let registry = &shared.registry;
         let still = registry.connected();
@@ -414,6 +417,19 @@ impl Server {
         info!("server stopped");
         log::logger().flush();
     }
+}
+
+/// One line for `systemctl status`.
+fn status(shared: &Shared, local: SocketAddr) -> String {
+    format!(
+        "serving {} on {local}{}",
+        shared.root.path().display(),
+        if shared.auth_key.is_some() {
+            " (token required)"
+        } else {
+            ""
+        }
+    )
 }
 
 /// The start-up warning for a server others can reach without a token.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use log::{error, info, warn};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use super::{exposure_warning, Reloader, Shared};
+use super::{exposure_warning, notify, status, Reloader, Shared};
 use crate::error::Error;
 use crate::logging;
 
@@ -79,6 +79,7 @@ fn reload(current: &RwLock<Arc<Shared>>, reloader: Option<&Reloader>, local: Soc
         return;
     };
     info!("SIGHUP received: reloading the configuration");
+    notify::reloading();
     let loaded = reloader().and_then(|mut new| {
         if (new.ip, new.port) != (old.settings.ip, old.settings.port) {
             warn!(
@@ -98,6 +99,7 @@ fn reload(current: &RwLock<Arc<Shared>>, reloader: Option<&Reloader>, local: Soc
         Err(e) => {
             error!("reload failed: {e}; still serving with the previous settings");
             reopen_log(old.settings.log_file.as_deref());
+            notify::ready(&status(&old, local));
             return;
         }
     };
@@ -116,7 +118,9 @@ fn reload(current: &RwLock<Arc<Shared>>, reloader: Option<&Reloader>, local: Soc
     if let Some(w) = exposure_warning(local, new.auth_key.is_some()) {
         warn!("{w}");
     }
+    let line = status(&new, local);
     *current.write().unwrap() = Arc::new(new);
+    notify::ready(&line);
 }
 
 fn reopen_log(path: Option<&std::path::Path>) {
