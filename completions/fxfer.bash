@@ -95,7 +95,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__get)
-            opts="-j -r -n -q -v -h --files-from --ip --port --token-file --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --config --quiet --verbose --help"
+            opts="-j -r -n -o -q -v -h --files-from --ip --port --token-file --dir --parallel --no-parallel --jobs --recursive --json --retries --timeout --no-resume --no-clobber --no-fsync --fsync --limit-rate --output --stdout --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,6 +134,18 @@ _fxfer() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit-rate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -277,7 +289,7 @@ _fxfer() {
             return 0
             ;;
         fxfer__subcmd__serve)
-            opts="-q -v -h --ip --port --dir --log-file --max-connections --grace-period --max-connections-per-ip --handshake-timeout --idle-timeout --write-timeout --token-file --hidden --no-hidden --config --quiet --verbose --help"
+            opts="-q -v -h --ip --port --dir --log-file --max-connections --grace-period --max-connections-per-ip --handshake-timeout --idle-timeout --write-timeout --token-file --hidden --no-hidden --limit-rate --config --quiet --verbose --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -324,6 +336,10 @@ _fxfer() {
                     return 0
                     ;;
                 --token-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --limit-rate)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -46,6 +46,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l handshake-timeout 
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l idle-timeout -d 'Seconds an idle connection is kept open [default: 300]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l write-timeout -d 'Seconds a client may stop reading before it is dropped [default: 60]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l token-file -d 'Require this shared token from clients (or set FXFER_TOKEN)' -r -F
+complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l limit-rate -d 'Most bytes per second sent to each connection, e.g. 10M or 500K (K, M, G = 1024-based) [default: no limit]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l hidden -d 'List and serve dot-files too'
 complete -c fxfer -n "__fish_fxfer_using_subcommand serve" -l no-hidden -d 'Keep dot-files hidden (the default)'
@@ -69,6 +70,8 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l dir -d 'Download fol
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s j -l jobs -d 'Most downloads at once with --parallel [default: 8]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l retries -d 'Retries after a transient failure (connection refused, reset or timed out), resuming from the partial data [default: 3]' -r
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l timeout -d 'Seconds without progress before a connection counts as dead [default: 30]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l limit-rate -d 'Most bytes per second for the whole download, all connections together, e.g. 10M or 500K (K, M, G = 1024-based) [default: no limit]' -r
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s o -l output -d 'Save the one file named as PATH; \'-\' writes its bytes to stdout (checked as they go: a bad digest means a non-zero exit after the bytes went out)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l config -d 'Config file (default: $FXFER_CONFIG, ./fxfer.toml, then $XDG_CONFIG_HOME/fxfer/config.toml)' -r -F
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l parallel -d 'One connection per file, several at once'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-parallel -d 'One connection for all files, requests pipelined (the default)'
@@ -78,6 +81,7 @@ complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-resume -d 'Start 
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s n -l no-clobber -d 'Keep existing local files; report them as skipped'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l no-fsync -d 'Skip flushing files to disk before renaming them: faster, but a crash right after may lose recent downloads'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l fsync -d 'Flush every file to disk before renaming it into place (the default)'
+complete -c fxfer -n "__fish_fxfer_using_subcommand get" -l stdout -d 'Write the one file named to stdout (the same as -o -)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s q -l quiet -d 'Print only errors'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s v -l verbose -d 'More log output on stderr (-v info, -vv debug)'
 complete -c fxfer -n "__fish_fxfer_using_subcommand get" -s h -l help -d 'Print help'

@@ -125,6 +125,11 @@ pub struct ServeArgs {
     /// Keep dot-files hidden (the default)
     #[arg(long, overrides_with = "hidden")]
     pub no_hidden: bool,
+
+    /// Most bytes per second sent to each connection, e.g. 10M or 500K
+    /// (K, M, G = 1024-based) [default: no limit]
+    #[arg(long, value_name = "RATE")]
+    pub limit_rate: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -211,6 +216,21 @@ pub struct GetArgs {
     /// Flush every file to disk before renaming it into place (the default)
     #[arg(long, overrides_with = "no_fsync")]
     pub fsync: bool,
+
+    /// Most bytes per second for the whole download, all connections
+    /// together, e.g. 10M or 500K (K, M, G = 1024-based) [default: no limit]
+    #[arg(long, value_name = "RATE")]
+    pub limit_rate: Option<String>,
+
+    /// Save the one file named as PATH; '-' writes its bytes to stdout
+    /// (checked as they go: a bad digest means a non-zero exit after the
+    /// bytes went out)
+    #[arg(short, long, value_name = "PATH", conflicts_with_all = ["recursive", "parallel"])]
+    pub output: Option<PathBuf>,
+
+    /// Write the one file named to stdout (the same as -o -)
+    #[arg(long, conflicts_with_all = ["output", "json", "recursive", "parallel"])]
+    pub stdout: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs, ShellArgs};
 use crate::error::{describe_io, Error};
 use crate::paths::expand_tilde;
+use crate::ratelimit::parse_rate;
 
 pub const DEFAULT_IP: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 9000;
@@ -64,6 +65,16 @@ pub struct ServerFile {
     pub token_file: Option<PathBuf>,
     /// List and serve dot-files too.
     pub hidden: Option<bool>,
+    /// Most bytes per second sent to each connection ("10M" or a number).
+    pub limit_rate: Option<RateValue>,
+}
+
+/// A rate in the config file: "10M" or a plain number of bytes per second.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RateValue {
+    Bytes(u64),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +99,8 @@ pub struct ClientFile {
     pub fsync: Option<bool>,
     /// File holding the server's shared token.
     pub token_file: Option<PathBuf>,
+    /// Most bytes per second for a whole download ("10M" or a number).
+    pub limit_rate: Option<RateValue>,
 }
 
 /// Where a config file was found (for messages).
@@ -168,6 +181,20 @@ impl Checker<'_> {
             (0, origin) => Err(self.bad(flag, origin, "must be at least 1")),
             (n, _) => Ok(n),
         }
+    }
+
+    /// A rate (`--limit-rate`, `limit_rate`) from the flag, else the
+    /// file; `None`: no limit.
+    fn rate(&self, flag: Option<&str>, file: Option<&RateValue>) -> Result<Option<u64>, Error> {
+        let (text, origin) = match (flag, file) {
+            (Some(t), _) => (t.to_string(), Origin::Flag),
+            (None, Some(RateValue::Text(t))) => (t.clone(), Origin::File),
+            (None, Some(RateValue::Bytes(n))) => (n.to_string(), Origin::File),
+            (None, None) => return Ok(None),
+        };
+        parse_rate(&text)
+            .map(Some)
+            .map_err(|e| self.bad("--limit-rate", origin, &e))
     }
 
     fn secs(&self, flag: &str, v: (u64, Origin)) -> Result<Duration, Error> {
@@ -252,6 +279,8 @@ pub struct ServerSettings {
     /// Shared token clients must prove they know.
     pub token: Option<Vec<u8>>,
     pub hidden: bool,
+    /// Most bytes per second sent to each connection.
+    pub limit_rate: Option<u64>,
 }
 
 impl ServerSettings {
@@ -355,6 +384,10 @@ impl ServerSettings {
             } else {
                 f.and_then(|f| f.hidden).unwrap_or(false)
             },
+            limit_rate: check.rate(
+                args.limit_rate.as_deref(),
+                f.and_then(|f| f.limit_rate.as_ref()),
+            )?,
         })
     }
 }
@@ -497,6 +530,15 @@ impl ServerAddr {
     }
 }
 
+/// Where `-o` sends the one file of a `get`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `-o -` / `--stdout`.
+    Stdout,
+    /// `-o FILE`: saved under this path instead of in the download folder.
+    File(PathBuf),
+}
+
 /// Everything `fxfer get` needs, resolved.
 #[derive(Debug, Clone)]
 pub struct GetSettings {
@@ -514,6 +556,10 @@ pub struct GetSettings {
     pub no_clobber: bool,
     /// Flush files to disk before renaming them into place.
     pub fsync: bool,
+    /// Most bytes per second, all connections together.
+    pub limit_rate: Option<u64>,
+    /// `-o`: one file, to stdout or a path of its own.
+    pub output: Option<Output>,
 }
 
 impl GetSettings {
@@ -565,6 +611,24 @@ impl GetSettings {
             } else {
                 f.and_then(|f| f.fsync).unwrap_or(true)
             },
+            limit_rate: check.rate(
+                args.limit_rate.as_deref(),
+                f.and_then(|f| f.limit_rate.as_ref()),
+            )?,
+            output: match &args.output {
+                _ if args.stdout => Some(Output::Stdout),
+                Some(p) if p.as_os_str() == "-" => Some(Output::Stdout),
+                Some(p)
+                    if p.as_os_str().is_empty() || p.ends_with("..") || p.file_name().is_none() =>
+                {
+                    return Err(Error::Usage(format!(
+                        "'-o' needs a file name, not '{}'",
+                        p.display()
+                    )))
+                }
+                Some(p) => Some(Output::File(p.clone())),
+                None => None,
+            },
         })
     }
 }
@@ -607,6 +671,9 @@ impl GetSettings {
             no_clobber: false,
             no_fsync: false,
             fsync: false,
+            limit_rate: None,
+            output: None,
+            stdout: false,
         };
         GetSettings::resolve(&get, loaded)
     }
@@ -690,6 +757,41 @@ mod tests {
         assert_eq!(ServerAddr::resolve(&a.server, &l).unwrap().port, 7002);
         let l = loaded("[client]\nip = \"h:7001\"\nport = 7003\n");
         assert!(ServerAddr::resolve(&a.server, &l).is_err());
+    }
+
+    #[test]
+    fn limit_rate_takes_text_or_a_number_and_the_flag_wins() {
+        let l = loaded("[server]\nlimit_rate = 65536\n[client]\nlimit_rate = \"10M\"\n");
+        let cli = Cli::parse_from(["fxfer", "serve"]);
+        let Command::Serve(a) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            ServerSettings::resolve(&a, &l).unwrap().limit_rate,
+            Some(65536)
+        );
+        let cli = Cli::parse_from(["fxfer", "get", "x"]);
+        let Command::Get(g) = cli.command else {
+            panic!()
+        };
+        assert_eq!(
+            GetSettings::resolve(&g, &l).unwrap().limit_rate,
+            Some(10 << 20)
+        );
+        let cli = Cli::parse_from(["fxfer", "get", "x", "--limit-rate", "1k"]);
+        let Command::Get(g) = cli.command else {
+            panic!()
+        };
+        assert_eq!(GetSettings::resolve(&g, &l).unwrap().limit_rate, Some(1024));
+        let l = loaded("[server]\nlimit_rate = 0\n");
+        assert!(ServerSettings::resolve(&a_serve(), &l).is_err());
+    }
+
+    fn a_serve() -> crate::cli::ServeArgs {
+        let Command::Serve(a) = Cli::parse_from(["fxfer", "serve"]).command else {
+            panic!()
+        };
+        a
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Exit {
     Usage = 2,
     /// Cannot connect, or the peer broke the protocol.
     Connection = 3,
+    /// Stopped by Ctrl-C (what arrived is kept), as shells report SIGINT.
+    Interrupted = 130,
 }
 
 impl From<Exit> for ExitCode {
@@ -128,6 +130,7 @@ mod tests {
         assert_eq!(Exit::Failed as u8, 1);
         assert_eq!(Exit::Usage as u8, 2);
         assert_eq!(Exit::Connection as u8, 3);
+        assert_eq!(Exit::Interrupted as u8, crate::interrupt::EXIT_CODE);
         assert_eq!(Error::Usage("x".into()).exit(), Exit::Usage);
         assert_eq!(
             Error::Connect {

@@ -23,6 +23,16 @@ pub fn rate(bytes: u64, secs: f64) -> String {
     format!("{}/s", size((bytes as f64 / secs) as u64))
 }
 
+/// A duration for people: "7s", "2m05s", "1h02m".
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
 /// Unix seconds as "YYYY-MM-DD HH:MM" in UTC.
 pub fn time(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
@@ -61,6 +71,14 @@ mod tests {
         assert_eq!(size(1536), "1.5 KiB");
         assert_eq!(size(64 << 20), "64.0 MiB");
         assert_eq!(size(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(0.2), "0s");
+        assert_eq!(duration(7.4), "7s");
+        assert_eq!(duration(125.0), "2m05s");
+        assert_eq!(duration(3720.0), "1h02m");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use fxfer::cli::{Cli, Command, CompletionsArgs, GetArgs, LsArgs, ServeArgs, ShellArgs};
 use fxfer::client::Connection;
-use fxfer::config::{self, GetSettings, Loaded, ServerAddr, ServerSettings};
+use fxfer::config::{self, GetSettings, Loaded, Output, ServerAddr, ServerSettings};
 use fxfer::error::{Error, Exit};
 use fxfer::progress::Progress;
 use fxfer::protocol::EntryKind;
@@ -170,7 +170,16 @@ fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let settings = GetSettings::resolve(a, &loaded)?;
     let names = names(a)?;
-    let progress = Progress::new(cli.quiet, a.json);
+    // Ctrl-C stops cleanly: what arrived is kept and can be resumed.
+    fxfer::interrupt::install().map_err(|e| Error::io("cannot install signal handler", e))?;
+    // With -o -, stdout carries the file: no lines of ours on it.
+    let to_stdout = settings.output == Some(Output::Stdout);
+    if to_stdout && a.json {
+        return Err(Error::Usage(
+            "'--json' and '-o -' cannot share stdout".into(),
+        ));
+    }
+    let progress = Progress::new(cli.quiet, a.json || to_stdout);
     let report = match transfer::get(&settings, &names, &progress) {
         Ok(r) => r,
         Err(e) if a.json => {
@@ -181,10 +190,15 @@ fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
         Err(e) => return Err(e),
     };
     progress.finish(&report.summary());
+    if report.interrupted && !to_stdout {
+        let _ = writeln!(io::stderr(), "fxfer: {}", report.interrupted_message());
+    }
     if a.json {
         print_json(&get_json(&report))?;
     }
-    Ok(if report.unreachable() {
+    Ok(if report.interrupted {
+        Exit::Interrupted
+    } else if report.unreachable() {
         Exit::Connection
     } else if report.failed() > 0 {
         Exit::Failed
@@ -248,7 +262,7 @@ fn get_json(report: &Report) -> serde_json::Value {
                 "name": o.name,
                 "status": "failed",
                 "error": why,
-                "bytes": 0,
+                "bytes": o.kept,
                 "seconds": 0.0,
                 "path": null,
                 "digest": null,
@@ -280,5 +294,6 @@ fn shell_cmd(cli: &Cli, a: &ShellArgs) -> Result<Exit, Error> {
         retries: get.retries,
         timeout: get.timeout,
         fsync: get.fsync,
+        limit_rate: get.limit_rate,
     })
 }

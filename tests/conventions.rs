@@ -150,3 +150,249 @@ fn files_from_reads_names_from_a_file_or_stdin() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("nope"), "{}", stderr(&o));
 }
+
+fn elapsed_secs(o: &std::process::Output) -> f64 {
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["totals"]["seconds"].as_f64().unwrap()
+}
+
+#[test]
+fn limit_rate_holds_a_get_to_its_rate() {
+    let s = Server::with_files(|h| {
+        write(h, "a.bin", &bytes(1, 1 << 20));
+        write(h, "b.bin", &bytes(2, 1 << 20));
+    });
+    // 2 MiB at 1 MiB/s, both connections together, takes about two
+    // seconds (the bucket holds a tenth of a second at most).
+    for mode in ["--no-parallel", "--parallel"] {
+        let o = s.get(&[
+            "--json",
+            "--limit-rate",
+            "1M",
+            mode,
+            "a.bin",
+            "b.bin",
+            "--no-resume",
+        ]);
+        assert_exit(&o, 0);
+        let secs = elapsed_secs(&o);
+        assert!(secs >= 1.7, "{mode}: {secs}s");
+        assert_eq!(
+            std::fs::read(s.downloads().join("b.bin")).unwrap(),
+            bytes(2, 1 << 20)
+        );
+    }
+    // The same from the config file.
+    std::fs::write(s.work.join("fxfer.toml"), "[client]\nlimit_rate = \"2M\"\n").unwrap();
+    let o = s.get(&["--json", "a.bin", "b.bin"]);
+    assert_exit(&o, 0);
+    assert!(elapsed_secs(&o) >= 0.8, "{}", elapsed_secs(&o));
+    std::fs::write(
+        s.work.join("fxfer.toml"),
+        "[client]\nlimit_rate = \"fast\"\n",
+    )
+    .unwrap();
+    let o = s.get(&["a.bin"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("limit_rate"), "{}", stderr(&o));
+    let o = s.get(&["--limit-rate", "0", "a.bin"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("--limit-rate"), "{}", stderr(&o));
+}
+
+#[test]
+fn serve_limit_rate_holds_each_connection() {
+    let s = Server::builder()
+        .files(|h| write(h, "big.bin", &bytes(3, 2 << 20)))
+        .arg("--limit-rate")
+        .arg("1M")
+        .start();
+    let o = s.get(&["--json", "big.bin"]);
+    assert_exit(&o, 0);
+    assert!(elapsed_secs(&o) >= 1.7, "{}", elapsed_secs(&o));
+    assert_eq!(
+        std::fs::read(s.downloads().join("big.bin")).unwrap(),
+        bytes(3, 2 << 20)
+    );
+    // Small files (sent in one write) are held to it too.
+    let s = Server::builder()
+        .files(|h| {
+            for i in 0..8 {
+                write(h, &format!("s{i}.bin"), &bytes(i, 200_000));
+            }
+        })
+        .arg("--limit-rate")
+        .arg("800K")
+        .start();
+    let o = s.get(&["--json", "*.bin"]);
+    assert_exit(&o, 0);
+    assert!(elapsed_secs(&o) >= 1.5, "{}", elapsed_secs(&o));
+}
+
+/// A listener that is not fxfer: it answers `reply` (or nothing, holding
+/// the connection) to whatever arrives.
+fn impostor(reply: Option<&'static [u8]>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(4) {
+            let Ok(mut c) = c else { break };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let _ = std::io::Read::read(&mut c, &mut buf);
+                match reply {
+                    Some(r) => {
+                        let _ = c.write_all(r);
+                    }
+                    // Like a web server waiting for the rest of a request.
+                    None => std::thread::sleep(std::time::Duration::from_secs(40)),
+                }
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_server_that_is_not_fxfer_is_recognised_within_the_handshake_time_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = impostor(Some(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+    ));
+    let o = fxfer(dir.path())
+        .args(["ls", "--port", &http.to_string()])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("not an fxfer server") && err.contains("HTTP/1.1 400 Bad Request"),
+        "{err}"
+    );
+    // Silent: given up after the handshake time-out (10 s), not the
+    // 30 s transfer time-out, and not retried.
+    let silent = impostor(None);
+    let started = std::time::Instant::now();
+    let o = fxfer(dir.path())
+        .args(["get", "--port", &silent.to_string(), "x"])
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert_exit(&o, 3);
+    assert!(took < std::time::Duration::from_secs(25), "{took:?}");
+    let err = stderr(&o);
+    assert!(err.contains("waiting for the fxfer greeting"), "{err}");
+    assert!(!err.contains("retrying"), "{err}");
+}
+
+#[test]
+fn output_dash_writes_one_verified_file_to_stdout() {
+    let data = bytes(9, 3 << 20);
+    let d = data.clone();
+    let s = Server::with_files(move |h| {
+        write(h, "x.bin", &d);
+        write(h, "y.bin", b"y");
+    });
+    let o = s.get(&["-o", "-", "x.bin"]);
+    assert_exit(&o, 0);
+    assert!(o.stdout == data, "stdout is exactly the file");
+    assert!(
+        !s.downloads().exists(),
+        "nothing saved in the download folder"
+    );
+    // --stdout is the same; a pattern naming one file is fine.
+    let o = s.get(&["--stdout", "x.*"]);
+    assert_exit(&o, 0);
+    assert!(o.stdout == data);
+    // More than one file is a usage error; so is --json with it.
+    let o = s.get(&["-o", "-", "*.bin"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("one file"), "{}", stderr(&o));
+    let o = s.get(&["-o", "-", "--json", "x.bin"]);
+    assert_exit(&o, 2);
+    // A missing file: non-zero, nothing on stdout.
+    let o = s.get(&["-o", "-", "nope"]);
+    assert_exit(&o, 1);
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn output_dash_feeds_tar_through_a_real_pipe() {
+    let s = Server::with_files(|h| {
+        write(&h.join("src"), "one.txt", b"one");
+        write(&h.join("src"), "two.txt", &bytes(4, 100_000));
+    });
+    let st = std::process::Command::new("tar")
+        .args(["cf", "x.tar", "-C"])
+        .arg(s.host.join("src"))
+        .args(["one.txt", "two.txt"])
+        .current_dir(&s.host)
+        .status();
+    if !st.is_ok_and(|s| s.success()) {
+        eprintln!("no tar here; skipped");
+        return;
+    }
+    std::fs::create_dir_all(s.work.join("out")).unwrap();
+    let cmd = format!(
+        "set -o pipefail; {} get --port {} -o - x.tar | tar xf - -C out",
+        BIN, s.port
+    );
+    let o = std::process::Command::new("bash")
+        .args(["-c", &cmd])
+        .current_dir(&s.work)
+        .env_remove("FXFER_CONFIG")
+        .env("HOME", &s.work)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(std::fs::read(s.work.join("out/one.txt")).unwrap(), b"one");
+    assert_eq!(
+        std::fs::read(s.work.join("out/two.txt")).unwrap(),
+        bytes(4, 100_000)
+    );
+}
+
+#[test]
+fn output_dash_with_a_bad_digest_exits_non_zero_after_the_bytes() {
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(5, 3 << 20)));
+    let p = crate::faults::proxy(s.port, Some((1 << 20, usize::MAX)), None, usize::MAX);
+    let o = fxfer(&s.work)
+        .args(["get", "--port", &p.port.to_string(), "-o", "-", "f.bin"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 1);
+    assert_eq!(o.stdout.len(), 3 << 20, "the bytes went out");
+    assert!(stderr(&o).contains("digest mismatch"), "{}", stderr(&o));
+}
+
+#[test]
+fn output_dash_into_a_reader_that_stops_early_is_no_error() {
+    let s = Server::with_files(|h| write(h, "big.bin", &bytes(7, 32 << 20)));
+    let mut child = s
+        .client("get")
+        .args(["-o", "-", "big.bin"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut head).unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(&head[..], &bytes(7, 100)[..]);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn output_file_saves_the_one_file_under_that_name() {
+    let s = Server::with_files(|h| write(h, "logs/a.txt", b"abc"));
+    let o = s.get(&["-o", "saved/renamed.txt", "logs/a.txt"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read(s.work.join("saved/renamed.txt")).unwrap(),
+        b"abc"
+    );
+    assert_eq!(tree(&s.work.join("saved")), ["renamed.txt"]);
+    assert!(!s.downloads().exists());
+}

@@ -137,12 +137,14 @@ fn changed_source_restarts_a_resume_from_zero() {
 /// answers: flips one byte in every `flip.0` bytes of the first `flip.1`
 /// bytes, or ends the stream
 /// after `cut_at` bytes. Only the first `bad_conns` connections are damaged.
-struct Proxy {
-    port: u16,
-    conns: Arc<AtomicUsize>,
+/// A proxy in front of a server that can flip bits in, or cut, what the
+/// server sends on its first `bad_conns` connections.
+pub(crate) struct Proxy {
+    pub port: u16,
+    pub conns: Arc<AtomicUsize>,
 }
 
-fn proxy(
+pub(crate) fn proxy(
     server_port: u16,
     flip: Option<(usize, usize)>,
     cut_at: Option<usize>,

@@ -32,5 +32,7 @@ mod auth;
 // What users of curl, rsync and scp expect: pipes, --ip HOST:PORT,
 // --files-from, -o -, rate limits, clear errors.
 mod conventions;
+// Progress on a terminal (bars at 80 columns) and in a pipe; Ctrl-C.
+mod progress;
 // Property tests of both decoders on random input.
 mod props;

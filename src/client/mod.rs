@@ -6,7 +6,7 @@
 //! greeting is read together with the first answer, so a connection costs
 //! one round trip, not two.
 
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use crate::protocol::{
     self, Entry, ErrorCode, ErrorFrame, FileHeader, Hello, ProtocolError, Request, Response,
     Trailer,
 };
+use crate::ratelimit::RateLimiter;
 
 /// Buffer for frame headers and small bodies. Kept small on purpose: file
 /// data is read straight into the sink's buffers (see
@@ -24,6 +25,16 @@ use crate::protocol::{
 const RECV_BUF: usize = 64 * 1024;
 /// Size of the buffers file data is received into.
 pub const CHUNK: usize = 1024 * 1024;
+/// Longest wait for the server's greeting (less if --timeout is shorter),
+/// like the server's own default handshake time-out.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The start of what a peer sent, as text fit to quote in a message.
+fn printable_start(b: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&b[..b.len().min(40)]);
+    let first = text.lines().next().unwrap_or("");
+    crate::paths::display_safe(first).into_owned()
+}
 
 /// Where received file bytes go.
 pub trait FileSink {
@@ -35,6 +46,12 @@ pub trait FileSink {
     /// (it may hand it to another thread and give it back later through
     /// [`FileSink::buffer`]).
     fn write(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()>;
+    /// Whether, after an error of its own, the sink still wants the rest
+    /// of the body read (and dropped) so the connection stays usable. A
+    /// sink that says no gets [`FileError::Abandoned`] at once.
+    fn wants_rest(&self) -> bool {
+        true
+    }
 }
 
 /// Why one file did not arrive, while the connection itself is still fine.
@@ -45,6 +62,9 @@ pub enum FileError {
     /// Our sink failed (disk full, permission); the rest of the body was
     /// read and dropped so the connection stays in step.
     Local(io::Error),
+    /// Our sink failed and wanted no more: the rest of the body was not
+    /// read, so the connection is out of step and must be dropped.
+    Abandoned(io::Error),
 }
 
 /// A file that arrived whole.
@@ -56,18 +76,31 @@ pub struct Received {
 
 /// One socket shared by the buffered reader and writer (rather than two
 /// duplicated descriptors: fewer system calls per connection, which
-/// matters with one connection per file).
-struct Socket(Arc<TcpStream>);
+/// matters with one connection per file). Reads stop once Ctrl-C asked us
+/// to, and follow the rate limit when there is one.
+struct Socket {
+    stream: Arc<TcpStream>,
+    limit: Option<Arc<RateLimiter>>,
+}
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        if crate::interrupt::requested() {
+            return Err(crate::interrupt::error());
+        }
+        let Some(l) = &self.limit else {
+            return (&*self.stream).read(buf);
+        };
+        let n = l.grant(buf.len());
+        let r = (&*self.stream).read(&mut buf[..n]);
+        l.refund(n - r.as_ref().map_or(0, |got| *got));
+        r
     }
 }
 
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        (&*self.stream).write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
@@ -76,6 +109,8 @@ impl Write for Socket {
 
 pub struct Connection {
     addr: String,
+    /// Seconds without progress before the connection counts as dead.
+    timeout: Duration,
     token: Option<Vec<u8>>,
     /// A response read ahead during the greeting, to be returned next.
     pending: Option<Response>,
@@ -130,9 +165,17 @@ impl Connection {
             log::debug!("connected to {addr} from {local}");
         }
         let stream = Arc::new(stream);
-        let (r, w) = (Socket(Arc::clone(&stream)), Socket(stream));
+        let r = Socket {
+            stream: Arc::clone(&stream),
+            limit: None,
+        };
+        let w = Socket {
+            stream,
+            limit: None,
+        };
         let mut conn = Connection {
             addr,
+            timeout,
             token: server.token.clone(),
             pending: None,
             reader: BufReader::with_capacity(RECV_BUF, r),
@@ -167,6 +210,12 @@ impl Connection {
         }
     }
 
+    /// Receives at most `limit`'s rate from now on (shared with the other
+    /// connections that use it).
+    pub fn limit_rate(&mut self, limit: Arc<RateLimiter>) {
+        self.reader.get_mut().limit = Some(limit);
+    }
+
     /// Queues a request; [`Connection::flush`] sends what is queued.
     pub fn send(&mut self, req: &Request) -> Result<(), Error> {
         req.write_to(&mut self.writer).map_err(|e| self.lost(e))
@@ -180,16 +229,59 @@ impl Connection {
 
     fn greet(&mut self) -> Result<(), Error> {
         self.flush()?;
-        let hello = Hello::read_from(&mut self.reader).map_err(|e| match e {
-            ProtocolError::BadMagic => Error::protocol(
+        // Something else on that port (a web server waiting for more of a
+        // request, say) is told apart within the handshake time-out, not
+        // after the transfer time-out.
+        let limit = self.timeout.min(HANDSHAKE_TIMEOUT);
+        let stream = Arc::clone(&self.reader.get_ref().stream);
+        let not_fxfer = |what: String| {
+            Error::protocol(
                 format!("server {}", self.addr),
-                ProtocolError::Malformed {
-                    frame: "greeting",
-                    what: "the peer is not an fxfer server".into(),
-                },
-            ),
+                ProtocolError::Incompatible(what),
+            )
+        };
+        stream
+            .set_read_timeout(Some(limit))
+            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
+        match self.reader.fill_buf() {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(not_fxfer(format!(
+                    "timed out after {}s waiting for the fxfer greeting; \
+                     is something other than fxfer serve listening there?",
+                    limit.as_secs()
+                )));
+            }
+            Ok(b) if !b.is_empty() && !protocol::MAGIC.starts_with(&b[..b.len().min(4)]) => {
+                return Err(not_fxfer(format!(
+                    "the peer is not an fxfer server (it answered {:?})",
+                    printable_start(b)
+                )));
+            }
+            _ => {}
+        }
+        let hello = Hello::read_from(&mut self.reader).map_err(|e| match e {
+            ProtocolError::BadMagic => not_fxfer("the peer is not an fxfer server".into()),
+            ProtocolError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                not_fxfer(format!(
+                    "incomplete fxfer greeting after {}s",
+                    limit.as_secs()
+                ))
+            }
             e => self.lost(e),
         })?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
         self.greeted = true;
         if !protocol::is_supported(hello.version) {
             // The server says which versions it speaks in an ERROR frame.
@@ -406,6 +498,9 @@ impl Connection {
         let mut local: Option<io::Error> = sink.start(&header).err();
         let mut got = 0u64;
         loop {
+            if let Some(e) = local.take_if(|_| !sink.wants_rest()) {
+                return Ok(Err(FileError::Abandoned(e)));
+            }
             match self.recv()? {
                 Response::Data { len: 0 } => {
                     return Err(self.malformed("DATA", "empty frame".into()))

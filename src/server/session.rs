@@ -21,6 +21,7 @@ use crate::protocol::{
     self, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello, ListWriter, ProtocolError,
     Request, Stamp, Trailer,
 };
+use crate::ratelimit::RateLimiter;
 
 /// Pause before answering a failed token proof, to slow down guessing.
 const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
@@ -129,6 +130,8 @@ fn serve(
     }
 
     let mut small_buf = Vec::with_capacity(SMALL_BODY as usize);
+    // --limit-rate: this connection's own budget.
+    let limiter = cfg.limit_rate.map(RateLimiter::new);
     loop {
         // Answers to pipelined requests are coalesced: flush only when no
         // complete request is already waiting in our buffer (a partial one
@@ -188,7 +191,8 @@ fn serve(
                     offset,
                     if_unchanged,
                 };
-                if let Some(sent) = get(&mut writer, peer, shared, want, &mut small_buf)? {
+                let pace = limiter.as_ref();
+                if let Some(sent) = get(&mut writer, peer, shared, want, &mut small_buf, pace)? {
                     stats.files += 1;
                     stats.bytes += sent;
                 }
@@ -480,6 +484,7 @@ fn get(
     shared: &Shared,
     want: GetRequest,
     small_buf: &mut Vec<u8>,
+    limiter: Option<&RateLimiter>,
 ) -> Result<Option<u64>, ProtocolError> {
     let started = Instant::now();
     let path = want.path;
@@ -551,6 +556,9 @@ fn get(
             }
         }
         protocol::write_file_header(w, &header)?;
+        if let Some(l) = limiter {
+            pace(l, body);
+        }
         if body > 0 {
             protocol::write_data_header(w, body as u32)?;
             w.write_all(&small_buf[offset as usize..])?;
@@ -572,7 +580,7 @@ fn get(
                     .spawn_scoped(scope, || digest::hash_file(&file, size, &cancel))
                     .ok(),
             };
-            let sent = send_body(w.get_ref(), &file, offset, body);
+            let sent = send_body(w.get_ref(), &file, offset, body, limiter);
             if sent.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
@@ -639,11 +647,24 @@ fn get(
     Ok(Some(body))
 }
 
+/// Waits until `n` bytes may go (a small body leaves in one write).
+fn pace(l: &RateLimiter, mut n: u64) {
+    while n > 0 {
+        n -= l.grant(n.min(usize::MAX as u64) as usize) as u64;
+    }
+}
+
 /// Sends `body` bytes of the file from `offset` as DATA frames, each body
 /// with sendfile(2): the bytes go from the page cache to the socket without
 /// a copy through this process. A file that ends early is an
 /// `UnexpectedEof` error.
-fn send_body(sock: &TcpStream, file: &File, offset: u64, body: u64) -> io::Result<()> {
+fn send_body(
+    sock: &TcpStream,
+    file: &File,
+    offset: u64,
+    body: u64,
+    limiter: Option<&RateLimiter>,
+) -> io::Result<()> {
     let mut pos = offset;
     let end = offset + body;
     while pos < end {
@@ -654,7 +675,13 @@ fn send_body(sock: &TcpStream, file: &File, offset: u64, body: u64) -> io::Resul
         })?;
         let mut left = n;
         while left > 0 {
-            match rfs::sendfile(sock, file, Some(&mut pos), left as usize) {
+            let want = left.min(usize::MAX as u64) as usize;
+            let n = limiter.map_or(want, |l| l.grant(want));
+            let r = rfs::sendfile(sock, file, Some(&mut pos), n);
+            if let Some(l) = limiter {
+                l.refund(n - r.unwrap_or(0));
+            }
+            match r {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,

@@ -115,6 +115,8 @@ impl Session {
             resume: true,
             no_clobber: false,
             fsync: self.settings.fsync,
+            limit_rate: self.settings.limit_rate,
+            output: None,
         }
     }
 

@@ -50,6 +50,7 @@ pub struct ShellSettings {
     pub retries: u32,
     pub timeout: std::time::Duration,
     pub fsync: bool,
+    pub limit_rate: Option<u64>,
 }
 
 struct Session {

@@ -107,6 +107,8 @@ pub struct Dest {
     /// for the folder's lock inside the kernel, where waiters spin and burn
     /// the CPU the transfers need; here they sleep.
     creating: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// A name saved under a path of its own choosing (`-o FILE`).
+    renamed: Option<(String, PathBuf)>,
 }
 
 /// What a part file looked like when its prefix was hashed. A saved hash is
@@ -186,14 +188,24 @@ impl Dest {
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
             creating: Mutex::new(HashMap::new()),
+            renamed: None,
         }
+    }
+
+    /// Saves `name` at `target` (in the download folder) instead of under
+    /// its own name.
+    pub fn rename(&mut self, name: &str, target: PathBuf) {
+        self.renamed = Some((name.to_string(), target));
     }
 
     /// Where `name` goes, and what we already have of it. With `resume`
     /// off, or without a readable note, any partial copy is ignored.
     pub fn plan(&self, name: &str, resume: bool) -> Result<Plan, String> {
-        let target = local_target(&self.root, name)
-            .map_err(|e| format!("refusing to save {:?}: {e}", display_safe(name)))?;
+        let target = match &self.renamed {
+            Some((n, t)) if n == name => t.clone(),
+            _ => local_target(&self.root, name)
+                .map_err(|e| format!("refusing to save {:?}: {e}", display_safe(name)))?,
+        };
         let part = with_suffix(&target, PART_SUFFIX);
         let note = with_suffix(&target, RESUME_SUFFIX);
         let mut plan = Plan {
@@ -583,7 +595,7 @@ pub struct LocalFile<'a> {
     hasher: blake3::Hasher,
     writer: Option<Writer>,
     spare: Option<Vec<u8>>,
-    bar: Option<FileBar>,
+    bar: Option<FileBar<'a>>,
     header: Option<FileHeader>,
     started: Instant,
 }
@@ -649,7 +661,11 @@ impl<'a> LocalFile<'a> {
         })
     }
 
-    /// Whether what is on disk can be resumed later (it has a note).
+    /// Body bytes received by this transfer so far.
+    pub fn received(&self) -> u64 {
+        self.bar.as_ref().map_or(0, |b| b.got())
+    }
+
     /// Whether what is on disk should stay after a broken connection:
     /// nothing was touched yet, or it can be resumed (it has a note).
     pub fn keep_on_failure(&self) -> bool {
@@ -823,10 +839,9 @@ impl FileSink for LocalFile<'_> {
     }
 
     fn write(&mut self, buf: Vec<u8>, len: usize) -> io::Result<()> {
-        if let Some(b) = &self.bar {
+        if let Some(b) = &mut self.bar {
             b.inc(len as u64);
         }
-        self.progress.add_bytes(len as u64);
         if let Some(w) = self.writer.as_mut() {
             let sent = w.tx.as_ref().map(|tx| tx.send((buf, len)));
             return match sent {

@@ -7,22 +7,27 @@
 //! data; one outcome per file; failures do not stop the others.
 
 mod local;
+mod stream;
+
+pub use stream::to_stdout;
 
 pub use local::{hex, partial_len, PART_SUFFIX, RESUME_SUFFIX};
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
 use crate::client::{Connection, FileError};
-use crate::config::GetSettings;
+use crate::config::{GetSettings, Output};
 use crate::error::Error;
 use crate::human;
 use crate::progress::Progress;
 use crate::protocol::{ErrorCode, ProtocolError, Request};
+use crate::ratelimit::RateLimiter;
 use crate::select;
 use local::{Dest, Failure, LocalFile, Placed, Plan};
 
@@ -57,6 +62,9 @@ pub struct Outcome {
     pub unreachable: bool,
     /// How many times it was tried again.
     pub retries: u32,
+    /// Bytes that arrived this run and stay on disk in a partial file, for
+    /// a file that did not finish (interrupted, or the connection failed).
+    pub kept: u64,
 }
 
 /// The result of a whole `get`.
@@ -64,6 +72,8 @@ pub struct Outcome {
 pub struct Report {
     pub outcomes: Vec<Outcome>,
     pub secs: f64,
+    /// Ctrl-C stopped the run.
+    pub interrupted: bool,
 }
 
 impl Report {
@@ -83,12 +93,44 @@ impl Report {
             .count()
     }
 
+    /// Bytes that arrived and were kept: whole files, and the partial
+    /// files left to resume.
     pub fn bytes(&self) -> u64 {
         self.outcomes
             .iter()
-            .filter_map(|o| o.result.as_ref().ok())
-            .map(|d| d.bytes)
+            .map(|o| o.result.as_ref().map_or(o.kept, |d| d.bytes))
             .sum()
+    }
+
+    /// After Ctrl-C: what was kept, and how to go on.
+    pub fn interrupted_message(&self) -> String {
+        let done = self.outcomes.len() - self.failed() - self.skipped();
+        let partial: Vec<&str> = self
+            .outcomes
+            .iter()
+            .filter(|o| o.kept > 0)
+            .map(|o| o.name.as_str())
+            .collect();
+        let mut s = format!(
+            "interrupted: kept {done} finished file{}",
+            if done == 1 { "" } else { "s" }
+        );
+        if !partial.is_empty() {
+            let shown: Vec<String> = partial
+                .iter()
+                .take(3)
+                .map(|n| crate::paths::display_safe(n).into_owned())
+                .collect();
+            s += &format!(" and the partial download of {}", shown.join(", "));
+            if partial.len() > 3 {
+                s += &format!(" and {} more", partial.len() - 3);
+            }
+        }
+        s += &format!(
+            " ({} in all); run the same command again to resume",
+            human::size(self.bytes())
+        );
+        s
     }
 
     /// "3 files, 1.2 MiB in 0.05s (24.0 MiB/s); 1 failed"
@@ -104,46 +146,85 @@ impl Report {
         if self.skipped() > 0 {
             s += &format!("; {} skipped (already there)", self.skipped());
         }
-        if self.failed() > 0 {
-            s += &format!("; {} failed", self.failed());
+        let stopped = self
+            .outcomes
+            .iter()
+            .filter(|o| o.result.as_ref().is_err_and(|e| e.starts_with(INTERRUPTED)))
+            .count();
+        if self.failed() > stopped {
+            s += &format!("; {} failed", self.failed() - stopped);
+        }
+        if stopped > 0 {
+            s += &format!("; {stopped} not finished (interrupted)");
         }
         s
     }
 }
+
+/// The error of a file that Ctrl-C stopped.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// Downloads what `names` select (plain names, glob patterns, folders
 /// with `-r`) as `settings` say. Only a failure that stops the whole job (no
 /// download folder, no server for a serial run) is an `Err`.
 pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Result<Report, Error> {
     let started = Instant::now();
-    let dir = &settings.download_dir;
-    crate::paths::check_folder(dir).map_err(|why| {
-        Error::io(
-            format!("cannot create download folder {}", dir.display()),
-            std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
-        )
-    })?;
-    fs::create_dir_all(dir).map_err(|e| {
-        Error::io(
-            format!("cannot create download folder {}", dir.display()),
-            e,
-        )
-    })?;
-    let root = fs::canonicalize(dir)
-        .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))?;
-    let dest = Dest::new(root, settings.fsync);
+    // Check the folder before anything goes over the network (the name an
+    // output file gets is known only after expanding the names).
+    let folder = match &settings.output {
+        None => Some(settings.download_dir.clone()),
+        Some(Output::File(p)) => Some(parent_of(p)),
+        Some(Output::Stdout) => None,
+    };
+    let root = folder.as_deref().map(open_folder).transpose()?;
+    let limiter = settings.limit_rate.map(|r| Arc::new(RateLimiter::new(r)));
 
     // Patterns and folders need the server's listing; a serial run then
     // keeps using the same connection.
     let mut conn = None;
     let listing = if select::needs_listing(names, settings.recursive) {
-        let (c, l) = list_with_retries(settings, progress)?;
+        let (c, l) = list_with_retries(settings, limiter.as_ref(), progress)?;
         conn = Some(c);
         Some(l)
     } else {
         None
     };
     let selection = select::expand(names, settings.recursive, listing.as_deref());
+    if settings.output.is_some() && selection.files.len() > 1 {
+        let mut shown: Vec<String> = selection.files.iter().take(3).cloned().collect();
+        if selection.files.len() > 3 {
+            shown.push("...".into());
+        }
+        return Err(Error::Usage(format!(
+            "'-o' takes one file, but the names select {} ({})",
+            selection.files.len(),
+            shown.join(", ")
+        )));
+    }
+    let Some(root) = root else {
+        if let Some(c) = conn.take() {
+            c.quit();
+        }
+        return match selection.files.first() {
+            Some(name) if selection.errors.is_empty() => {
+                stream::to_stdout(settings, name, progress)
+            }
+            _ => Ok(Report {
+                outcomes: selection
+                    .errors
+                    .iter()
+                    .map(|(name, why)| report(progress, name, Err(why.clone()), 0))
+                    .collect(),
+                secs: started.elapsed().as_secs_f64(),
+                interrupted: false,
+            }),
+        };
+    };
+    let mut dest = Dest::new(root, settings.fsync);
+    if let (Some(Output::File(p)), Some(name)) = (&settings.output, selection.files.first()) {
+        let file = p.file_name().map(PathBuf::from).unwrap_or_default();
+        dest.rename(name, dest.root.join(file));
+    }
     let mut outcomes: Vec<Outcome> = selection
         .errors
         .iter()
@@ -171,6 +252,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                     }),
                     unreachable: false,
                     retries: 0,
+                    kept: 0,
                 });
             }
             Ok(p) => {
@@ -182,11 +264,28 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         }
     }
     progress.set_files(todo.len());
+    if !todo.is_empty() && progress.shows_totals() {
+        // The total counts every file from the start: sizes from the
+        // listing, or (plain names) from listing the folders they are in.
+        let sizes = match &listing {
+            Some(l) => sizes_of(l),
+            None => {
+                let wanted: Vec<&str> = todo.iter().map(|t| t.name.as_str()).collect();
+                sizes_from_server(settings, limiter.as_ref(), &mut conn, &wanted)
+            }
+        };
+        progress.plan(todo.iter().filter_map(|t| {
+            let size = *sizes.get(t.name.as_str())?;
+            let offset = t.first.as_ref().map_or(0, |p| p.offset);
+            Some((t.name.as_str(), size.saturating_sub(offset)))
+        }));
+    }
     if !todo.is_empty() {
         let run = Run {
             settings,
             dest: &dest,
             progress,
+            limiter,
         };
         if settings.parallel && todo.len() > 1 {
             if let Some(c) = conn.take() {
@@ -203,18 +302,107 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
     Ok(Report {
         outcomes,
         secs: started.elapsed().as_secs_f64(),
+        interrupted: crate::interrupt::requested(),
     })
+}
+
+/// The folder a file given with `-o` goes into.
+fn parent_of(p: &std::path::Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Checks, creates and resolves a download folder.
+fn open_folder(dir: &std::path::Path) -> Result<PathBuf, Error> {
+    crate::paths::check_folder(dir).map_err(|why| {
+        Error::io(
+            format!("cannot create download folder {}", dir.display()),
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
+        )
+    })?;
+    fs::create_dir_all(dir).map_err(|e| {
+        Error::io(
+            format!("cannot create download folder {}", dir.display()),
+            e,
+        )
+    })?;
+    fs::canonicalize(dir)
+        .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e))
+}
+
+/// Opens a connection for `get`, held to the rate limit if there is one.
+fn connect(
+    settings: &GetSettings,
+    limiter: Option<&Arc<RateLimiter>>,
+) -> Result<Connection, Error> {
+    let mut c = Connection::connect(&settings.server, settings.timeout)?;
+    if let Some(l) = limiter {
+        c.limit_rate(Arc::clone(l));
+    }
+    Ok(c)
+}
+
+/// File sizes by name, from a listing.
+fn sizes_of(listing: &[crate::protocol::Entry]) -> HashMap<String, u64> {
+    listing
+        .iter()
+        .filter(|e| e.kind == crate::protocol::EntryKind::File)
+        .map(|e| (e.path.clone(), e.size))
+        .collect()
+}
+
+/// Most folders listed one by one for the sizes of plain names; more than
+/// this and one recursive listing is cheaper.
+const SIZE_LISTINGS: usize = 16;
+
+/// The sizes of `names` from the server's listings of the folders they
+/// are in, over `conn` (opened if needed, kept for the downloads). Only
+/// for showing progress: any failure just leaves sizes unknown.
+fn sizes_from_server(
+    settings: &GetSettings,
+    limiter: Option<&Arc<RateLimiter>>,
+    conn: &mut Option<Connection>,
+    names: &[&str],
+) -> HashMap<String, u64> {
+    let mut folders: Vec<&str> = names
+        .iter()
+        .map(|n| n.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .collect();
+    folders.sort_unstable();
+    folders.dedup();
+    let recursive = folders.len() > SIZE_LISTINGS;
+    if recursive {
+        folders = vec![""];
+    }
+    let mut sizes = HashMap::new();
+    if conn.is_none() {
+        *conn = connect(settings, limiter).ok();
+    }
+    for dir in folders {
+        let Some(c) = conn.as_mut() else { break };
+        match c.list(dir, recursive) {
+            Ok(entries) => sizes.extend(sizes_of(&entries)),
+            // This folder only: the server refused it.
+            Err(Error::Remote(_)) => {}
+            // The connection: the downloads will connect again.
+            Err(_) => *conn = None,
+        }
+    }
+    sizes
 }
 
 /// The server's whole listing (for patterns and folders), retried like a
 /// download when the connection fails.
 fn list_with_retries(
     settings: &GetSettings,
+    limiter: Option<&Arc<RateLimiter>>,
     progress: &Progress,
 ) -> Result<(Connection, Vec<crate::protocol::Entry>), Error> {
     let mut attempt = 0;
     loop {
-        let got = Connection::connect(&settings.server, settings.timeout).and_then(|mut c| {
+        let got = connect(settings, limiter).and_then(|mut c| {
             let l = c.list("", true)?;
             Ok((c, l))
         });
@@ -227,7 +415,7 @@ fn list_with_retries(
                     wait.as_secs_f64(),
                     settings.retries
                 ));
-                std::thread::sleep(wait);
+                nap(wait);
             }
             other => return other,
         }
@@ -245,6 +433,8 @@ struct Task {
     /// The plan made while checking the names, used for the first try
     /// (later tries look at the disk again).
     first: Option<Plan>,
+    /// Bytes received this run into a partial file that is kept.
+    kept: u64,
 }
 
 impl Task {
@@ -254,6 +444,7 @@ impl Task {
             retries: 0,
             restarted: false,
             first: Some(plan),
+            kept: 0,
         }
     }
 }
@@ -297,11 +488,24 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((base as f64 * (0.5 + frac)) as u64)
 }
 
+/// Sleeps for `wait`, or less if Ctrl-C asks us to stop.
+fn nap(wait: Duration) {
+    let until = Instant::now() + wait;
+    while !crate::interrupt::requested() {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(100)));
+    }
+}
+
 /// Shared state of one `get`.
 struct Run<'a> {
     settings: &'a GetSettings,
     dest: &'a Dest,
     progress: &'a Progress,
+    limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Run<'_> {
@@ -337,12 +541,43 @@ impl Run<'_> {
         ));
     }
 
+    /// The connection failed for good: this file fails, keeping any
+    /// partial data for the next run.
+    fn gave_up(&self, t: &Task, e: &Error) -> Outcome {
+        let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
+        o.unreachable = connection_level(e);
+        o.kept = t.kept;
+        o
+    }
+
+    /// Ctrl-C stopped this file (or it never started); no line per file.
+    fn stopped(&self, t: &Task) -> Outcome {
+        self.progress.forget(&t.name);
+        let why = if t.kept > 0 {
+            format!("{INTERRUPTED}; partial download kept, run the same command again to resume")
+        } else {
+            format!("{INTERRUPTED} before it finished")
+        };
+        Outcome {
+            name: t.name.clone(),
+            result: Err(why),
+            unreachable: false,
+            retries: t.retries,
+            kept: t.kept,
+        }
+    }
+
     /// A bad digest or changed source: start over once, then give up.
     /// Returns the task to queue again, or the final outcome.
-    fn corrupt(&self, mut t: Task, plan: &Plan, why: String) -> Result<Task, Outcome> {
+    fn corrupt(&self, mut t: Task, plan: &Plan, why: String) -> Result<Task, Box<Outcome>> {
         self.dest.discard(plan);
         if t.restarted {
-            return Err(report(self.progress, &t.name, Err(why), t.retries + 1));
+            return Err(Box::new(report(
+                self.progress,
+                &t.name,
+                Err(why),
+                t.retries + 1,
+            )));
         }
         self.progress.notice(&format!(
             "{}: {why}; downloading it again from the start",
@@ -359,21 +594,18 @@ impl Run<'_> {
         // Connection failures since the last file arrived.
         let mut failures = 0u32;
         while !queue.is_empty() {
+            if crate::interrupt::requested() {
+                outcomes.extend(queue.drain(..).map(|t| self.stopped(&t)));
+                break;
+            }
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match Connection::connect(&self.settings.server, self.settings.timeout) {
+                None => match connect(self.settings, self.limiter.as_ref()) {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         failures += 1;
                         if !transient(&e) || failures > self.settings.retries {
-                            let why = e.to_string();
-                            let unreachable = connection_level(&e);
-                            for t in queue.drain(..) {
-                                let mut o =
-                                    report(self.progress, &t.name, Err(why.clone()), t.retries);
-                                o.unreachable = unreachable;
-                                outcomes.push(o);
-                            }
+                            outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
                             break;
                         }
                         let wait = backoff(failures - 1);
@@ -387,7 +619,7 @@ impl Run<'_> {
                             None => String::new(),
                         };
                         self.announce_retry(&front, &e.to_string(), failures, wait);
-                        std::thread::sleep(wait);
+                        nap(wait);
                         continue;
                     }
                 },
@@ -402,6 +634,9 @@ impl Run<'_> {
                     while let Some((t, _)) = in_flight.pop_back() {
                         queue.push_front(t);
                     }
+                    if crate::interrupt::requested() {
+                        continue;
+                    }
                     failures += 1;
                     let Some(mut t) = queue.pop_front() else {
                         continue;
@@ -410,25 +645,18 @@ impl Run<'_> {
                         // The connection keeps failing without progress:
                         // stop rather than retry every file in turn.
                         queue.push_front(t);
-                        let why = e.to_string();
-                        for t in queue.drain(..) {
-                            let mut o = report(self.progress, &t.name, Err(why.clone()), t.retries);
-                            o.unreachable = connection_level(&e);
-                            outcomes.push(o);
-                        }
+                        outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
                         break;
                     }
                     if !transient(&e) || t.retries >= self.settings.retries {
-                        let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
-                        o.unreachable = connection_level(&e);
-                        outcomes.push(o);
+                        outcomes.push(self.gave_up(&t, &e));
                         continue;
                     }
                     t.retries += 1;
                     let wait = backoff(t.retries - 1);
                     self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
                     queue.push_front(t);
-                    std::thread::sleep(wait);
+                    nap(wait);
                 }
             }
         }
@@ -479,10 +707,10 @@ impl Run<'_> {
             if sent {
                 c.flush()?;
             }
-            let Some((_, plan)) = in_flight.front() else {
+            let Some((front, plan)) = in_flight.front_mut() else {
                 return Ok(());
             };
-            let got = self.receive(c, plan)?;
+            let got = self.receive(c, plan, &mut front.kept)?;
             let (t, plan) = in_flight.pop_front().expect("front exists");
             in_flight_bytes -= request_len(&t.name);
             match got {
@@ -502,7 +730,7 @@ impl Run<'_> {
                 }
                 Received::Failed(Failure::Corrupt(why)) => match self.corrupt(t, &plan, why) {
                     Ok(again) => queue.push_front(again),
-                    Err(o) => outcomes.push(o),
+                    Err(o) => outcomes.push(*o),
                 },
             }
         }
@@ -525,16 +753,19 @@ impl Run<'_> {
     /// One file over its own connection, with retries.
     fn fetch_alone(&self, mut t: Task) -> Vec<Outcome> {
         loop {
+            if crate::interrupt::requested() {
+                return vec![self.stopped(&t)];
+            }
             let plan = match self.plan(&mut t) {
                 Ok(p) => p,
                 Err(why) => return vec![report(self.progress, &t.name, Err(why), t.retries)],
             };
-            let attempt = || -> Result<Received, Error> {
-                let mut c = Connection::connect(&self.settings.server, self.settings.timeout)?;
+            let mut attempt = || -> Result<Received, Error> {
+                let mut c = connect(self.settings, self.limiter.as_ref())?;
                 c.send(&Self::request(&plan))?;
                 c.send(&Request::Quit)?;
                 c.flush()?;
-                self.receive(&mut c, &plan)
+                self.receive(&mut c, &plan, &mut t.kept)
             };
             match attempt() {
                 Ok(Received::Arrived(mut a)) => {
@@ -552,26 +783,26 @@ impl Run<'_> {
                 }
                 Ok(Received::Failed(Failure::Corrupt(why))) => match self.corrupt(t, &plan, why) {
                     Ok(again) => t = again,
-                    Err(o) => return vec![o],
+                    Err(o) => return vec![*o],
                 },
+                Err(_) if crate::interrupt::requested() => return vec![self.stopped(&t)],
                 Err(e) => {
                     if !transient(&e) || t.retries >= self.settings.retries {
-                        let mut o = report(self.progress, &t.name, Err(e.to_string()), t.retries);
-                        o.unreachable = connection_level(&e);
-                        return vec![o];
+                        return vec![self.gave_up(&t, &e)];
                     }
                     t.retries += 1;
                     let wait = backoff(t.retries - 1);
                     self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
-                    std::thread::sleep(wait);
+                    nap(wait);
                 }
             }
         }
     }
 
     /// Receives the next file on `c` into its part. `Err`: the connection
-    /// failed (the part is kept when it can be resumed).
-    fn receive(&self, c: &mut Connection, plan: &Plan) -> Result<Received, Error> {
+    /// failed (the part is kept when it can be resumed, and what arrived
+    /// into it this time is added to `kept`).
+    fn receive(&self, c: &mut Connection, plan: &Plan, kept: &mut u64) -> Result<Received, Error> {
         let mut sink = LocalFile::new(self.dest, plan, self.progress);
         let got = c.receive_file(plan.offset, &mut sink);
         match got {
@@ -594,11 +825,15 @@ impl Run<'_> {
             {
                 Ok(Received::Failed(Failure::Corrupt(e.to_string())))
             }
-            Ok(Err(FileError::Local(e))) => Ok(Received::Failed(Failure::Permanent(e.to_string()))),
+            Ok(Err(FileError::Local(e) | FileError::Abandoned(e))) => {
+                Ok(Received::Failed(Failure::Permanent(e.to_string())))
+            }
             Err(e) => {
                 if sink.keep_on_failure() {
+                    *kept += sink.received();
                     sink.suspend();
                 } else {
+                    *kept = 0;
                     drop(sink);
                     self.dest.discard(plan);
                 }
@@ -618,6 +853,7 @@ fn report(progress: &Progress, name: &str, r: Result<Done, String>, retries: u32
         result: r,
         unreachable: false,
         retries,
+        kept: 0,
     }
 }
 
