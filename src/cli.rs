@@ -13,7 +13,8 @@ Exit status:
   0  success
   1  some files failed (or the job failed locally)
   2  usage or config error
-  3  cannot connect, or protocol error";
+  3  cannot connect, or protocol error
+  130  get stopped by Ctrl-C (what arrived is kept)";
 
 #[derive(Debug, Parser)]
 #[command(

@@ -104,6 +104,14 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
             )]);
         }
         "fxfer-get" => {
+            r.control("SH", ["SIGNALS"]);
+            entry(
+                &mut r,
+                "SIGINT, SIGTERM",
+                "Stop cleanly: files that arrived whole are put in place, large partial files \
+                 stay resumable, one line says what was kept; exit 130. Running the same \
+                 command again resumes. A second signal exits at once.",
+            );
             r.control("SH", ["FILES"]);
             r.text([
                 italic("NAME"),
