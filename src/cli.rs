@@ -7,6 +7,9 @@
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
+use clap_complete::engine::ArgValueCompleter;
+
+use crate::complete;
 
 pub const EXIT_CODES: &str = "\
 Exit status:
@@ -51,7 +54,8 @@ pub enum Command {
     Get(GetArgs),
     /// Interactive session: browse, pick and download files
     Shell(ShellArgs),
-    /// Print a shell completion script
+    /// Print a shell's completion script (it completes the server's file
+    /// names too)
     Completions(CompletionsArgs),
 }
 
@@ -136,7 +140,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// Folder on the server to list [default: the top folder]
-    #[arg(value_name = "PATH")]
+    #[arg(value_name = "PATH", add = ArgValueCompleter::new(complete::ls_folders))]
     pub path: Option<String>,
 
     #[command(flatten)]
@@ -155,7 +159,11 @@ pub struct LsArgs {
 pub struct GetArgs {
     /// Files to download, as the server lists them; glob patterns such as
     /// '*.log' or 'logs/**/*.txt' match against the server's files
-    #[arg(required_unless_present = "files_from", value_name = "NAME")]
+    #[arg(
+        required_unless_present = "files_from",
+        value_name = "NAME",
+        add = ArgValueCompleter::new(complete::get_names)
+    )]
     pub names: Vec<String>,
 
     /// Read more names from FILE, one per line ('-' for standard input);

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod complete;
 pub mod config;
 pub mod error;
 pub mod human;

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 use serde::Serialize;
 
 use fxfer::cli::{Cli, Command, CompletionsArgs, GetArgs, LsArgs, ServeArgs, ShellArgs};
@@ -19,6 +19,8 @@ use fxfer::transfer::Report;
 use fxfer::{human, logging, paths, transfer};
 
 fn main() -> ExitCode {
+    // A shell asking for completions (see `complete.rs`): answer and exit.
+    fxfer::complete::answer_if_asked();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code.into(),
@@ -65,8 +67,10 @@ fn load_config(cli: &Cli) -> Result<Loaded, Error> {
 }
 
 fn completions(a: &CompletionsArgs) -> Result<Exit, Error> {
-    let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "fxfer", &mut io::stdout());
+    let mut out = io::stdout().lock();
+    fxfer::complete::registration(&a.shell.to_string(), &mut out)
+        .and_then(|_| out.flush())
+        .map_err(|e| Error::io("cannot write to stdout", e))?;
     Ok(Exit::Success)
 }
 

@@ -62,6 +62,13 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
         );
         entry(
             &mut r,
+            "FXFER_COMPLETE",
+            "Set by the completion scripts (fxfer completions SHELL) to the shell's name: \
+             fxfer then prints completions for the command line after -- instead of running \
+             it.",
+        );
+        entry(
+            &mut r,
             "NO_COLOR",
             "When set and not empty, nothing is coloured.",
         );
@@ -123,6 +130,49 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
                      name only once it is complete and verified.",
                 ),
             ]);
+        }
+        "fxfer-shell" => {
+            r.control("SH", ["KEYS"]);
+            for (keys, what) in [
+                (
+                    "Up, Down, PageUp, PageDown, Home, End",
+                    "Move in the current folder.",
+                ),
+                ("Enter, Right", "Open the folder under the cursor."),
+                (
+                    "Left, Backspace",
+                    "Go up to the folder above (Backspace first deletes the filter).",
+                ),
+                (
+                    "Space",
+                    "Tick or untick a file, or everything beneath a folder.",
+                ),
+                ("Ctrl-T", "Tick or untick everything shown."),
+                (
+                    "Enter on a file",
+                    "Download what is ticked (or that file), parallel or serial.",
+                ),
+                (
+                    "any other character",
+                    "Filter the current folder by name; Esc clears the filter.",
+                ),
+                ("Ctrl-R", "Fetch the server's listing again."),
+                (
+                    "Esc, Ctrl-C",
+                    "The menu: browse, change download folder, server info, quit.",
+                ),
+            ] {
+                entry(&mut r, keys, what);
+            }
+        }
+        "fxfer-completions" => {
+            r.control("SH", ["NOTES"]);
+            r.text([roman(
+                "The script runs fxfer (from PATH) on every Tab with FXFER_COMPLETE set. Names \
+                 after get and ls come from the server the command line names (--ip, --port, \
+                 --token-file, --config) or the config file's; a server that does not answer \
+                 within 1.5 seconds adds nothing.",
+            )]);
         }
         _ => {}
     }

@@ -18,6 +18,8 @@ mod service;
 mod cli;
 // Man pages generated from the clap definitions, kept current.
 mod man;
+// Tab completion as bash, zsh and fish ask for it, server names included.
+mod complete;
 // `fxfer shell` driven through a pseudo-terminal.
 mod shell;
 // Scripting surface: get --json, globs, folders, ls PATH / -R, exit codes.
