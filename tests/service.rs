@@ -485,4 +485,16 @@ fn the_unit_sandbox_leaves_the_server_what_it_needs() {
         "TimeoutStopSec={stop}"
     );
     assert_eq!(unit_values("KillSignal"), ["SIGTERM"]);
+    // The install steps in the unit's own comments are README's.
+    let in_unit: Vec<&str> = UNIT
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   sudo install "))
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
+    let in_readme: Vec<&str> = readme_service_steps()
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("sudo install "))
+        .map(|l| l.split('#').next().unwrap().trim())
+        .collect();
+    assert_eq!(in_unit, in_readme);
 }

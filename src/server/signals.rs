@@ -4,11 +4,12 @@
 //! A reload reads the config file again (the command line's flags still
 //! win), reopens the log file (after logrotate moved it away, or at the
 //! path the new config names) and serves every connection accepted from
-//! then on with the new folder, limits, time-outs and token. Connections
-//! already open finish under the settings they started with. What cannot
-//! change without a restart (the listening address, switching between a log
-//! file and stderr only) is logged and kept. A config that does not load
-//! changes nothing: the server says why and keeps serving.
+//! then on with the new folder, connection and rate limits, time-outs and
+//! token. Connections already open finish under the settings they started
+//! with. What cannot change without a restart (the listening address,
+//! switching between a log file and stderr only) is logged and kept. A
+//! config that does not load changes nothing: the server says why and keeps
+//! serving.
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
