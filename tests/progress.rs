@@ -29,6 +29,15 @@ fn strip_escapes(s: &str) -> String {
 
 #[test]
 fn bars_fit_an_80_column_terminal_with_names_shortened_and_an_eta() {
+    bars_at_80_columns("--no-parallel");
+}
+
+#[test]
+fn parallel_bars_fit_an_80_column_terminal_too() {
+    bars_at_80_columns("--parallel");
+}
+
+fn bars_at_80_columns(mode: &str) {
     let long = format!("folder/{}-the-end.bin", "a-very-long-name".repeat(5));
     let l = long.clone();
     let s = Server::with_files(move |h| {
@@ -36,7 +45,7 @@ fn bars_fit_an_80_column_terminal_with_names_shortened_and_an_eta() {
         write(h, "second.bin", &bytes(2, 2 << 20));
     });
     let cmd = format!(
-        "stty cols 80 rows 24; exec {BIN} get --port {} --limit-rate 1M '{long}' second.bin",
+        "stty cols 80 rows 24; exec {BIN} get {mode} --port {} --limit-rate 1M '{long}' second.bin",
         s.port
     );
     let mut c = Command::new("sh");
@@ -61,7 +70,7 @@ fn bars_fit_an_80_column_terminal_with_names_shortened_and_an_eta() {
         let w = console::measure_text_width(line);
         assert!(w <= 80, "{w} columns: {line:?}");
         saw_eta |= line.contains("ETA");
-        // Serial: the total counts both files from the first one on.
+        // The total counts both files from the first one on.
         saw_full_total |= line.contains("0/2 files") && line.contains("/3.00 MiB");
         saw_short_name |=
             line.contains("folder/a-very") && line.contains("…") && line.contains("end.bin");
@@ -99,6 +108,15 @@ fn a_pipe_gets_a_plain_progress_line_every_few_seconds() {
 
 #[test]
 fn ctrl_c_keeps_what_arrived_says_so_and_the_same_command_resumes() {
+    ctrl_c("--no-parallel");
+}
+
+#[test]
+fn ctrl_c_in_a_parallel_get_keeps_what_arrived_too() {
+    ctrl_c("--parallel");
+}
+
+fn ctrl_c(mode: &str) {
     let s = Server::with_files(|h| {
         write(h, "done.bin", b"small and first");
         write(h, "big.bin", &bytes(8, 8 << 20));
@@ -109,6 +127,7 @@ fn ctrl_c_keeps_what_arrived_says_so_and_the_same_command_resumes() {
         &s.port.to_string(),
         "--limit-rate",
         "2M",
+        mode,
         "done.bin",
         "big.bin",
     ];
