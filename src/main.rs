@@ -186,6 +186,15 @@ fn get(cli: &Cli, a: &GetArgs) -> Result<Exit, Error> {
     let progress = Progress::new(cli.quiet, a.json || to_stdout);
     let report = match transfer::get(&settings, &names, &progress) {
         Ok(r) => r,
+        Err(_) if fxfer::interrupt::requested() => {
+            progress.finish("");
+            let why = "interrupted before any file arrived; nothing was kept";
+            if a.json {
+                print_json(&serde_json::json!({ "error": why, "files": [] }))?;
+            }
+            let _ = writeln!(io::stderr(), "fxfer: {why}");
+            return Ok(Exit::Interrupted);
+        }
         Err(e) if a.json => {
             // Scripts still get a JSON document saying what went wrong.
             print_json(&serde_json::json!({ "error": e.to_string(), "files": [] }))?;

@@ -231,7 +231,7 @@ fn serve_limit_rate_holds_each_connection() {
 
 /// A listener that is not fxfer: it answers `reply` (or nothing, holding
 /// the connection) to whatever arrives.
-fn impostor(reply: Option<&'static [u8]>) -> u16 {
+pub(crate) fn impostor(reply: Option<&'static [u8]>) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {

@@ -181,3 +181,37 @@ fn ctrl_c(mode: &str) {
         "{log}"
     );
 }
+
+#[test]
+fn ctrl_c_while_a_silent_server_keeps_us_waiting_stops_at_once() {
+    let port = crate::conventions::impostor(None);
+    let dir = tempfile::tempdir().unwrap();
+    for names in [&["x"][..], &["*.txt"][..]] {
+        let child = fxfer(dir.path())
+            .args(["get", "--port", &port.to_string()])
+            .args(names)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        let st = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let started = Instant::now();
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_exit(&o, 130);
+        assert!(
+            stderr(&o).contains("interrupted before any file arrived"),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

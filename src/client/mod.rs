@@ -81,18 +81,41 @@ pub struct Received {
 struct Socket {
     stream: Arc<TcpStream>,
     limit: Option<Arc<RateLimiter>>,
+    /// How long one read may wait for data. The socket itself wakes up
+    /// every [`POLL`], so a Ctrl-C is seen at once even when the peer is
+    /// silent.
+    timeout: Duration,
+}
+
+/// The socket's own read time-out: how soon a waiting read notices Ctrl-C.
+const POLL: Duration = Duration::from_millis(250);
+
+impl Socket {
+    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let started = std::time::Instant::now();
+        loop {
+            if crate::interrupt::requested() {
+                return Err(crate::interrupt::error());
+            }
+            match (&*self.stream).read(buf) {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) && started.elapsed() < self.timeout => {}
+                r => return r,
+            }
+        }
+    }
 }
 
 impl Read for Socket {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if crate::interrupt::requested() {
-            return Err(crate::interrupt::error());
-        }
         let Some(l) = &self.limit else {
-            return (&*self.stream).read(buf);
+            return self.read_some(buf);
         };
         let n = l.grant(buf.len());
-        let r = (&*self.stream).read(&mut buf[..n]);
+        let r = self.read_some(&mut buf[..n]);
         l.refund(n - r.as_ref().map_or(0, |got| *got));
         r
     }
@@ -157,7 +180,7 @@ impl Connection {
         };
         let setup = |s: &TcpStream| -> io::Result<()> {
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(timeout))?;
+            s.set_read_timeout(Some(timeout.min(POLL)))?;
             s.set_write_timeout(Some(timeout))
         };
         setup(&stream).map_err(|e| fail(describe_io(&e)))?;
@@ -168,10 +191,12 @@ impl Connection {
         let r = Socket {
             stream: Arc::clone(&stream),
             limit: None,
+            timeout,
         };
         let w = Socket {
             stream,
             limit: None,
+            timeout,
         };
         let mut conn = Connection {
             addr,
@@ -233,16 +258,13 @@ impl Connection {
         // request, say) is told apart within the handshake time-out, not
         // after the transfer time-out.
         let limit = self.timeout.min(HANDSHAKE_TIMEOUT);
-        let stream = Arc::clone(&self.reader.get_ref().stream);
         let not_fxfer = |what: String| {
             Error::protocol(
                 format!("server {}", self.addr),
                 ProtocolError::Incompatible(what),
             )
         };
-        stream
-            .set_read_timeout(Some(limit))
-            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
+        self.reader.get_mut().timeout = limit;
         match self.reader.fill_buf() {
             Err(e)
                 if matches!(
@@ -279,9 +301,7 @@ impl Connection {
             }
             e => self.lost(e),
         })?;
-        stream
-            .set_read_timeout(Some(self.timeout))
-            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
+        self.reader.get_mut().timeout = self.timeout;
         self.greeted = true;
         if !protocol::is_supported(hello.version) {
             // The server says which versions it speaks in an ERROR frame.

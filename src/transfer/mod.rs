@@ -111,6 +111,9 @@ impl Report {
             .filter(|o| o.kept > 0)
             .map(|o| o.name.as_str())
             .collect();
+        if done == 0 && partial.is_empty() {
+            return "interrupted before any file arrived; nothing was kept".into();
+        }
         let mut s = format!(
             "interrupted: kept {done} finished file{}",
             if done == 1 { "" } else { "s" }
@@ -407,7 +410,11 @@ fn list_with_retries(
             Ok((c, l))
         });
         match got {
-            Err(e) if transient(&e) && attempt < settings.retries => {
+            Err(e)
+                if transient(&e)
+                    && attempt < settings.retries
+                    && !crate::interrupt::requested() =>
+            {
                 attempt += 1;
                 let wait = backoff(attempt - 1);
                 progress.notice(&format!(
