@@ -107,7 +107,9 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
             r.text([roman(
                 "Every major action goes to the log file (--log-file, appended to). On a \
                  terminal stderr shows warnings, with -v connections and transfers too. \
-                 Without a terminal, or with --log-file -, stderr gets the whole log.",
+                 Without a terminal, or with --log-file -, stderr gets the whole log; when \
+                 $JOURNAL_STREAM names stderr (under systemd), its lines carry a syslog \
+                 priority and no timestamp of their own.",
             )]);
         }
         "fxfer-get" => {
