@@ -16,7 +16,7 @@ fn committed_completions_are_current() {
         assert_exit(&o, 0);
         let file = root.join(shell.file_name("fxfer"));
         if std::env::var_os("FXFER_BLESS").is_some() {
-            std::fs::write(&file, &o.stdout).unwrap();
+            bless_write(&file, &o.stdout);
         }
         let committed = std::fs::read(&file)
             .unwrap_or_else(|e| panic!("{}: {e} (run FXFER_BLESS=1 cargo test)", file.display()));

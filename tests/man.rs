@@ -8,6 +8,8 @@ use clap::CommandFactory;
 use fxfer::cli::{Cli, EXIT_CODES};
 use roff::{bold, italic, roman, Inline, Roff};
 
+use crate::util::bless_write;
+
 /// One `.TP` entry: a bold term and its description.
 fn entry(r: &mut Roff, term: &str, text: &str) {
     r.control("TP", []);
@@ -230,7 +232,8 @@ fn committed_man_pages_are_current() {
         std::fs::create_dir_all(&dir).unwrap();
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
-            if p.extension().is_some_and(|x| x == "1") {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with(".1") && !pages.iter().any(|(f, _)| *f == name) {
                 std::fs::remove_file(p).unwrap();
             }
         }
@@ -238,7 +241,7 @@ fn committed_man_pages_are_current() {
     for (file, text) in &pages {
         let path = dir.join(file);
         if bless {
-            std::fs::write(&path, text).unwrap();
+            bless_write(&path, text);
         }
         let committed = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (run FXFER_BLESS=1 cargo test)", path.display()));

@@ -192,6 +192,18 @@ impl ServerBuilder {
     }
 }
 
+/// Rewrites a committed generated file (FXFER_BLESS=1) in one step, through
+/// a temporary file and a rename: other tests running at the same time read
+/// it, and must never see it half written.
+pub fn bless_write(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(format!(
+        ".{}.bless",
+        path.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 /// Polls `text` (for at most 10 s) until it contains `needle`; returns the
 /// last text seen.
 pub fn wait_for(text: impl Fn() -> String, needle: &str) -> String {
