@@ -16,6 +16,18 @@ pub fn requested() -> bool {
     REQUESTED.load(Ordering::Relaxed)
 }
 
+/// Asks running transfers to stop, as Ctrl-C does (the shell's own
+/// signal handler, which stops a download but not the session).
+pub fn request() {
+    REQUESTED.store(true, Ordering::SeqCst);
+}
+
+/// Forgets a stop request, so that the next download runs (the shell,
+/// after a download that Ctrl-C stopped).
+pub fn reset() {
+    REQUESTED.store(false, Ordering::SeqCst);
+}
+
 /// The error a read returns once a stop was requested.
 pub fn error() -> io::Error {
     io::Error::other("interrupted")

@@ -158,9 +158,15 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
                 ),
                 (
                     "any other character",
-                    "Filter the current folder by name; Esc clears the filter.",
+                    "Filter the current folder by name (a glob such as *.log, or any part of \
+                     the name); Esc clears the filter.",
                 ),
                 ("Ctrl-R", "Fetch the server's listing again."),
+                (
+                    "Ctrl-C during a download",
+                    "Stop it, keeping finished files and partial data; the unfinished files \
+                     stay ticked, so Enter resumes them.",
+                ),
                 (
                     "Esc, Ctrl-C",
                     "The menu: browse, change download folder, server info, quit.",

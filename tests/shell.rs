@@ -81,6 +81,11 @@ fn shell_ticks_two_files_downloads_in_parallel_and_quits() {
     p.exp_string("Ticked: 2 files, 195.3 KiB").unwrap();
     key(&mut p, ENTER);
     at(&mut p, "Serial");
+    // Ctrl-C at the prompt goes back to the browser, ticks kept.
+    key(&mut p, "\x03");
+    at(&mut p, "Ticked: 2 files, 195.3 KiB");
+    key(&mut p, ENTER);
+    at(&mut p, "Serial");
     key(&mut p, ENTER); // Parallel is the default
     p.exp_string("2 files downloaded").unwrap();
     // Back in the browser, which shows the summary and nothing ticked.
@@ -251,26 +256,34 @@ fn shell_with_no_server_can_change_the_address_or_quit() {
     assert_eq!(wait_exit(&mut p), 3);
 }
 
-#[test]
-fn shell_says_what_was_kept_when_the_server_dies_and_resumes() {
-    const BIG: usize = 256 << 20;
-    let mut s1 = Server::with_files(|h| {
+const BIG: usize = 256 << 20;
+
+/// A shell downloading a.txt and a big file serially, the big one a good
+/// way in (16 MiB of it arrived).
+fn big_download_under_way(seed: u64) -> (Server, rexpect::session::PtySession) {
+    let s = Server::with_files(move |h| {
         write(h, "a.txt", b"small");
-        write(h, "big.bin", &bytes(21, BIG));
+        write(h, "big.bin", &bytes(seed, BIG));
     });
-    let mut p = spawn_shell(&s1, "dl");
+    let mut p = spawn_shell(&s, "dl");
     at(&mut p, "big.bin");
     key(&mut p, "\x14"); // Ctrl-T: tick all
     key(&mut p, ENTER);
     at(&mut p, "Serial");
     key(&mut p, DOWN);
     key(&mut p, ENTER);
-    let part = s1.work.join("dl/big.bin.fxfer-part");
+    let part = s.work.join("dl/big.bin.fxfer-part");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&part).map_or(0, |m| m.len()) < 16 << 20 {
         assert!(Instant::now() < deadline, "download never got going");
         std::thread::sleep(Duration::from_millis(2));
     }
+    (s, p)
+}
+
+#[test]
+fn shell_says_what_was_kept_when_the_server_dies_and_resumes() {
+    let (mut s1, mut p) = big_download_under_way(21);
     s1.child.kill().unwrap();
     let _ = s1.child.wait();
     p.exp_string("Kept: 1 of 2 files complete").unwrap();
@@ -331,4 +344,34 @@ fn shell_folder_prompt_refuses_a_file_and_expands_tilde() {
     at(&mut p, "Quit");
     key(&mut p, "q");
     assert_eq!(wait_exit(&mut p), 0);
+}
+
+#[test]
+fn ctrl_c_stops_a_shell_download_keeps_what_arrived_and_enter_resumes() {
+    let (s, mut p) = big_download_under_way(22);
+    key(&mut p, "\x03");
+    p.exp_string("Stopped. Kept: 1 of 2 files complete")
+        .unwrap();
+    // Back in the browser, the session alive, the unfinished file ticked.
+    at(&mut p, "Enter downloads the rest");
+    key(&mut p, ENTER);
+    at(&mut p, "Download 1 file, 256.0 MiB");
+    key(&mut p, ENTER);
+    p.exp_string("1 file downloaded").unwrap();
+    at(&mut p, "1 file downloaded");
+    quit_from_browser(&mut p);
+    assert_eq!(wait_exit(&mut p), 0);
+    let dl = s.work.join("dl");
+    assert_eq!(tree(&dl), ["a.txt", "big.bin"]);
+    assert!(std::fs::read(dl.join("big.bin")).unwrap() == bytes(22, BIG));
+    let log = s.log_text();
+    let sent: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("sent \"big.bin\""))
+        .collect();
+    assert_eq!(sent.len(), 1, "{log}");
+    assert!(
+        !sent[0].contains("from offset 0)"),
+        "resumed, not started over: {log}"
+    );
 }

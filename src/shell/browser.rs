@@ -173,6 +173,11 @@ impl Browser {
         self.ticked.clear();
     }
 
+    /// Ticks exactly these files.
+    pub fn set_ticks(&mut self, files: &[String]) {
+        self.ticked = files.iter().cloned().collect();
+    }
+
     /// The current folder, as the title shows it.
     pub fn folder(&self) -> String {
         format!("/{}", self.cwd)
@@ -206,10 +211,9 @@ impl Browser {
         if !self.cwd.is_empty() && self.filter.is_empty() {
             rows.push(Row::Up);
         }
-        let needle = self.filter.to_lowercase();
+        let matches = name_filter(&self.filter);
         for &i in &self.children[&self.cwd] {
-            let name = split_parent(&self.entries[i].path).1;
-            if needle.is_empty() || name.to_lowercase().contains(&needle) {
+            if matches(split_parent(&self.entries[i].path).1) {
                 rows.push(Row::Entry(i));
             }
         }
@@ -508,6 +512,26 @@ fn fit(s: &str, width: usize) -> Cow<'_, str> {
     }
 }
 
+/// What the filter keeps, by name, ignoring case: a glob pattern (`*.log`)
+/// when it is one, otherwise any name that contains it.
+fn name_filter(filter: &str) -> Box<dyn Fn(&str) -> bool> {
+    if filter.is_empty() {
+        return Box::new(|_| true);
+    }
+    if crate::select::is_pattern(filter) {
+        if let Ok(g) = globset::GlobBuilder::new(filter)
+            .case_insensitive(true)
+            .literal_separator(true)
+            .build()
+        {
+            let m = g.compile_matcher();
+            return Box::new(move |name| m.is_match(name));
+        }
+    }
+    let needle = filter.to_lowercase();
+    Box::new(move |name| name.to_lowercase().contains(&needle))
+}
+
 /// `path` is beneath folder `dir`.
 fn is_under(path: &str, dir: &str) -> bool {
     path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
@@ -538,6 +562,9 @@ impl<'a> AltScreen<'a> {
 
 impl Drop for AltScreen<'_> {
     fn drop(&mut self) {
+        // Cleared first: a terminal without an alternate screen is then
+        // left blank rather than with the browser's last frame on it.
+        let _ = self.0.write_str("\x1b[H\x1b[2J");
         let _ = self.0.show_cursor();
         let _ = self.0.write_str("\x1b[?1049l");
     }
@@ -689,6 +716,16 @@ mod tests {
         assert_eq!(names(&b).len(), 4);
         assert_eq!(keys(&mut b, &[Key::Escape]), Some(Outcome::Menu));
         assert_eq!(keys(&mut b, &[Key::CtrlC]), Some(Outcome::Menu));
+        // A pattern filters as a glob; a broken one as plain text.
+        for c in "*.TXT".chars() {
+            b.key(Key::Char(c), 10);
+        }
+        assert_eq!(names(&b), ["a.txt"]);
+        b.key(Key::Escape, 10);
+        for c in "[z".chars() {
+            b.key(Key::Char(c), 10);
+        }
+        assert!(names(&b).is_empty());
     }
 
     #[test]

@@ -4,10 +4,10 @@
 //! what partial data is kept for resuming and what never started, and
 //! offers to resume (against the same or another address).
 
-use dialoguer::Select;
-
 use super::browser::Browser;
-use super::{answer, Answer, Session};
+use std::sync::atomic::Ordering;
+
+use super::{Answer, Session, DOWNLOADING};
 use crate::config::GetSettings;
 use crate::error::{Error, Exit};
 use crate::human;
@@ -20,6 +20,8 @@ pub enum End {
     Done(String),
     /// The user went back before (or after a failed) download; ticks stay.
     Kept,
+    /// Ctrl-C stopped it: the files not finished stay ticked.
+    Stopped { left: Vec<String>, message: String },
     /// The user chose to quit at a prompt.
     Quit,
 }
@@ -32,16 +34,14 @@ const MODES: [&str; 2] = [
 impl Session {
     pub(super) fn download(&mut self, browser: &Browser, names: &[String]) -> Result<End, Error> {
         let totals = browser.totals_of(names);
-        let mode = answer(
-            Select::with_theme(&*self.theme)
-                .with_prompt(format!(
-                    "Download {} to {}",
-                    totals.describe(),
-                    self.settings.download_dir.display()
-                ))
-                .items(&MODES)
-                .default(0)
-                .interact_on_opt(&self.term),
+        let mode = self.choose(
+            &format!(
+                "Download {} to {}",
+                totals.describe(),
+                self.settings.download_dir.display()
+            ),
+            &MODES,
+            0,
         )?;
         let Answer::Value(mode) = mode else {
             return Ok(End::Kept);
@@ -50,8 +50,27 @@ impl Session {
         loop {
             let settings = self.get_settings(mode == 0);
             let progress = Progress::new(false, false);
+            crate::interrupt::reset();
+            DOWNLOADING.store(true, Ordering::SeqCst);
             let result = transfer::get(&settings, &todo, &progress);
+            DOWNLOADING.store(false, Ordering::SeqCst);
             let (summary, lost) = match result {
+                Ok(report) if report.interrupted => {
+                    progress.finish(&report.summary());
+                    crate::interrupt::reset();
+                    let left: Vec<String> = report
+                        .outcomes
+                        .iter()
+                        .filter(|o| o.result.is_err())
+                        .map(|o| o.name.clone())
+                        .collect();
+                    let message = format!(
+                        "Stopped. {} Enter downloads the rest.",
+                        self.kept(names, &left)
+                    );
+                    self.say(&message);
+                    return Ok(End::Stopped { left, message });
+                }
                 Ok(report) => {
                     let summary = report.summary();
                     progress.finish(&summary);
@@ -74,20 +93,15 @@ impl Session {
                 return Ok(End::Done(summary));
             }
             self.say(&self.kept(names, &lost));
-            let pick = answer(
-                Select::with_theme(&*self.theme)
-                    .with_prompt(format!(
-                        "The server at {} went away. Resume?",
-                        self.settings.server
-                    ))
-                    .items(&[
-                        "Resume the download",
-                        "Change the server address and resume",
-                        "Back to the files (partial downloads are kept)",
-                        "Quit (partial downloads are kept)",
-                    ])
-                    .default(0)
-                    .interact_on_opt(&self.term),
+            let pick = self.choose(
+                &format!("The server at {} went away. Resume?", self.settings.server),
+                &[
+                    "Resume the download",
+                    "Change the server address and resume",
+                    "Back to the files (partial downloads are kept)",
+                    "Quit (partial downloads are kept)",
+                ],
+                0,
             )?;
             match pick {
                 Answer::Value(0) => {}

@@ -14,8 +14,7 @@ mod download;
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use console::Term;
 use dialoguer::theme::{ColorfulTheme, SimpleTheme, Theme};
@@ -35,6 +34,9 @@ const MENU: [&str; 4] = [
     "Server info",
     "Quit",
 ];
+
+/// A download is running: Ctrl-C (SIGINT) stops it.
+static DOWNLOADING: AtomicBool = AtomicBool::new(false);
 
 /// What a prompt came back with.
 enum Answer<T> {
@@ -69,11 +71,21 @@ pub fn run(settings: ShellSettings) -> Result<Exit, Error> {
             "fxfer shell needs a terminal; in scripts use `fxfer ls` and `fxfer get`".into(),
         ));
     }
-    // Ctrl-C outside a prompt (e.g. during a download) must not kill the
-    // session half-way; at a prompt it arrives as a key and means "back".
-    let interrupted = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted)
+    // Ctrl-C must not kill the session: at a prompt it arrives as a key
+    // and means "back"; during a download it stops the download the way
+    // it stops `fxfer get` (what arrived is kept), and the session goes on.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
         .map_err(|e| Error::io("cannot install signal handler", e))?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if DOWNLOADING.load(Ordering::SeqCst) {
+                    crate::interrupt::request();
+                }
+            }
+        })
+        .map_err(|e| Error::io("cannot start the signal thread", e))?;
 
     let theme: Box<dyn Theme> = if console::colors_enabled() {
         Box::new(ColorfulTheme::default())
@@ -106,9 +118,44 @@ fn answer<T>(r: dialoguer::Result<Option<T>>) -> Result<Answer<T>, Error> {
     }
 }
 
+fn interrupted<T>(r: &dialoguer::Result<T>) -> bool {
+    matches!(r, Err(dialoguer::Error::IO(e)) if e.kind() == io::ErrorKind::Interrupted)
+}
+
 impl Session {
     fn say(&self, line: &str) {
         let _ = self.term.write_line(line);
+    }
+
+    /// A choice among `items`. Esc, `q` and Ctrl-C go back, and none of
+    /// them leaves the menu drawn (dialoguer clears it only on Esc).
+    fn choose(&self, prompt: &str, items: &[&str], default: usize) -> Result<Answer<usize>, Error> {
+        let r = Select::with_theme(&*self.theme)
+            .with_prompt(prompt)
+            .items(items)
+            .default(default)
+            .interact_on_opt(&self.term);
+        if interrupted(&r) {
+            // The prompt (perhaps wrapped) and one line per item.
+            let width = usize::from(self.term.size().1).max(1);
+            let prompt_lines = (console::measure_text_width(prompt) + 4).div_ceil(width);
+            let _ = self.term.clear_last_lines(prompt_lines + items.len());
+            let _ = self.term.show_cursor();
+        }
+        answer(r)
+    }
+
+    /// A line of text, offering `default`; Esc or Ctrl-C go back.
+    fn ask(&self, prompt: &str, default: String) -> Result<Answer<String>, Error> {
+        let r = Input::<String>::with_theme(&*self.theme)
+            .with_prompt(prompt)
+            .default(default)
+            .interact_text_on(&self.term)
+            .map(Some);
+        if interrupted(&r) {
+            let _ = self.term.clear_line();
+        }
+        answer(r)
     }
 
     /// The exit status when the user quits now.
@@ -136,13 +183,7 @@ impl Session {
         }
         let mut last = 0;
         loop {
-            let choice = answer(
-                Select::with_theme(&*self.theme)
-                    .with_prompt(format!("fxfer {}", self.settings.server))
-                    .items(&MENU)
-                    .default(last)
-                    .interact_on_opt(&self.term),
-            )?;
+            let choice = self.choose(&format!("fxfer {}", self.settings.server), &MENU, last)?;
             let Answer::Value(i) = choice else {
                 return Ok(Exit::Success);
             };
@@ -186,6 +227,10 @@ impl Session {
                         browser.set_message(summary);
                     }
                     Ok(download::End::Kept) => {}
+                    Ok(download::End::Stopped { left, message }) => {
+                        browser.set_ticks(&left);
+                        browser.set_message(message);
+                    }
                     Ok(download::End::Quit) => return Ok(false),
                     Err(e) => {
                         self.say(&format!("fxfer: {e}"));
@@ -237,15 +282,10 @@ impl Session {
     /// No server answers: retry, change the address, or quit (`false`).
     fn unreachable(&mut self) -> Result<bool, Error> {
         loop {
-            let pick = answer(
-                Select::with_theme(&*self.theme)
-                    .with_prompt(format!(
-                        "No fxfer server answers at {}",
-                        self.settings.server
-                    ))
-                    .items(&["Retry", "Change the server address", "Quit"])
-                    .default(0)
-                    .interact_on_opt(&self.term),
+            let pick = self.choose(
+                &format!("No fxfer server answers at {}", self.settings.server),
+                &["Retry", "Change the server address", "Quit"],
+                0,
             )?;
             match pick {
                 Answer::Value(0) => return Ok(true),
@@ -262,12 +302,9 @@ impl Session {
     /// Asks for a new address (`HOST`, `HOST:PORT`, `[IPv6]:PORT`); a port
     /// left out stays what it was. `false`: nothing changed.
     fn change_address(&mut self) -> Result<bool, Error> {
-        let new = answer(
-            Input::<String>::with_theme(&*self.theme)
-                .with_prompt("Server address (HOST or HOST:PORT)")
-                .default(self.settings.server.to_string())
-                .interact_text_on(&self.term)
-                .map(Some),
+        let new = self.ask(
+            "Server address (HOST or HOST:PORT)",
+            self.settings.server.to_string(),
         )?;
         let Answer::Value(text) = new else {
             return Ok(false);
@@ -294,13 +331,7 @@ impl Session {
 
     fn change_folder(&mut self) -> Result<bool, Error> {
         let current = self.settings.download_dir.display().to_string();
-        let new = answer(
-            Input::<String>::with_theme(&*self.theme)
-                .with_prompt("Download folder")
-                .default(current.clone())
-                .interact_text_on(&self.term)
-                .map(Some),
-        )?;
+        let new = self.ask("Download folder", current.clone())?;
         if let Answer::Value(dir) = new {
             let dir = dir.trim();
             if !dir.is_empty() {
