@@ -279,7 +279,7 @@ fn a_server_that_is_not_fxfer_is_recognised_within_the_handshake_time_out() {
         .unwrap();
     let took = started.elapsed();
     assert_exit(&o, 3);
-    assert!(took < std::time::Duration::from_secs(25), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(15), "{took:?}");
     let err = stderr(&o);
     assert!(err.contains("waiting for the fxfer greeting"), "{err}");
     assert!(!err.contains("retrying"), "{err}");

@@ -235,6 +235,16 @@ impl Connection {
         }
     }
 
+    /// Changes how long the server may make no progress (from the one
+    /// given to [`Connection::connect`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
+        self.reader.get_mut().timeout = timeout;
+        let s = &self.reader.get_ref().stream;
+        let _ = s.set_read_timeout(Some(timeout.min(POLL)));
+        let _ = s.set_write_timeout(Some(timeout));
+    }
+
     /// Receives at most `limit`'s rate from now on (shared with the other
     /// connections that use it).
     pub fn limit_rate(&mut self, limit: Arc<RateLimiter>) {

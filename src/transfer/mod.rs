@@ -274,7 +274,17 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             Some(l) => sizes_of(l),
             None => {
                 let wanted: Vec<&str> = todo.iter().map(|t| t.name.as_str()).collect();
-                sizes_from_server(settings, limiter.as_ref(), &mut conn, &wanted)
+                match sizes_from_server(settings, limiter.as_ref(), &mut conn, &wanted) {
+                    Ok(sizes) => sizes,
+                    Err(e) => {
+                        for t in todo.drain(..) {
+                            let mut o = report(progress, &t.name, Err(e.to_string()), 0);
+                            o.unreachable = connection_level(&e);
+                            outcomes.push(o);
+                        }
+                        HashMap::new()
+                    }
+                }
             }
         };
         progress.plan(todo.iter().filter_map(|t| {
@@ -340,7 +350,16 @@ fn connect(
     settings: &GetSettings,
     limiter: Option<&Arc<RateLimiter>>,
 ) -> Result<Connection, Error> {
-    let mut c = Connection::connect(&settings.server, settings.timeout)?;
+    connect_within(settings, limiter, settings.timeout)
+}
+
+/// [`connect`] with a time-out of its own.
+fn connect_within(
+    settings: &GetSettings,
+    limiter: Option<&Arc<RateLimiter>>,
+    timeout: Duration,
+) -> Result<Connection, Error> {
+    let mut c = Connection::connect(&settings.server, timeout)?;
     if let Some(l) = limiter {
         c.limit_rate(Arc::clone(l));
     }
@@ -368,7 +387,7 @@ fn sizes_from_server(
     limiter: Option<&Arc<RateLimiter>>,
     conn: &mut Option<Connection>,
     names: &[&str],
-) -> HashMap<String, u64> {
+) -> Result<HashMap<String, u64>, Error> {
     let mut folders: Vec<&str> = names
         .iter()
         .map(|n| n.rsplit_once('/').map_or("", |(dir, _)| dir))
@@ -381,7 +400,16 @@ fn sizes_from_server(
     }
     let mut sizes = HashMap::new();
     if conn.is_none() {
-        *conn = connect(settings, limiter).ok();
+        // A server that cannot be reached at once is left to the downloads
+        // (and their retries) rather than waited for twice.
+        // Only the TCP connection gets the short time-out; the greeting
+        // and the listing get the usual ones.
+        *conn = connect_within(settings, limiter, settings.timeout.min(SIZE_PROBE))
+            .ok()
+            .map(|mut c| {
+                c.set_timeout(settings.timeout);
+                c
+            });
     }
     for dir in folders {
         let Some(c) = conn.as_mut() else { break };
@@ -389,12 +417,18 @@ fn sizes_from_server(
             Ok(entries) => sizes.extend(sizes_of(&entries)),
             // This folder only: the server refused it.
             Err(Error::Remote(_)) => {}
-            // The connection: the downloads will connect again.
+            // Not a server we can use (not fxfer, wrong token, another
+            // version): the downloads would only find that out again.
+            Err(e) if !transient(&e) => return Err(e),
+            // The network: the downloads will connect again, and retry.
             Err(_) => *conn = None,
         }
     }
-    sizes
+    Ok(sizes)
 }
+
+/// How long the connection for the sizes may take to be established.
+const SIZE_PROBE: Duration = Duration::from_secs(3);
 
 /// The server's whole listing (for patterns and folders), retried like a
 /// download when the connection fails.
