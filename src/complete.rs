@@ -140,13 +140,10 @@ fn list(server: ServerAddr, folder: String) -> Option<Vec<Entry>> {
 
 fn remote(current: &OsStr, folders_only: bool) -> Vec<CompletionCandidate> {
     let bash = SHELL.get().is_some_and(|s| s == "bash");
-    let typed = current.to_string_lossy();
-    // bash hands over the word as typed, backslashes included.
-    let typed = if bash {
-        unescape(&typed)
-    } else {
-        typed.into_owned()
-    };
+    // Shells hand over the word as typed, backslashes and quotes included;
+    // only bash also takes its candidates as they are (zsh and fish quote
+    // them themselves).
+    let typed = unescape(&current.to_string_lossy());
     let folder = typed.rsplit_once('/').map_or("", |(dir, _)| dir);
     let words = words();
     let Some(server) = server(&words) else {
@@ -190,7 +187,7 @@ fn escape(name: &str) -> String {
     s
 }
 
-/// The word bash passes, as the name it means: backslashes and quotes
+/// The word a shell passes, as the name it means: backslashes and quotes
 /// removed.
 fn unescape(word: &str) -> String {
     let mut s = String::with_capacity(word.len());

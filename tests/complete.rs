@@ -95,13 +95,12 @@ fn get_and_ls_complete_the_servers_names_in_bash_zsh_and_fish() {
         assert!(v.iter().any(|f| f == "--parallel"), "{shell}: {v:?}");
         let (v, _) = complete(&s.work, shell, &["fxfer", "get", "--port", p, "logs/"]);
         assert_eq!(names(&v), ["logs/2026/", "logs/x.log"], "{shell}");
-        let typed = if shell == "bash" { r"sub\ d" } else { "sub d" };
-        let (v, _) = complete(
-            &s.work,
-            shell,
-            &["fxfer", "get", &format!("--port={p}"), typed],
-        );
-        assert_eq!(names(&v), [sub], "{shell}");
+        // The word as typed, with a backslash or a quote: shells pass it so.
+        for typed in [r"sub\ d", "'sub d", "\"sub d"] {
+            let port = format!("--port={p}");
+            let (v, _) = complete(&s.work, shell, &["fxfer", "get", &port, typed]);
+            assert_eq!(names(&v), [sub], "{shell} {typed}");
+        }
         // ls and get -r: folders are what they take.
         let (v, _) = complete(&s.work, shell, &["fxfer", "ls", "--port", p, ""]);
         assert_eq!(names(&v), ["logs/", sub], "{shell}");
