@@ -174,3 +174,35 @@ fn with_no_server_completion_offers_no_names_and_does_not_hang() {
         }
     }
 }
+
+/// The committed fish script in a real fish, where fish is installed.
+#[test]
+fn the_committed_fish_script_completes_names_in_a_real_fish() {
+    if Command::new("fish").arg("--version").output().is_err() {
+        eprintln!("fish not installed: skipped");
+        return;
+    }
+    let s = Server::with_files(names_host);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/fxfer.fish");
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = format!(
+        "source '{}'; complete -C 'fxfer get --port {p} sub\\ d'; complete -C 'fxfer ls --port {p} l'",
+        script.display(),
+        p = s.port
+    );
+    let o = Command::new("fish")
+        .args(["--no-config", "-c", &run])
+        .current_dir(&s.work)
+        .env("PATH", path)
+        .env("HOME", &s.work)
+        .env_remove("FXFER_CONFIG")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "sub dir/\tfolder\nlogs/\tfolder\n");
+}
