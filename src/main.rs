@@ -292,6 +292,7 @@ fn get_json(report: &Report) -> serde_json::Value {
             "skipped": report.skipped(),
             "failed": report.failed(),
             "bytes": report.bytes(),
+            "retries": report.retries(),
             "seconds": report.secs,
         }
     })

@@ -396,3 +396,50 @@ fn output_file_saves_the_one_file_under_that_name() {
     assert_eq!(tree(&s.work.join("saved")), ["renamed.txt"]);
     assert!(!s.downloads().exists());
 }
+
+#[test]
+fn get_json_counts_listing_retries_in_its_totals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tmp.path().join("host");
+    write(&host, "a.txt", b"a");
+    let port = dead_port();
+    let client = fxfer(tmp.path())
+        .args([
+            "get",
+            "--json",
+            "--retries",
+            "6",
+            "--port",
+            &port.to_string(),
+            "*.txt",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The server comes up while the client retries the listing.
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let mut server = fxfer(tmp.path())
+        .args([
+            "serve",
+            "--port",
+            &port.to_string(),
+            "--log-file",
+            "s.log",
+            "--dir",
+        ])
+        .arg(&host)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let o = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_exit(&o, 0);
+    let printed = stderr(&o).matches("retrying in").count() as u64;
+    assert!(printed >= 1, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["retries"], printed, "{v}");
+    assert_eq!(v["files"][0]["retries"], 0, "{v}");
+}

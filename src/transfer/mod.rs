@@ -74,6 +74,9 @@ pub struct Report {
     pub secs: f64,
     /// Ctrl-C stopped the run.
     pub interrupted: bool,
+    /// Retries of the listing that patterns and folders needed (not
+    /// charged to any one file).
+    pub listing_retries: u32,
 }
 
 impl Report {
@@ -95,6 +98,11 @@ impl Report {
 
     /// Bytes that arrived and were kept: whole files, and the partial
     /// files left to resume.
+    /// Every retry announced: the files' and the listing's.
+    pub fn retries(&self) -> u32 {
+        self.listing_retries + self.outcomes.iter().map(|o| o.retries).sum::<u32>()
+    }
+
     pub fn bytes(&self) -> u64 {
         self.outcomes
             .iter()
@@ -185,8 +193,9 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
     // Patterns and folders need the server's listing; a serial run then
     // keeps using the same connection.
     let mut conn = None;
+    let mut listing_retries = 0;
     let listing = if select::needs_listing(names, settings.recursive) {
-        let (c, l) = list_with_retries(settings, limiter.as_ref(), progress)?;
+        let (c, l) = list_with_retries(settings, limiter.as_ref(), progress, &mut listing_retries)?;
         conn = Some(c);
         Some(l)
     } else {
@@ -210,7 +219,10 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         }
         return match selection.files.first() {
             Some(name) if selection.errors.is_empty() => {
-                stream::to_stdout(settings, name, progress)
+                stream::to_stdout(settings, name, progress).map(|mut r| {
+                    r.listing_retries = listing_retries;
+                    r
+                })
             }
             _ => Ok(Report {
                 outcomes: selection
@@ -220,6 +232,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                     .collect(),
                 secs: started.elapsed().as_secs_f64(),
                 interrupted: false,
+                listing_retries,
             }),
         };
     };
@@ -316,6 +329,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         outcomes,
         secs: started.elapsed().as_secs_f64(),
         interrupted: crate::interrupt::requested(),
+        listing_retries,
     })
 }
 
@@ -436,8 +450,8 @@ fn list_with_retries(
     settings: &GetSettings,
     limiter: Option<&Arc<RateLimiter>>,
     progress: &Progress,
+    attempt: &mut u32,
 ) -> Result<(Connection, Vec<crate::protocol::Entry>), Error> {
-    let mut attempt = 0;
     loop {
         let got = connect(settings, limiter).and_then(|mut c| {
             let l = c.list("", true)?;
@@ -446,11 +460,11 @@ fn list_with_retries(
         match got {
             Err(e)
                 if transient(&e)
-                    && attempt < settings.retries
+                    && *attempt < settings.retries
                     && !crate::interrupt::requested() =>
             {
-                attempt += 1;
-                let wait = backoff(attempt - 1);
+                *attempt += 1;
+                let wait = backoff(*attempt - 1);
                 progress.notice(&format!(
                     "listing the server: {e}; retrying in {:.1}s ({attempt}/{})",
                     wait.as_secs_f64(),

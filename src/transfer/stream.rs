@@ -180,6 +180,7 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
                 outcomes: Vec::new(),
                 secs,
                 interrupted: false,
+                listing_retries: 0,
             });
         }
         Err(why) => {
@@ -197,5 +198,6 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
         outcomes: vec![outcome],
         secs,
         interrupted: crate::interrupt::requested(),
+        listing_retries: 0,
     })
 }
