@@ -500,3 +500,17 @@ fn the_unit_sandbox_leaves_the_server_what_it_needs() {
         .collect();
     assert_eq!(in_unit, in_readme);
 }
+
+#[test]
+fn a_signal_right_after_the_address_is_printed_is_handled() {
+    for _ in 0..5 {
+        let mut s = Server::with_files(small_host);
+        // No waiting: the address line is the first sign of life.
+        s.signal("-HUP");
+        let log = s.wait_log("configuration reloaded");
+        assert!(s.alive(), "SIGHUP at start killed the server: {log}");
+        s.signal("-TERM");
+        let st = s.wait_exit(Duration::from_secs(15)).expect("server exits");
+        assert_eq!(st.code(), Some(0), "{}", s.log_text());
+    }
+}

@@ -190,6 +190,9 @@ pub struct Server {
     /// The settings new connections get; replaced on reload.
     current: Arc<RwLock<Arc<Shared>>>,
     reloader: Option<Reloader>,
+    /// Caught from `bind` on (a signal sent as soon as the address is
+    /// printed must not kill the server); handled once `run` starts.
+    signals: Option<signals::Caught>,
 }
 
 impl Server {
@@ -204,6 +207,7 @@ impl Server {
             listener,
             current: Arc::new(RwLock::new(Arc::new(shared))),
             reloader: None,
+            signals: Some(signals::catch()?),
         })
     }
 
@@ -242,7 +246,14 @@ impl Server {
             warn!("{w}");
         }
         let registry = Arc::clone(&first.registry);
-        signals::install(Arc::clone(&self.current), self.reloader.take(), local)?;
+        if let Some(caught) = self.signals.take() {
+            signals::handle(
+                caught,
+                Arc::clone(&self.current),
+                self.reloader.take(),
+                local,
+            )?;
+        }
         notify::ready(&status(&first, local));
         drop(first);
 

@@ -23,13 +23,26 @@ use super::{exposure_warning, notify, status, Reloader, Shared};
 use crate::error::Error;
 use crate::logging;
 
-pub(super) fn install(
+/// The signals the server handles, caught (not acted on) until [`handle`].
+pub(super) struct Caught(signal_hook::iterator::Signals);
+
+/// Catches SIGINT, SIGTERM and SIGHUP from now on: they are queued instead
+/// of ending the process.
+pub(super) fn catch() -> Result<Caught, Error> {
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map(Caught)
+        .map_err(|e| Error::io("cannot install signal handler", e))
+}
+
+/// Acts on caught signals (those already queued first) on a thread of
+/// their own.
+pub(super) fn handle(
+    caught: Caught,
     current: Arc<RwLock<Arc<Shared>>>,
     reloader: Option<Reloader>,
     local: SocketAddr,
 ) -> Result<(), Error> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(|e| Error::io("cannot install signal handler", e))?;
+    let mut signals = caught.0;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
