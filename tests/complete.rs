@@ -109,16 +109,34 @@ fn get_and_ls_complete_the_servers_names_in_bash_zsh_and_fish() {
     }
 }
 
-#[test]
-fn the_committed_bash_script_completes_names_in_a_real_bash() {
-    let s = Server::with_files(names_host);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/fxfer.bash");
+/// A script in `completions/`.
+fn committed(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("completions")
+        .join(name)
+}
+
+/// A real `shell` in `work` that finds this build as `fxfer` on its PATH,
+/// as the scripts expect of an installed fxfer.
+fn real_shell(shell: &str, work: &Path) -> Command {
     let bin_dir = Path::new(BIN).parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
+    let mut c = Command::new(shell);
+    c.current_dir(work)
+        .env("PATH", path)
+        .env("HOME", work)
+        .env_remove("FXFER_CONFIG");
+    c
+}
+
+#[test]
+fn the_committed_bash_script_completes_names_in_a_real_bash() {
+    let s = Server::with_files(names_host);
+    let script = committed("fxfer.bash");
     // What bash sets before calling a -F function: the words, the index of
     // the current one, and the function's arguments (command, word, word
     // before).
@@ -133,12 +151,8 @@ printf '<%s>\n' "${{COMPREPLY[@]}}""#,
         script.display(),
         p = s.port
     );
-    let o = Command::new("bash")
+    let o = real_shell("bash", &s.work)
         .args(["--norc", "--noprofile", "-c", &run])
-        .current_dir(&s.work)
-        .env("PATH", path)
-        .env("HOME", &s.work)
-        .env_remove("FXFER_CONFIG")
         .output()
         .unwrap();
     assert_exit(&o, 0);
@@ -183,24 +197,14 @@ fn the_committed_fish_script_completes_names_in_a_real_fish() {
         return;
     }
     let s = Server::with_files(names_host);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions/fxfer.fish");
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let script = committed("fxfer.fish");
     let run = format!(
         "source '{}'; complete -C 'fxfer get --port {p} sub\\ d'; complete -C 'fxfer ls --port {p} l'",
         script.display(),
         p = s.port
     );
-    let o = Command::new("fish")
+    let o = real_shell("fish", &s.work)
         .args(["--no-config", "-c", &run])
-        .current_dir(&s.work)
-        .env("PATH", path)
-        .env("HOME", &s.work)
-        .env_remove("FXFER_CONFIG")
         .output()
         .unwrap();
     assert_exit(&o, 0);
