@@ -270,7 +270,13 @@ impl Session {
                         quiet_retry = false;
                         continue;
                     }
-                    self.say(&format!("fxfer: {e}"));
+                    // The prompt below names the address; the reason alone
+                    // keeps the line within 80 columns.
+                    let why = match &e {
+                        Error::Connect { reason, .. } => reason.clone(),
+                        e => e.to_string(),
+                    };
+                    self.say(&format!("fxfer: {why}"));
                     if !self.unreachable()? {
                         return Ok(None);
                     }
