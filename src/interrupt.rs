@@ -1,7 +1,8 @@
 //! Ctrl-C during `fxfer get`: the first one asks the download to stop
 //! cleanly (what arrived is kept, partial files stay resumable); a second
-//! one exits at once. Connections check [`requested`] before every read,
-//! so a transfer stops within one network read.
+//! one exits at once. Connections check [`requested`] before every read
+//! and while waiting for data (every quarter second), so a transfer stops
+//! at once even when the peer is silent.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};

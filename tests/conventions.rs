@@ -443,3 +443,26 @@ fn get_json_counts_listing_retries_in_its_totals() {
     assert_eq!(v["totals"]["retries"], printed, "{v}");
     assert_eq!(v["files"][0]["retries"], 0, "{v}");
 }
+
+#[test]
+fn output_dash_resumes_a_broken_connection_where_the_output_stopped() {
+    let data = bytes(10, 3 << 20);
+    let d = data.clone();
+    let s = Server::with_files(move |h| write(h, "f.bin", &d));
+    // The first connection is cut after 2 MiB (of which 1 MiB made it out:
+    // the client hands on whole pieces of 1 MiB).
+    let p = crate::faults::proxy(s.port, None, Some(2 << 20), 1);
+    let o = fxfer(&s.work)
+        .args(["get", "--port", &p.port.to_string(), "-o", "-", "f.bin"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert!(o.stdout == data, "stdout is the whole file, once");
+    assert!(stderr(&o).contains("from byte"), "{}", stderr(&o));
+    let log = s.wait_log("from offset");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("sent \"f.bin\"") && !l.contains("from offset 0)")),
+        "{log}"
+    );
+}
