@@ -392,17 +392,45 @@ impl ServerSettings {
     }
 }
 
+/// Tokens shorter than this are accepted with a warning: a guesser who
+/// can try often enough would find them.
+pub const SHORT_TOKEN: usize = 16;
+
 /// The shared token: `--token-file`, then `$FXFER_TOKEN`, then the config
-/// file's `token_file`. Surrounding white space is not part of it.
+/// file's `token_file`. Surrounding white space is not part of it; a token
+/// that is nothing but white space is an error, never an empty token that
+/// anyone could prove. A token file other users may read or write is
+/// refused, as rsync's strict modes and OpenSSH refuse such secrets: the
+/// token would not be a secret.
 pub fn token(flag: Option<&Path>, file: Option<&Path>) -> Result<Option<Vec<u8>>, Error> {
     let from_path = |p: &Path, what: &str| -> Result<Vec<u8>, Error> {
-        let text = std::fs::read(p).map_err(|e| {
+        let cannot = |e: std::io::Error| {
             Error::Config(format!(
                 "cannot read token file {} ({what}): {}",
                 p.display(),
                 describe_io(&e)
             ))
-        })?;
+        };
+        let file = std::fs::File::open(p).map_err(cannot)?;
+        let mode = {
+            use std::os::unix::fs::PermissionsExt;
+            file.metadata().map_err(cannot)?.permissions().mode()
+        };
+        if mode & 0o007 != 0 {
+            return Err(Error::Config(format!(
+                "token file {} is {} by others (mode {:04o}); make it private: chmod 600 {}",
+                p.display(),
+                if mode & 0o004 != 0 {
+                    "readable"
+                } else {
+                    "writable"
+                },
+                mode & 0o7777,
+                p.display()
+            )));
+        }
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut text).map_err(cannot)?;
         let t = text.trim_ascii().to_vec();
         if t.is_empty() {
             return Err(Error::Config(format!(
@@ -417,7 +445,13 @@ pub fn token(flag: Option<&Path>, file: Option<&Path>) -> Result<Option<Vec<u8>>
     }
     if let Some(v) = std::env::var_os("FXFER_TOKEN").filter(|v| !v.is_empty()) {
         use std::os::unix::ffi::OsStrExt;
-        return Ok(Some(v.as_bytes().trim_ascii().to_vec()));
+        let t = v.as_bytes().trim_ascii();
+        if t.is_empty() {
+            return Err(Error::Config(
+                "FXFER_TOKEN is empty (it holds only white space)".into(),
+            ));
+        }
+        return Ok(Some(t.to_vec()));
     }
     file.map(|p| from_path(p, "token_file in the config file"))
         .transpose()
@@ -486,6 +520,17 @@ fn host_and_port(
     Ok((host, port))
 }
 
+/// The warning a short token deserves, if it does.
+pub fn token_warning(token: &[u8]) -> Option<String> {
+    (token.len() < SHORT_TOKEN).then(|| {
+        format!(
+            "the shared token is only {} bytes long; use at least {SHORT_TOKEN} random \
+             characters (e.g. `head -c 32 /dev/urandom | base64`)",
+            token.len()
+        )
+    })
+}
+
 /// Where the server is, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddr {
@@ -522,10 +567,16 @@ impl ServerAddr {
         Ok(ServerAddr {
             host,
             port,
-            token: token(
-                args.token_file.as_deref(),
-                f.and_then(|f| f.token_file.as_deref()),
-            )?,
+            token: {
+                let t = token(
+                    args.token_file.as_deref(),
+                    f.and_then(|f| f.token_file.as_deref()),
+                )?;
+                if let Some(w) = t.as_deref().and_then(token_warning) {
+                    log::warn!("{w}");
+                }
+                t
+            },
         })
     }
 }

@@ -3,7 +3,7 @@
 //! against the server's recursive listing. A pattern or folder that matches
 //! nothing is an error naming it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use globset::GlobBuilder;
 
@@ -57,17 +57,27 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
         }
         return sel;
     };
+    // One index for the whole expansion: every path once, sorted, so the
+    // files under a folder are one contiguous run found by binary search,
+    // and exact names are found by hash. A pattern like `-r '*'` against
+    // tens of thousands of folders stays O(n log n) instead of scanning
+    // the whole listing once per folder.
+    let mut sorted: Vec<&Entry> = listing.iter().collect();
+    sorted.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    let by_path: HashMap<&str, &Entry> = listing.iter().map(|e| (e.path.as_str(), e)).collect();
     let files_under = |dir: &str| -> Vec<&str> {
         let prefix = format!("{dir}/");
-        listing
+        let start = sorted.partition_point(|e| e.path.as_str() < prefix.as_str());
+        sorted[start..]
             .iter()
-            .filter(|e| e.kind == EntryKind::File && e.path.starts_with(&prefix))
+            .take_while(|e| e.path.starts_with(&prefix))
+            .filter(|e| e.kind == EntryKind::File)
             .map(|e| e.path.as_str())
             .collect()
     };
     for raw in names {
         let name = raw.trim_end_matches('/');
-        let exact = listing.iter().find(|e| e.path == name);
+        let exact = by_path.get(name);
         match exact {
             Some(e) if e.kind == EntryKind::File => push(&mut sel, name),
             Some(_) if !recursive => sel.errors.push((
@@ -207,6 +217,27 @@ mod tests {
         let s = expand(&names(&["a[", "a.log", "a.log"]), false, Some(&l));
         assert_eq!(s.files, ["a.log"]);
         assert!(s.errors[0].1.contains("invalid pattern"));
+    }
+
+    /// `-r '*'` against a wide tree: every folder expands against one
+    /// index. A scan of the whole listing per folder (the old way) takes
+    /// hours here; this takes well under a second.
+    #[test]
+    fn a_pattern_over_many_folders_expands_without_rescanning_the_listing() {
+        let n = 200_000;
+        let mut l = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            l.push(e(&format!("d{i:06}"), EntryKind::Dir));
+            l.push(e(&format!("d{i:06}/f"), EntryKind::File));
+        }
+        // A folder whose name is a prefix of another's holds only its own.
+        l.push(e("d000001x/g", EntryKind::File));
+        l.push(e("d000001x", EntryKind::Dir));
+        let s = expand(&names(&["*"]), true, Some(&l));
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.files.len(), n + 1);
+        assert_eq!(s.files[1], "d000001/f");
+        assert!(s.files.contains(&"d000001x/g".to_string()));
     }
 
     #[test]

@@ -12,7 +12,7 @@ const TOKEN: &str = "s3cret-token-for-tests-0123456789";
 fn token_server() -> Server {
     let dir = tempfile::tempdir().unwrap().keep();
     let tf = dir.join("token");
-    std::fs::write(&tf, format!("{TOKEN}\n")).unwrap();
+    secret(&tf, &format!("{TOKEN}\n"));
     Server::builder()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--token-file")
@@ -57,7 +57,7 @@ fn without_the_token_nothing_is_listed_or_served() {
 fn the_token_works_from_flag_environment_and_config() {
     let s = token_server();
     let tf = s.work.join("client-token");
-    std::fs::write(&tf, TOKEN).unwrap();
+    secret(&tf, TOKEN);
     let o = s
         .client("ls")
         .arg("--token-file")

@@ -36,5 +36,8 @@ mod auth;
 mod conventions;
 // Progress on a terminal (bars at 80 columns) and in a pipe; Ctrl-C.
 mod progress;
+// Findings of an attack review: stale digests, odd paths, token hygiene,
+// what a hostile server or download folder can make the client do.
+mod hardening;
 // Property tests of both decoders on random input.
 mod props;

@@ -1,7 +1,11 @@
 //! BLAKE3 digests of served files. A digest is computed by reading the file
 //! on a helper thread while the body goes out with sendfile, and is then
-//! kept in a bounded cache keyed by (device, inode, size, mtime), so a file
-//! that is fetched again costs no second read.
+//! kept in a bounded cache keyed by (device, inode, size, mtime, ctime), so
+//! a file that is fetched again costs no second read. The ctime is there
+//! because a file rewritten in place can keep its size and have its mtime
+//! set back (`touch -r`, `rsync -t`, a restore from backup); the kernel
+//! moves the ctime on every such change and nobody can set it back, so a
+//! cached digest never describes bytes other than the ones we send.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -18,6 +22,8 @@ pub struct Key {
     size: u64,
     mtime: i64,
     mtime_nanos: i64,
+    ctime: i64,
+    ctime_nanos: i64,
 }
 
 impl Key {
@@ -28,6 +34,8 @@ impl Key {
             size: md.len(),
             mtime: md.mtime(),
             mtime_nanos: md.mtime_nsec(),
+            ctime: md.ctime(),
+            ctime_nanos: md.ctime_nsec(),
         }
     }
 }

@@ -242,6 +242,14 @@ impl Server {
         if first.auth_key.is_some() {
             info!("clients must prove they know the shared token");
         }
+        if let Some(w) = first
+            .settings
+            .token
+            .as_deref()
+            .and_then(crate::config::token_warning)
+        {
+            warn!("{w}");
+        }
         if let Some(w) = exposure_warning(local, first.auth_key.is_some()) {
             warn!("{w}");
         }

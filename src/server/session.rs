@@ -372,9 +372,14 @@ fn list(
                 Some(rel) => match shared.root.open(&rel, Want::Dir) {
                     Ok(fd) => (fd, rel),
                     Err(r) => {
-                        // Never a silently short listing.
-                        let (code, msg) = refusal_frame(r, Want::Dir);
-                        return refuse(w, peer, "LIST", &rel, code, msg);
+                        // The folder itself is listed; what it holds cannot
+                        // be, and one such folder must not sink the rest.
+                        let (_, msg) = refusal_frame(r, Want::Dir);
+                        warn!(
+                            "{peer}: list: leaving out the contents of {:?}: {msg}",
+                            display_safe(&rel)
+                        );
+                        continue;
                     }
                 },
             },
@@ -405,10 +410,15 @@ fn list(
                 format!("{logical}/{name}")
             };
             // Names no client could fetch, and hidden ones, are not offered.
-            if !shared.root.visible(&name)
-                || name.contains('\\')
-                || rel.len() > protocol::MAX_PATH_LEN
-            {
+            if !shared.root.visible(&name) || name.contains('\\') {
+                continue;
+            }
+            if rel.len() > MAX_SERVABLE_PATH {
+                info!(
+                    "{peer}: list: leaving out {:?}... ({} bytes): a path that long cannot be served",
+                    display_safe(short_prefix(&rel)),
+                    rel.len()
+                );
                 continue;
             }
             let Some((entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
@@ -432,6 +442,27 @@ fn list(
         if recursive { " (recursive)" } else { "" }
     );
     lw.finish(w)
+}
+
+/// The longest path a request can name and the server open: the wire
+/// allows [`protocol::MAX_PATH_LEN`] bytes, but the kernel wants the path
+/// and its terminating NUL within PATH_MAX.
+const MAX_SERVABLE_PATH: usize = {
+    let kernel = libc::PATH_MAX as usize - 1;
+    if kernel < protocol::MAX_PATH_LEN {
+        kernel
+    } else {
+        protocol::MAX_PATH_LEN
+    }
+};
+
+/// The first few dozen bytes of a (long) path, cut on a character boundary.
+fn short_prefix(s: &str) -> &str {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// The listing line for `name` in `dir` (and whether it is a symlink), or
@@ -512,6 +543,9 @@ fn get(
     };
     let size = md.len();
     let (mtime, mtime_nanos) = mtime_of(&md);
+    // Which version of the file this is, down to the ctime: a digest is
+    // only ever paired with the bytes it was computed from.
+    let key = digest::Key::of(&md);
     let stamp = Stamp {
         size,
         mtime,
@@ -567,7 +601,6 @@ fn get(
     } else {
         protocol::write_file_header(w, &header)?;
         w.flush()?;
-        let key = digest::Key::of(&md);
         let cached = shared.digests.get(&key);
         let cancel = AtomicBool::new(false);
         let (sent, hashed) = std::thread::scope(|scope| {
@@ -630,9 +663,9 @@ fn get(
             }
         }
     };
-    // A file that changed under us is not delivered as if complete.
-    let after = file.metadata().ok();
-    if after.as_ref().map(|m| (m.len(), mtime_of(m))) != Some((size, (mtime, mtime_nanos))) {
+    // A file that changed under us (even in place, keeping its size and
+    // mtime: the ctime still moves) is not delivered as if complete.
+    if file.metadata().ok().map(|m| digest::Key::of(&m)) != Some(key) {
         refuse_with!(
             ErrorCode::SourceChanged,
             "file changed while being sent".to_string()

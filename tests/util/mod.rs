@@ -55,6 +55,13 @@ pub fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(p, data).unwrap();
 }
 
+/// Writes a secret (a token file): private to its owner, as fxfer demands.
+pub fn secret(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// Files under `dir`, relative, sorted (recursive).
 pub fn tree(dir: &Path) -> Vec<String> {
     fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
