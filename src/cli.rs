@@ -75,6 +75,37 @@ pub struct ServerAddrArgs {
     pub token_file: Option<PathBuf>,
 }
 
+/// What the client puts up with from a server.
+#[derive(Debug, Args, Clone, Default)]
+pub struct LimitsArgs {
+    /// Seconds without progress before a connection counts as dead
+    /// [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+
+    /// Slowest acceptable rate in bytes per second, measured over
+    /// --speed-time of waiting on the server; 0 turns it off [default: 1024]
+    #[arg(long, value_name = "BYTES")]
+    pub speed_limit: Option<u64>,
+
+    /// Seconds over which --speed-limit is measured [default: 30]
+    #[arg(long, value_name = "SECS")]
+    pub speed_time: Option<u64>,
+
+    /// Give up after this many seconds in all, retries included
+    /// [default: no limit]
+    #[arg(long, value_name = "SECS")]
+    pub max_time: Option<u64>,
+
+    /// Most entries a server's listing may have [default: 5000000]
+    #[arg(long, value_name = "N")]
+    pub max_list_entries: Option<u64>,
+
+    /// Most bytes a server's listing may take [default: 536870912 (512 MiB)]
+    #[arg(long, value_name = "BYTES")]
+    pub max_list_bytes: Option<u64>,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
     /// Address to listen on; 0.0.0.0 shares on every network [default: 127.0.0.1]
@@ -153,6 +184,9 @@ pub struct LsArgs {
     /// Print one JSON array (exact sizes, Unix times) and nothing else
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -204,10 +238,8 @@ pub struct GetArgs {
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
 
-    /// Seconds without progress before a connection counts as dead
-    /// [default: 30]
-    #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 
     /// Start over instead of resuming partial downloads
     #[arg(long)]
@@ -250,6 +282,9 @@ pub struct ShellArgs {
     /// Download folder, created on first download [default: ./downloads]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 #[derive(Debug, Args)]

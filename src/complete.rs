@@ -128,11 +128,13 @@ fn list(server: ServerAddr, folder: String) -> Option<Vec<Entry>> {
     // A thread, so that even a name lookup that hangs cannot hold us past
     // the deadline: the process exits right after printing.
     std::thread::spawn(move || {
-        let got = Connection::connect(&server, DEADLINE).and_then(|mut c| {
-            let l = c.list(&folder, false);
-            c.quit();
-            l
-        });
+        let got = Connection::connect(&server, &crate::client::Limits::new(DEADLINE)).and_then(
+            |mut c| {
+                let l = c.list(&folder, false);
+                c.quit();
+                l
+            },
+        );
         let _ = tx.send(got);
     });
     rx.recv_timeout(DEADLINE).ok()?.ok()

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{GetArgs, ServeArgs, ServerAddrArgs, ShellArgs};
+use crate::cli::{GetArgs, LimitsArgs, ServeArgs, ServerAddrArgs, ShellArgs};
+use crate::client::{
+    Limits, DEFAULT_MAX_LIST_BYTES, DEFAULT_MAX_LIST_ENTRIES, DEFAULT_SPEED_LIMIT,
+    DEFAULT_SPEED_TIME,
+};
 use crate::error::{describe_io, Error};
 use crate::paths::expand_tilde;
 use crate::ratelimit::parse_rate;
@@ -95,6 +99,16 @@ pub struct ClientFile {
     /// Seconds without progress (connecting, or bytes arriving) before a
     /// transfer counts as failed.
     pub timeout: Option<u64>,
+    /// Slowest acceptable rate, bytes per second over `speed_time` (0: off).
+    pub speed_limit: Option<u64>,
+    /// Seconds over which `speed_limit` is measured.
+    pub speed_time: Option<u64>,
+    /// Seconds a whole `ls` or `get` may take, retries included.
+    pub max_time: Option<u64>,
+    /// Most entries a server's listing may have.
+    pub max_list_entries: Option<u64>,
+    /// Most bytes a server's listing may take.
+    pub max_list_bytes: Option<u64>,
     /// Flush each file to disk before giving it its final name.
     pub fsync: Option<bool>,
     /// File holding the server's shared token.
@@ -600,7 +614,8 @@ pub struct GetSettings {
     /// Download folders named on the command line, recursively.
     pub recursive: bool,
     pub retries: u32,
-    pub timeout: Duration,
+    /// Time-outs, rates and listing caps.
+    pub limits: Limits,
     /// Continue partial downloads (off with --no-resume).
     pub resume: bool,
     /// Keep existing local files (--no-clobber).
@@ -645,14 +660,7 @@ impl GetSettings {
                 .retries
                 .or_else(|| f.and_then(|f| f.retries))
                 .unwrap_or(DEFAULT_RETRIES),
-            timeout: check.secs(
-                "--timeout",
-                pick(
-                    args.timeout,
-                    f.and_then(|f| f.timeout),
-                    DEFAULT_TIMEOUT_SECS,
-                ),
-            )?,
+            limits: limits(&args.limits, loaded)?,
             resume: !args.no_resume,
             no_clobber: args.no_clobber,
             fsync: if args.no_fsync {
@@ -684,21 +692,58 @@ impl GetSettings {
     }
 }
 
-/// The client's time-out from the config file alone (for `ls`, which has
-/// no --timeout flag).
-pub fn client_timeout(loaded: &Loaded) -> Result<Duration, Error> {
+/// The client's limits: flags, then the config file, then the defaults.
+/// The `--max-time` clock starts now.
+pub fn limits(args: &LimitsArgs, loaded: &Loaded) -> Result<Limits, Error> {
+    let f = loaded.file.client.as_ref();
     let check = Checker {
         loaded,
         table: "client",
     };
-    check.secs(
+    let key = |get: fn(&ClientFile) -> Option<u64>| f.and_then(get);
+    let mut l = Limits::new(check.secs(
         "--timeout",
-        pick(
-            None,
-            loaded.file.client.as_ref().and_then(|f| f.timeout),
-            DEFAULT_TIMEOUT_SECS,
-        ),
+        pick(args.timeout, key(|f| f.timeout), DEFAULT_TIMEOUT_SECS),
+    )?);
+    l.speed_limit = pick(
+        args.speed_limit,
+        key(|f| f.speed_limit),
+        DEFAULT_SPEED_LIMIT,
     )
+    .0;
+    l.speed_time = check.secs(
+        "--speed-time",
+        pick(args.speed_time, key(|f| f.speed_time), DEFAULT_SPEED_TIME),
+    )?;
+    let max_time = pick(args.max_time, key(|f| f.max_time), 0);
+    if max_time.1 != Origin::Default {
+        let d = check.secs("--max-time", max_time)?;
+        l.max_time = Some(d);
+        l.deadline = Some(std::time::Instant::now() + d);
+    }
+    let count = |flag: &str, v: (u64, Origin)| -> Result<u64, Error> {
+        match v {
+            (0, origin) => Err(check.bad(flag, origin, "must be at least 1")),
+            (n, _) => Ok(n),
+        }
+    };
+    l.max_list_entries = count(
+        "--max-list-entries",
+        pick(
+            args.max_list_entries,
+            key(|f| f.max_list_entries),
+            DEFAULT_MAX_LIST_ENTRIES,
+        ),
+    )?;
+    l.max_list_bytes = count(
+        "--max-list-bytes",
+        pick(
+            args.max_list_bytes,
+            key(|f| f.max_list_bytes),
+            DEFAULT_MAX_LIST_BYTES,
+        ),
+    )?;
+    Ok(l)
 }
 
 impl GetSettings {
@@ -717,7 +762,7 @@ impl GetSettings {
             recursive: false,
             json: false,
             retries: None,
-            timeout: None,
+            limits: args.limits.clone(),
             no_resume: false,
             no_clobber: false,
             no_fsync: false,

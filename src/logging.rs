@@ -59,7 +59,7 @@ fn builder(filter: LevelFilter, style: Style) -> env_logger::Builder {
                 "{} {:<5} {}",
                 buf.timestamp_millis(),
                 record.level(),
-                record.args()
+                crate::paths::display_safe(&record.args().to_string())
             )
         }),
         Style::Journal => b.format(|buf, record| {
@@ -85,7 +85,7 @@ pub fn init_client(verbose: u8, quiet: bool) {
                 buf,
                 "{}fxfer: {}",
                 journal_prefix(record.level()),
-                record.args()
+                crate::paths::display_safe(&record.args().to_string())
             )
         });
     // A second init (tests calling twice) is harmless.

@@ -32,7 +32,11 @@ fn main() -> ExitCode {
                 }
             }
             let prefix = logging::journal_prefix(log::Level::Error);
-            let _ = writeln!(io::stderr(), "{prefix}fxfer: {e}");
+            let _ = writeln!(
+                io::stderr(),
+                "{prefix}fxfer: {}",
+                paths::display_safe(&e.to_string())
+            );
             e.exit().into()
         }
     }
@@ -113,7 +117,7 @@ struct JsonEntry<'a> {
 fn ls(cli: &Cli, a: &LsArgs) -> Result<Exit, Error> {
     let loaded = load_config(cli)?;
     let server = ServerAddr::resolve(&a.server, &loaded)?;
-    let mut conn = Connection::connect(&server, config::client_timeout(&loaded)?)?;
+    let mut conn = Connection::connect(&server, &config::limits(&a.limits, &loaded)?)?;
     let path = a.path.as_deref().unwrap_or("").trim_end_matches('/');
     let mut entries = conn.list(path, a.recursive).map_err(|e| match e {
         // Name what could not be listed.
@@ -306,7 +310,7 @@ fn shell_cmd(cli: &Cli, a: &ShellArgs) -> Result<Exit, Error> {
         download_dir: get.download_dir,
         jobs: get.jobs,
         retries: get.retries,
-        timeout: get.timeout,
+        limits: get.limits,
         fsync: get.fsync,
         limit_rate: get.limit_rate,
     })

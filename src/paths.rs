@@ -334,22 +334,42 @@ pub fn check_folder(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Makes a name safe to print: control characters (newlines, escape
-/// sequences) become visible escapes, so a file name cannot rewrite the
-/// terminal or forge a log line.
+/// Makes text safe to print: control characters (C0 and C1: newlines,
+/// escape sequences, CSI), the bidirectional overrides and isolates that
+/// reorder what a terminal shows (U+202E makes `txt.exe` read `exe.txt`),
+/// and the Unicode line and paragraph separators become visible escapes,
+/// so a file name or a peer's message cannot rewrite the terminal, forge a
+/// line of output or a log line, or disguise itself. This is the one
+/// escaping function: every line the client prints and every log line
+/// goes through it.
 pub fn display_safe(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(unsafe_to_show) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
-        if c.is_control() {
+        if unsafe_to_show(c) {
             let _ = write!(out, "\\u{{{:x}}}", c as u32);
         } else {
             out.push(c);
         }
     }
     Cow::Owned(out)
+}
+
+/// A local path in a message, made safe the same way.
+pub fn display_path(p: &Path) -> String {
+    display_safe(&p.to_string_lossy()).into_owned()
+}
+
+fn unsafe_to_show(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 #[cfg(test)]
@@ -488,6 +508,12 @@ mod tests {
     fn control_characters_are_escaped() {
         assert_eq!(display_safe("plain ü"), "plain ü");
         assert_eq!(display_safe("a\nb\x1b[31m"), "a\\u{a}b\\u{1b}[31m");
+        assert_eq!(display_safe("c1\u{9b}2J"), "c1\\u{9b}2J");
+        assert_eq!(display_safe("x\u{202e}txt.exe"), "x\\u{202e}txt.exe");
+        assert_eq!(display_safe("a\u{2028}b\r"), "a\\u{2028}b\\u{d}");
+        // Escaping twice changes nothing: sinks may escape what is escaped.
+        let once = display_safe("\x1b]0;t\x07").into_owned();
+        assert_eq!(display_safe(&once), once);
     }
 
     #[test]

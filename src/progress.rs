@@ -367,11 +367,14 @@ impl Progress {
         }
     }
 
+    /// Every line a `get` prints passes here, escaped once more as a
+    /// whole: a name that reached a message by any route is made safe.
     fn line(&self, text: &str, to_stderr: bool) {
+        let text = display_safe(text);
         match &self.bars {
-            Some(b) => b.mp.suspend(|| err_line(text)),
-            None if to_stderr => err_line(text),
-            None => self.out_line(text),
+            Some(b) => b.mp.suspend(|| err_line(&text)),
+            None if to_stderr => err_line(&text),
+            None => self.out_line(&text),
         }
     }
 

@@ -151,3 +151,190 @@ fn a_blank_or_exposed_token_is_refused_and_a_short_one_warned_about() {
         s.stderr()
     );
 }
+
+/// Names that try to reach the terminal: ESC, a C1 CSI, a newline, and a
+/// right-to-left override.
+const NASTY: [&str; 4] = [
+    "esc\x1b[31mred.txt",
+    "csi\u{9b}2Jclear.txt",
+    "new\nline.txt",
+    "rlo\u{202e}txt.exe",
+];
+
+fn assert_clean(err: &str) {
+    for bad in ['\x1b', '\u{9b}', '\u{202e}', '\r'] {
+        assert!(!err.contains(bad), "{bad:?} reached stderr: {err:?}");
+    }
+    for line in err.lines() {
+        assert!(
+            line.starts_with("fxfer: "),
+            "a forged line: {line:?}\n{err}"
+        );
+    }
+}
+
+#[test]
+fn names_in_notices_and_errors_reach_the_terminal_escaped() {
+    let s = Server::with_files(|h| {
+        for (i, n) in NASTY.iter().enumerate() {
+            write(h, n, &bytes(i as u64, 100));
+        }
+    });
+    let names: Vec<&str> = NASTY.to_vec();
+    // Folders in the way of every name: each rename fails with a message
+    // that names the local path.
+    let blocked = s.work.join("blocked");
+    for n in NASTY {
+        std::fs::create_dir_all(blocked.join(n)).unwrap();
+    }
+    let mut args = vec!["--dir", "blocked"];
+    args.extend(&names);
+    let o = s.get(&args);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert_eq!(err.matches("cannot move").count(), 4, "{err}");
+    assert_clean(&err);
+    assert!(err.contains("esc\\u{1b}[31mred.txt"), "{err}");
+    // --no-clobber names the local file it keeps.
+    let kept = s.work.join("kept");
+    for n in NASTY {
+        write(&kept, n, b"mine");
+    }
+    let mut args = vec!["--dir", "kept", "-n"];
+    args.extend(&names);
+    let o = s.get(&args);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert_eq!(err.matches("skipped").count(), 4, "{err}");
+    assert_clean(&err);
+    assert!(err.contains("rlo\\u{202e}txt.exe"), "{err}");
+    // The server's log lines too.
+    let log = s.log_text();
+    assert!(!log.contains('\x1b') && !log.contains('\u{202e}'), "{log}");
+}
+
+/// What a hostile server does with each request.
+#[derive(Clone, Copy)]
+enum Hostile {
+    /// Answers LIST with entries and never with LIST_END.
+    EndlessListing,
+    /// Answers GET with a 100-byte file, one byte every 0.4 s.
+    Drip,
+}
+
+fn hostile_server(mode: Hostile) -> u16 {
+    use fxfer::protocol::{self, Entry, EntryKind, Hello, Request};
+    use std::io::{BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().take(8) {
+            let Ok(mut w) = c else { break };
+            std::thread::spawn(move || -> Option<()> {
+                let mut r = BufReader::new(w.try_clone().ok()?);
+                Hello::read_from(&mut r).ok()?;
+                Hello::current().write_to(&mut w).ok()?;
+                let req = Request::read_from(&mut r).ok()?;
+                match (mode, req) {
+                    (Hostile::EndlessListing, Request::List { .. }) => {
+                        // At most ~1.4 GiB, if the client never gives up.
+                        for batch in 0..40_000u32 {
+                            let entries: Vec<Entry> = (0..500)
+                                .map(|i| Entry {
+                                    path: format!("{batch:08}/{i:040}"),
+                                    kind: EntryKind::File,
+                                    size: 1,
+                                    mtime: 0,
+                                    mtime_nanos: 0,
+                                })
+                                .collect();
+                            let mut out = Vec::new();
+                            protocol::write_entries(&mut out, &entries).ok()?;
+                            w.write_all(&out).ok()?;
+                        }
+                    }
+                    (Hostile::Drip, Request::Get { .. }) => {
+                        let mut out = Vec::new();
+                        let header = protocol::FileHeader {
+                            size: 100,
+                            offset: 0,
+                            mtime: 0,
+                            mtime_nanos: 0,
+                        };
+                        protocol::write_file_header(&mut out, &header).ok()?;
+                        w.write_all(&out).ok()?;
+                        for _ in 0..100 {
+                            std::thread::sleep(std::time::Duration::from_millis(400));
+                            let mut f = Vec::new();
+                            protocol::write_data_header(&mut f, 1).ok()?;
+                            f.push(b'x');
+                            w.write_all(&f).ok()?;
+                        }
+                    }
+                    _ => {}
+                }
+                Some(())
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn a_listing_that_never_ends_is_capped() {
+    let port = hostile_server(Hostile::EndlessListing).to_string();
+    let work = tempfile::tempdir().unwrap();
+    let o = fxfer(work.path())
+        .args(["ls", "--port", &port, "--max-list-entries", "50000"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("more than 50000 entries"),
+        "{}",
+        stderr(&o)
+    );
+    // Bytes too, and `get` of a pattern (which needs the listing) alike;
+    // the cap can come from the config file.
+    std::fs::write(
+        work.path().join("fxfer.toml"),
+        "[client]\nmax_list_bytes = 1000000\n",
+    )
+    .unwrap();
+    let o = fxfer(work.path())
+        .args(["get", "--port", &port, "--retries", "0", "*"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("more than 1000000 bytes"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_dripping_server_is_dropped_by_speed_limit_and_max_time() {
+    let port = hostile_server(Hostile::Drip).to_string();
+    let work = tempfile::tempdir().unwrap();
+    // Each byte comes well within --timeout, so only the rate catches it.
+    let get = |extra: &[&str]| {
+        fxfer(work.path())
+            .args(["get", "--port", &port, "--retries", "0", "--timeout", "5"])
+            .args(extra)
+            .arg("slow.bin")
+            .output()
+            .unwrap()
+    };
+    let o = get(&["--speed-limit", "100", "--speed-time", "2"]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("transfer too slow"), "{}", stderr(&o));
+    let o = get(&["--speed-limit", "0", "--max-time", "2"]);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("--max-time of 2s is over"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(tree(&work.path().join("downloads")).is_empty());
+}

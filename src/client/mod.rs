@@ -6,6 +6,13 @@
 //! greeting is read together with the first answer, so a connection costs
 //! one round trip, not two.
 
+mod limits;
+
+pub use limits::{
+    Limits, DEFAULT_MAX_LIST_BYTES, DEFAULT_MAX_LIST_ENTRIES, DEFAULT_SPEED_LIMIT,
+    DEFAULT_SPEED_TIME,
+};
+
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -13,6 +20,8 @@ use std::time::Duration;
 
 use crate::config::ServerAddr;
 use crate::error::{describe_io, Error};
+use limits::Socket;
+
 use crate::protocol::{
     self, Entry, ErrorCode, ErrorFrame, FileHeader, Hello, ProtocolError, Request, Response,
     Trailer,
@@ -74,62 +83,6 @@ pub struct Received {
     pub trailer: Trailer,
 }
 
-/// One socket shared by the buffered reader and writer (rather than two
-/// duplicated descriptors: fewer system calls per connection, which
-/// matters with one connection per file). Reads stop once Ctrl-C asked us
-/// to, and follow the rate limit when there is one.
-struct Socket {
-    stream: Arc<TcpStream>,
-    limit: Option<Arc<RateLimiter>>,
-    /// How long one read may wait for data. The socket itself wakes up
-    /// every [`POLL`], so a Ctrl-C is seen at once even when the peer is
-    /// silent.
-    timeout: Duration,
-}
-
-/// The socket's own read time-out: how soon a waiting read notices Ctrl-C.
-const POLL: Duration = Duration::from_millis(250);
-
-impl Socket {
-    fn read_some(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let started = std::time::Instant::now();
-        loop {
-            if crate::interrupt::requested() {
-                return Err(crate::interrupt::error());
-            }
-            match (&*self.stream).read(buf) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) && started.elapsed() < self.timeout => {}
-                r => return r,
-            }
-        }
-    }
-}
-
-impl Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(l) = &self.limit else {
-            return self.read_some(buf);
-        };
-        let n = l.grant(buf.len());
-        let r = self.read_some(&mut buf[..n]);
-        l.refund(n - r.as_ref().map_or(0, |got| *got));
-        r
-    }
-}
-
-impl Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.stream).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 pub struct Connection {
     addr: String,
     /// Seconds without progress before the connection counts as dead.
@@ -140,12 +93,13 @@ pub struct Connection {
     reader: BufReader<Socket>,
     writer: BufWriter<Socket>,
     greeted: bool,
+    limits: Limits,
 }
 
 impl Connection {
     /// Opens a TCP connection and queues our greeting (sent with the first
     /// request).
-    pub fn connect(server: &ServerAddr, timeout: Duration) -> Result<Connection, Error> {
+    pub fn connect(server: &ServerAddr, limits: &Limits) -> Result<Connection, Error> {
         let addr = server.to_string();
         let fail = |reason: String| Error::Connect {
             addr: addr.clone(),
@@ -158,7 +112,8 @@ impl Connection {
         let mut last = None;
         let mut stream = None;
         for a in &addrs {
-            match TcpStream::connect_timeout(a, timeout) {
+            let wait = limits.wait().map_err(|e| fail(e.to_string()))?;
+            match TcpStream::connect_timeout(a, wait) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -180,32 +135,23 @@ impl Connection {
         };
         let setup = |s: &TcpStream| -> io::Result<()> {
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(timeout.min(POLL)))?;
-            s.set_write_timeout(Some(timeout))
+            s.set_read_timeout(Some(limits.timeout.min(limits::POLL)))?;
+            s.set_write_timeout(Some(limits.timeout))
         };
         setup(&stream).map_err(|e| fail(describe_io(&e)))?;
         if let Ok(local) = stream.local_addr() {
             log::debug!("connected to {addr} from {local}");
         }
-        let stream = Arc::new(stream);
-        let r = Socket {
-            stream: Arc::clone(&stream),
-            limit: None,
-            timeout,
-        };
-        let w = Socket {
-            stream,
-            limit: None,
-            timeout,
-        };
+        let (r, w) = Socket::pair(stream, *limits);
         let mut conn = Connection {
             addr,
-            timeout,
+            timeout: limits.timeout,
             token: server.token.clone(),
             pending: None,
             reader: BufReader::with_capacity(RECV_BUF, r),
             writer: BufWriter::with_capacity(64 * 1024, w),
             greeted: false,
+            limits: *limits,
         };
         Hello::current()
             .write_to(&mut conn.writer)
@@ -241,7 +187,7 @@ impl Connection {
         self.timeout = timeout;
         self.reader.get_mut().timeout = timeout;
         let s = &self.reader.get_ref().stream;
-        let _ = s.set_read_timeout(Some(timeout.min(POLL)));
+        let _ = s.set_read_timeout(Some(timeout.min(limits::POLL)));
         let _ = s.set_write_timeout(Some(timeout));
     }
 
@@ -470,6 +416,9 @@ impl Connection {
             recursive,
         })?;
         let mut entries = Vec::new();
+        // What the listing has cost so far, as encoded on the wire: a
+        // server that never says LIST_END must not take all our memory.
+        let mut bytes = 0u64;
         loop {
             match self.recv()? {
                 // An empty frame is no progress: refuse it, so a hostile
@@ -477,7 +426,25 @@ impl Connection {
                 Response::Entries(es) if es.is_empty() => {
                     return Err(self.malformed("ENTRIES", "empty frame".into()))
                 }
-                Response::Entries(mut es) => entries.append(&mut es),
+                Response::Entries(mut es) => {
+                    bytes += es
+                        .iter()
+                        .map(|e| protocol::ENTRY_FIXED_LEN + e.path.len() as u64)
+                        .sum::<u64>();
+                    if entries.len() as u64 + es.len() as u64 > self.limits.max_list_entries {
+                        return Err(self.too_big(format!(
+                            "more than {} entries (raise --max-list-entries if that is expected)",
+                            self.limits.max_list_entries
+                        )));
+                    }
+                    if bytes > self.limits.max_list_bytes {
+                        return Err(self.too_big(format!(
+                            "more than {} bytes (raise --max-list-bytes if that is expected)",
+                            self.limits.max_list_bytes
+                        )));
+                    }
+                    entries.append(&mut es)
+                }
                 Response::ListEnd { count } => {
                     if count != entries.len() as u64 {
                         return Err(Error::protocol(
@@ -578,6 +545,13 @@ impl Connection {
                 other => return Err(self.unexpected(&other, "DATA or END")),
             }
         }
+    }
+
+    fn too_big(&self, what: String) -> Error {
+        Error::protocol(
+            format!("server {}", self.addr),
+            ProtocolError::Incompatible(format!("the listing has {what}")),
+        )
     }
 
     fn malformed(&self, frame: &'static str, what: String) -> Error {

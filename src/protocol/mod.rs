@@ -720,9 +720,13 @@ fn encode_entry(p: &mut PayloadBuilder, e: &Entry) -> Result<()> {
     p.str16(&e.path, MAX_PATH_LEN, "ENTRIES")
 }
 
+/// Bytes of one encoded entry besides its path (kind, size, mtime,
+/// nanoseconds, path length).
+pub const ENTRY_FIXED_LEN: u64 = 1 + 8 + 8 + 4 + 2;
+
 /// Size of one encoded entry.
 fn entry_len(e: &Entry) -> usize {
-    1 + 8 + 8 + 4 + 2 + e.path.len()
+    ENTRY_FIXED_LEN as usize + e.path.len()
 }
 
 /// Streams a listing as ENTRIES frames of at most [`MAX_CONTROL_PAYLOAD`]

@@ -125,7 +125,7 @@ impl Session {
             jobs: self.settings.jobs,
             recursive: false,
             retries: self.settings.retries,
-            timeout: self.settings.timeout,
+            limits: self.settings.limits,
             resume: true,
             no_clobber: false,
             fsync: self.settings.fsync,

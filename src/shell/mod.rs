@@ -50,7 +50,7 @@ pub struct ShellSettings {
     pub download_dir: PathBuf,
     pub jobs: usize,
     pub retries: u32,
-    pub timeout: std::time::Duration,
+    pub limits: crate::client::Limits,
     pub fsync: bool,
     pub limit_rate: Option<u64>,
 }
@@ -124,7 +124,7 @@ fn interrupted<T>(r: &dialoguer::Result<T>) -> bool {
 
 impl Session {
     fn say(&self, line: &str) {
-        let _ = self.term.write_line(line);
+        let _ = self.term.write_line(&crate::paths::display_safe(line));
     }
 
     /// A choice among `items`. Esc, `q` and Ctrl-C go back, and none of
@@ -249,7 +249,7 @@ impl Session {
         loop {
             let attempt = match self.conn.as_mut() {
                 Some(c) => c.list("", true),
-                None => Connection::connect(&self.settings.server, self.settings.timeout).and_then(
+                None => Connection::connect(&self.settings.server, &self.settings.limits).and_then(
                     |mut c| {
                         let l = c.list("", true);
                         self.conn = Some(c);

@@ -364,7 +364,7 @@ fn connect(
     settings: &GetSettings,
     limiter: Option<&Arc<RateLimiter>>,
 ) -> Result<Connection, Error> {
-    connect_within(settings, limiter, settings.timeout)
+    connect_within(settings, limiter, settings.limits.timeout)
 }
 
 /// [`connect`] with a time-out of its own.
@@ -373,7 +373,11 @@ fn connect_within(
     limiter: Option<&Arc<RateLimiter>>,
     timeout: Duration,
 ) -> Result<Connection, Error> {
-    let mut c = Connection::connect(&settings.server, timeout)?;
+    let limits = crate::client::Limits {
+        timeout,
+        ..settings.limits
+    };
+    let mut c = Connection::connect(&settings.server, &limits)?;
     if let Some(l) = limiter {
         c.limit_rate(Arc::clone(l));
     }
@@ -418,10 +422,10 @@ fn sizes_from_server(
         // (and their retries) rather than waited for twice.
         // Only the TCP connection gets the short time-out; the greeting
         // and the listing get the usual ones.
-        *conn = connect_within(settings, limiter, settings.timeout.min(SIZE_PROBE))
+        *conn = connect_within(settings, limiter, settings.limits.timeout.min(SIZE_PROBE))
             .ok()
             .map(|mut c| {
-                c.set_timeout(settings.timeout);
+                c.set_timeout(settings.limits.timeout);
                 c
             });
     }
@@ -433,7 +437,7 @@ fn sizes_from_server(
             Err(Error::Remote(_)) => {}
             // Not a server we can use (not fxfer, wrong token, another
             // version): the downloads would only find that out again.
-            Err(e) if !transient(&e) => return Err(e),
+            Err(e) if !transient(&e, settings) => return Err(e),
             // The network: the downloads will connect again, and retry.
             Err(_) => *conn = None,
         }
@@ -459,7 +463,7 @@ fn list_with_retries(
         });
         match got {
             Err(e)
-                if transient(&e)
+                if transient(&e, settings)
                     && *attempt < settings.retries
                     && !crate::interrupt::requested() =>
             {
@@ -511,8 +515,11 @@ enum Received {
 }
 
 /// Whether an error is worth another try: the network, not the peer's
-/// nature.
-fn transient(e: &Error) -> bool {
+/// nature, and only while the --max-time deadline has not passed.
+fn transient(e: &Error, settings: &GetSettings) -> bool {
+    if settings.limits.expired() {
+        return false;
+    }
     match e {
         Error::Connect { .. } => true,
         Error::Protocol { cause, .. } => {
@@ -659,7 +666,7 @@ impl Run<'_> {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         failures += 1;
-                        if !transient(&e) || failures > self.settings.retries {
+                        if !transient(&e, self.settings) || failures > self.settings.retries {
                             outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
                             break;
                         }
@@ -703,7 +710,7 @@ impl Run<'_> {
                         outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
                         break;
                     }
-                    if !transient(&e) || t.retries >= self.settings.retries {
+                    if !transient(&e, self.settings) || t.retries >= self.settings.retries {
                         outcomes.push(self.gave_up(&t, &e));
                         continue;
                     }
@@ -842,7 +849,7 @@ impl Run<'_> {
                 },
                 Err(_) if crate::interrupt::requested() => return vec![self.stopped(&t)],
                 Err(e) => {
-                    if !transient(&e) || t.retries >= self.settings.retries {
+                    if !transient(&e, self.settings) || t.retries >= self.settings.retries {
                         return vec![self.gave_up(&t, &e)];
                     }
                     t.retries += 1;

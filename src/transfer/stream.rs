@@ -134,7 +134,7 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
                     sink.written
                 ))
             }
-            Err(e) if transient(&e) && retries < settings.retries => {
+            Err(e) if transient(&e, settings) && retries < settings.retries => {
                 retries += 1;
                 let wait = backoff(retries - 1);
                 progress.notice(&format!(
