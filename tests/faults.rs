@@ -1,5 +1,6 @@
 use crate::util::*;
 use fxfer::protocol::{ErrorCode, Request, Response};
+use fxfer::transfer::{note_name, part_name};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -26,13 +27,13 @@ fn size_of(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Writes the note that makes `dl/NAME.fxfer-part` resumable against the
+/// Writes the note that makes the part file of `dl/NAME` resumable against the
 /// server's current `host/NAME`.
 fn resume_note(dl: &Path, host: &Path, name: &str) {
     use std::os::unix::fs::MetadataExt;
     let md = std::fs::metadata(host.join(name)).unwrap();
     std::fs::write(
-        dl.join(format!("{name}.fxfer-resume")),
+        dl.join(note_name(name)),
         format!(
             "fxfer-resume 1\n{} {} {}\n",
             md.len(),
@@ -51,7 +52,7 @@ fn json(o: &std::process::Output) -> serde_json::Value {
 fn server_killed_mid_file_then_rerun_resumes_and_sends_only_the_rest() {
     let mut s1 = Server::with_files(|h| write(h, "big.bin", &bytes(21, BIG)));
     let dl = s1.work.join("dl");
-    let part = dl.join("big.bin.fxfer-part");
+    let part = dl.join(part_name("big.bin"));
     let client = s1
         .client("get")
         .args(["--retries", "1", "--dir", "dl", "big.bin"])
@@ -73,7 +74,7 @@ fn server_killed_mid_file_then_rerun_resumes_and_sends_only_the_rest() {
     );
     let have = size_of(&part);
     assert!(have > 0 && (have as usize) < BIG, "partial kept: {have}");
-    assert!(dl.join("big.bin.fxfer-resume").exists());
+    assert!(dl.join(note_name("big.bin")).exists());
 
     // A new server on the same folder; the rerun resumes.
     let s2 = Server::builder().host(&s1.host).start();
@@ -101,7 +102,7 @@ fn server_killed_mid_file_then_rerun_resumes_and_sends_only_the_rest() {
         f["digest"].as_str().unwrap(),
         format!("blake3:{}", blake3::hash(&got).to_hex())
     );
-    assert!(!part.exists() && !dl.join("big.bin.fxfer-resume").exists());
+    assert!(!part.exists() && !dl.join(note_name("big.bin")).exists());
     let log = s2.wait_log("sent \"big.bin\"");
     assert!(
         log.contains(&format!("({} bytes from offset {from})", BIG as u64 - from)),
@@ -115,18 +116,14 @@ fn changed_source_restarts_a_resume_from_zero() {
     let dl = s.work.join("downloads");
     std::fs::create_dir_all(&dl).unwrap();
     // A partial copy of an older version of the file.
-    std::fs::write(dl.join("f.bin.fxfer-part"), bytes(2, 1 << 20)).unwrap();
-    std::fs::write(
-        dl.join("f.bin.fxfer-resume"),
-        "fxfer-resume 1\n4194304 1 0\n",
-    )
-    .unwrap();
+    std::fs::write(dl.join(part_name("f.bin")), bytes(2, 1 << 20)).unwrap();
+    std::fs::write(dl.join(note_name("f.bin")), "fxfer-resume 1\n4194304 1 0\n").unwrap();
     let o = s.get(&["--json", "f.bin"]);
     assert_exit(&o, 0);
     assert_eq!(json(&o)["files"][0]["resumed_from"], 0);
     assert!(std::fs::read(dl.join("f.bin")).unwrap() == bytes(1, 4 << 20));
     // --no-resume ignores a matching partial too.
-    std::fs::write(dl.join("f.bin.fxfer-part"), bytes(1, 1 << 20)).unwrap();
+    std::fs::write(dl.join(part_name("f.bin")), bytes(1, 1 << 20)).unwrap();
     let o = s.get(&["--json", "--no-resume", "f.bin"]);
     assert_exit(&o, 0);
     assert_eq!(json(&o)["files"][0]["resumed_from"], 0);
@@ -285,7 +282,7 @@ fn truncated_stream_is_retried_and_resumed() {
     // Every failure was the connection's: exit 3.
     assert_exit(&o, 3);
     assert!(!s.downloads().join("f.bin").exists());
-    assert!(s.downloads().join("f.bin.fxfer-part").exists());
+    assert!(s.downloads().join(part_name("f.bin")).exists());
 }
 
 /// Reads a GET's answer slowly so the server is mid-send; `mutate` runs
@@ -390,7 +387,10 @@ fn full_disk_is_a_clear_error_and_leaves_nothing() {
     let err = stderr(&o);
     assert!(err.contains("big.bin: cannot write"), "{err}");
     assert!(
-        err.contains("big.bin.fxfer-part: no space left on device"),
+        err.contains(&format!(
+            "{}: no space left on device",
+            part_name("big.bin")
+        )),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "{err}");
@@ -430,7 +430,7 @@ fn read_only_download_folder_is_a_clear_error() {
     assert_exit(&o, 1);
     let err = stderr(&o);
     assert!(
-        err.contains("cannot create") && err.contains("ro/f.txt.fxfer-part"),
+        err.contains("cannot create") && err.contains(&format!("ro/{}", part_name("f.txt"))),
         "{err}"
     );
     assert!(
@@ -544,13 +544,9 @@ fn a_second_download_of_the_same_file_into_the_same_folder_is_refused() {
     let dl = s.downloads();
     std::fs::create_dir_all(&dl).unwrap();
     // Another download holds the part (as a running fxfer would).
-    let part = dl.join("f.bin.fxfer-part");
+    let part = dl.join(part_name("f.bin"));
     std::fs::write(&part, bytes(4, 1 << 20)).unwrap();
-    std::fs::write(
-        dl.join("f.bin.fxfer-resume"),
-        "fxfer-resume 1\n4194304 1 0\n",
-    )
-    .unwrap();
+    std::fs::write(dl.join(note_name("f.bin")), "fxfer-resume 1\n4194304 1 0\n").unwrap();
     let held = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
     rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
     let o = s.get(&["f.bin"]);
@@ -582,7 +578,7 @@ fn a_partial_survives_a_connection_that_fails_before_any_data() {
     let dl = s.downloads();
     std::fs::create_dir_all(&dl).unwrap();
     std::fs::write(
-        dl.join("big.bin.fxfer-part"),
+        dl.join(part_name("big.bin")),
         &bytes(12, 4 << 20)[..1 << 20],
     )
     .unwrap();
@@ -602,7 +598,7 @@ fn a_partial_survives_a_connection_that_fails_before_any_data() {
         "{}",
         stderr(&o)
     );
-    assert!(dl.join("big.bin.fxfer-part").exists() && dl.join("big.bin.fxfer-resume").exists());
+    assert!(dl.join(part_name("big.bin")).exists() && dl.join(note_name("big.bin")).exists());
     drop(holder);
     std::thread::sleep(Duration::from_millis(300));
     let o = s.get(&["--json", "big.bin"]);
@@ -654,7 +650,7 @@ fn resume_survives_tampering(tamper: impl FnOnce(&Path)) {
     let s = Server::with_files(|h| write(h, "f.bin", &bytes(21, SIZE)));
     let dl = s.downloads();
     std::fs::create_dir_all(&dl).unwrap();
-    let part = dl.join("f.bin.fxfer-part");
+    let part = dl.join(part_name("f.bin"));
     std::fs::write(&part, &bytes(21, SIZE)[..3 << 19]).unwrap();
     resume_note(&dl, &s.host, "f.bin");
     let (asked, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));

@@ -338,3 +338,63 @@ fn a_dripping_server_is_dropped_by_speed_limit_and_max_time() {
     );
     assert!(tree(&work.path().join("downloads")).is_empty());
 }
+
+#[test]
+fn symlinks_planted_in_the_download_folder_lead_nothing_outside() {
+    use std::os::unix::fs::symlink;
+    let s = Server::with_files(|h| {
+        write(h, "big.bin", &bytes(3, 2 * BIG));
+        write(h, "sub/new/f.txt", b"fresh");
+    });
+    let outside = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let dl = s.downloads();
+    std::fs::create_dir_all(&dl).unwrap();
+    // The resume note's name points at a file outside; the part file's
+    // folder points outside.
+    symlink(&victim, dl.join(fxfer::transfer::note_name("big.bin"))).unwrap();
+    symlink(outside.path(), dl.join("sub")).unwrap();
+    let o = s.get(&["big.bin", "sub/new/f.txt"]);
+    assert_exit(&o, 1);
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert!(
+        !outside.path().join("new").exists(),
+        "a folder was made outside"
+    );
+    assert!(
+        stderr(&o).contains("leads outside the download folder"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(dl.join("big.bin")).unwrap(),
+        bytes(3, 2 * BIG)
+    );
+}
+
+#[test]
+fn part_files_collide_with_no_real_file_and_fit_any_name() {
+    let long = format!("{}.bin", "n".repeat(248)); // 252 bytes, a legal name
+    let (l2, long2) = (long.clone(), long.clone());
+    let s = Server::with_files(move |h| {
+        write(h, "x.bin", &bytes(4, BIG));
+        write(h, "x.bin.fxfer-part", &bytes(5, 1000));
+        write(h, "x.bin.fxfer-resume", &bytes(6, 1000));
+        write(h, &l2, &bytes(7, 2 * BIG));
+    });
+    let o = s.get(&["x.bin", "x.bin.fxfer-part", "x.bin.fxfer-resume", &long2]);
+    assert_exit(&o, 0);
+    let dl = s.downloads();
+    assert_eq!(std::fs::read(dl.join("x.bin")).unwrap(), bytes(4, BIG));
+    assert_eq!(
+        std::fs::read(dl.join("x.bin.fxfer-part")).unwrap(),
+        bytes(5, 1000)
+    );
+    assert_eq!(
+        std::fs::read(dl.join("x.bin.fxfer-resume")).unwrap(),
+        bytes(6, 1000)
+    );
+    assert_eq!(std::fs::read(dl.join(&long)).unwrap(), bytes(7, 2 * BIG));
+    assert_eq!(tree(&dl).len(), 4, "{:?}", tree(&dl));
+}

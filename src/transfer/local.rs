@@ -1,14 +1,16 @@
 //! The local side of a download: where each file goes, its temporary
-//! `NAME.fxfer-part` with a `NAME.fxfer-resume` note (server size and
-//! modification time) for resuming, hashing what arrives, and making a
-//! finished file durable (fsync) before it is renamed into place.
+//! part file with a resume note (server size and modification time) beside
+//! it (named in [`super::folder`]), hashing what arrives, and making a
+//! finished file durable (fsync) before it is renamed into place. Every
+//! file and folder is reached through the download folder's descriptor
+//! ([`Folder`]), never through a path the kernel would resolve afresh.
 //!
 //! Small files are made durable in batches (one syncfs, then the renames,
 //! then one fsync per folder) so thousands of them do not each wait for the
 //! disk; large files are synced one by one.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
@@ -16,16 +18,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
 use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
-use crate::paths::{display_safe, local_target};
+use crate::paths::{display_path, display_safe, local_target};
 use crate::progress::{FileBar, Progress};
 use crate::protocol::{DigestAlgorithm, FileHeader, Stamp, Trailer};
 
-/// Suffix of a download in progress.
-pub const PART_SUFFIX: &str = ".fxfer-part";
-/// Suffix of the note that makes a partial download resumable.
-pub const RESUME_SUFFIX: &str = ".fxfer-resume";
 /// Files smaller than this start over rather than resume: the note would
 /// cost more than it saves.
 const RESUME_MIN: u64 = 1024 * 1024;
@@ -43,6 +42,12 @@ pub struct Plan {
     pub target: PathBuf,
     pub part: PathBuf,
     pub note: PathBuf,
+    /// The target's folder, relative to the download folder.
+    pub dir: PathBuf,
+    /// The target's own name, and the temporary names beside it.
+    pub file: String,
+    pub part_name: String,
+    pub note_name: String,
     /// Bytes already here (0 = start over).
     pub offset: u64,
     /// The server's version of the file those bytes came from.
@@ -54,7 +59,11 @@ pub struct Arrived {
     pub name: String,
     pub target: PathBuf,
     pub part: PathBuf,
-    pub note: PathBuf,
+    /// The folder it arrived in, held open, and the names in it.
+    dir: Dir,
+    file_name: String,
+    part_name: String,
+    note_name: String,
     pub bytes: u64,
     pub size: u64,
     pub secs: f64,
@@ -93,9 +102,9 @@ pub enum Failure {
 /// waiting to be made durable.
 pub struct Dest {
     pub root: PathBuf,
+    folder: Folder,
     /// Flush data to disk before renaming (off with --no-fsync).
     fsync: bool,
-    checked: Mutex<HashSet<PathBuf>>,
     /// Hash state of partial files, by part path: (bytes covered, hasher,
     /// what the part looked like then). Filled before requests go out and
     /// when a transfer breaks off, so a resume never re-reads its prefix
@@ -159,37 +168,37 @@ impl std::error::Error for PartChanged {}
 /// Bytes a partial download of server file `name` holds under
 /// `download_dir` (0 when there is none): what a resume would keep.
 pub fn partial_len(download_dir: &Path, name: &str) -> u64 {
-    crate::paths::local_target(download_dir, name)
+    let Ok(target) = local_target(download_dir, name) else {
+        return 0;
+    };
+    let Some(file) = target.file_name().and_then(|f| f.to_str()) else {
+        return 0;
+    };
+    fs::symlink_metadata(target.with_file_name(part_name(file)))
         .ok()
-        .and_then(|t| fs::symlink_metadata(with_suffix(&t, PART_SUFFIX)).ok())
         .filter(|m| m.is_file())
         .map_or(0, |m| m.len())
-}
-
-fn with_suffix(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 fn fail(what: &str, path: &Path, e: &io::Error) -> io::Error {
     io::Error::new(
         e.kind(),
-        format!("{what} {}: {}", path.display(), describe_io(e)),
+        format!("{what} {}: {}", display_path(path), describe_io(e)),
     )
 }
 
 impl Dest {
-    pub fn new(root: PathBuf, fsync: bool) -> Dest {
-        Dest {
+    /// The (existing, canonical) download folder, opened.
+    pub fn new(root: PathBuf, fsync: bool) -> io::Result<Dest> {
+        Ok(Dest {
+            folder: Folder::open(root.clone())?,
             root,
             fsync,
-            checked: Mutex::new(HashSet::new()),
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
             creating: Mutex::new(HashMap::new()),
             renamed: None,
-        }
+        })
     }
 
     /// Saves `name` at `target` (in the download folder) instead of under
@@ -201,27 +210,55 @@ impl Dest {
     /// Where `name` goes, and what we already have of it. With `resume`
     /// off, or without a readable note, any partial copy is ignored.
     pub fn plan(&self, name: &str, resume: bool) -> Result<Plan, String> {
-        let target = match &self.renamed {
-            Some((n, t)) if n == name => t.clone(),
-            _ => local_target(&self.root, name)
-                .map_err(|e| format!("refusing to save {:?}: {e}", display_safe(name)))?,
+        let refuse = |why: &dyn std::fmt::Display| {
+            format!("refusing to save {:?}: {why}", display_safe(name))
         };
-        let part = with_suffix(&target, PART_SUFFIX);
-        let note = with_suffix(&target, RESUME_SUFFIX);
+        let (target, dir, file) = match &self.renamed {
+            // `-o FILE`: the user's own name, in the download folder.
+            Some((n, t)) if n == name => {
+                let file = t
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .ok_or_else(|| refuse(&"the output file name is not UTF-8"))?;
+                (t.clone(), PathBuf::new(), file.to_string())
+            }
+            _ => {
+                let target = local_target(&self.root, name).map_err(|e| refuse(&e))?;
+                let (dir, file) = match name.rsplit_once('/') {
+                    Some((d, f)) => (PathBuf::from(d), f.to_string()),
+                    None => (PathBuf::new(), name.to_string()),
+                };
+                if is_reserved(&file) {
+                    return Err(refuse(&"names of this form are kept for partial downloads"));
+                }
+                (target, dir, file)
+            }
+        };
+        let (part_name, note_name) = (part_name(&file), note_name(&file));
+        let folder = self.root.join(&dir);
         let mut plan = Plan {
             name: name.to_string(),
             target,
-            part,
-            note,
+            part: folder.join(&part_name),
+            note: folder.join(&note_name),
+            dir,
+            file,
+            part_name,
+            note_name,
             offset: 0,
             stamp: None,
         };
         if resume {
-            if let Some(stamp) = read_note(&plan.note) {
-                if let Ok(md) = fs::symlink_metadata(&plan.part) {
-                    if md.is_file() && md.len() <= stamp.size {
-                        plan.offset = md.len();
-                        plan.stamp = Some(stamp);
+            if let Ok(Some(d)) = self.folder.dir(&plan.dir, false) {
+                if let Some(stamp) = read_note(&d, &plan.note_name) {
+                    if let Some(st) = d
+                        .stat(&plan.part_name)
+                        .filter(|_| d.is_file(&plan.part_name))
+                    {
+                        if st.st_size as u64 <= stamp.size {
+                            plan.offset = st.st_size as u64;
+                            plan.stamp = Some(stamp);
+                        }
                     }
                 }
             }
@@ -234,11 +271,20 @@ impl Dest {
     /// writing it right now.
     pub fn discard(&self, plan: &Plan) {
         self.hashed.lock().unwrap().remove(&plan.part);
-        if claim_leftover(&plan.part).is_err() {
+        let Ok(Some(d)) = self.folder.dir(&plan.dir, false) else {
+            return;
+        };
+        if claim_leftover(&d, &plan.part_name).is_err() {
             return;
         }
-        let _ = fs::remove_file(&plan.part);
-        let _ = fs::remove_file(&plan.note);
+        let _ = d.remove(&plan.part_name);
+        let _ = d.remove(&plan.note_name);
+    }
+
+    /// Whether something (anything, even a dangling symlink) already has
+    /// the target's name.
+    pub fn exists(&self, plan: &Plan) -> bool {
+        matches!(self.folder.dir(&plan.dir, false), Ok(Some(d)) if d.stat(&plan.file).is_some())
     }
 
     /// Hashes the bytes a resumable plan already has, ahead of time.
@@ -247,7 +293,11 @@ impl Dest {
             return;
         }
         let mut hasher = blake3::Hasher::new();
-        let ok = File::open(&plan.part).and_then(|f| {
+        let part = match self.folder.dir(&plan.dir, false) {
+            Ok(Some(d)) => d.open(&plan.part_name, false),
+            _ => return,
+        };
+        let ok = part.and_then(|f| {
             // Taken before reading: a change while we hash shows later.
             let id = PartId::of(&f).ok_or(io::ErrorKind::NotFound)?;
             let n = io::copy(&mut (&f).take(plan.offset), &mut HashWriter(&mut hasher))?;
@@ -274,30 +324,6 @@ impl Dest {
         }
     }
 
-    /// Makes sure `parent` exists and really lies inside the download
-    /// folder: a symlink planted there must not lead us out.
-    fn prepare(&self, parent: &Path) -> io::Result<()> {
-        if parent == self.root || self.checked.lock().unwrap().contains(parent) {
-            return Ok(());
-        }
-        fs::create_dir_all(parent).map_err(|e| match crate::paths::check_folder(parent) {
-            Err(why) => io::Error::new(io::ErrorKind::NotADirectory, why),
-            Ok(()) => fail("cannot create folder", parent, &e),
-        })?;
-        let real = fs::canonicalize(parent).map_err(|e| fail("cannot open folder", parent, &e))?;
-        if !real.starts_with(&self.root) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                format!(
-                    "refusing to write through {}: it leads outside the download folder",
-                    parent.display()
-                ),
-            ));
-        }
-        self.checked.lock().unwrap().insert(parent.to_path_buf());
-        Ok(())
-    }
-
     /// Puts a verified file in place, durably. Large files go at once;
     /// small ones join the batch, which is settled when full (or by
     /// [`Dest::flush`]). Returns the files settled by this call.
@@ -314,7 +340,8 @@ impl Dest {
                 None => Ok(()),
             };
             let r = synced.and_then(|_| place(&a)).map(|_| {
-                sync_dir(a.target.parent().unwrap_or(&self.root));
+                // Failure here cannot be acted on usefully.
+                let _ = a.dir.sync();
                 placed(&a)
             });
             return vec![r.map_err(|e| (a.name.clone(), e.to_string()))];
@@ -350,28 +377,33 @@ impl Dest {
         // are renamed in batches even without it: one thread renaming is
         // faster than many contending for the folder's lock.
         let synced = if self.fsync {
-            File::open(&self.root)
-                .and_then(|d| rustix::fs::syncfs(&d).map_err(io::Error::from))
+            items[0]
+                .dir
+                .syncfs()
                 .map_err(|e| fail("cannot flush", &self.root, &e).to_string())
         } else {
             Ok(())
         };
         let mut dirs = HashSet::new();
+        let mut to_sync = Vec::new();
         let out = items
             .iter()
             .map(|a| {
                 synced.clone().map_err(|e| {
-                    let _ = fs::remove_file(&a.part);
+                    let _ = a.dir.remove(&a.part_name);
                     (a.name.clone(), e)
                 })?;
                 place(a).map_err(|e| (a.name.clone(), e.to_string()))?;
-                dirs.insert(a.target.parent().unwrap_or(&self.root).to_path_buf());
+                if dirs.insert(a.target.parent().unwrap_or(&self.root).to_path_buf()) {
+                    to_sync.push(&a.dir);
+                }
                 Ok(placed(a))
             })
             .collect();
         if self.fsync {
-            for d in dirs {
-                sync_dir(&d);
+            for d in to_sync {
+                // Failure here cannot be acted on usefully.
+                let _ = d.sync();
             }
         }
         out
@@ -393,31 +425,22 @@ fn placed(a: &Arrived) -> Placed {
 /// Renames the part over the final name (atomically replacing any old
 /// file) and drops the resume note.
 fn place(a: &Arrived) -> io::Result<()> {
-    let now = fs::symlink_metadata(&a.part)
-        .map(|m| PartId::from(&m).key())
-        .ok();
+    let now = a.dir.stat(&a.part_name).map(|st| (st.st_dev, st.st_ino));
     if a.identity.is_some() && now != a.identity {
         return Err(io::Error::other(format!(
             "{} was replaced by another process while downloading; not using it",
-            a.part.display()
+            display_path(&a.part)
         )));
     }
-    fs::rename(&a.part, &a.target).map_err(|e| {
-        let _ = fs::remove_file(&a.part);
+    a.dir.rename(&a.part_name, &a.file_name).map_err(|e| {
+        let _ = a.dir.remove(&a.part_name);
         fail("cannot move download into place at", &a.target, &e)
     })?;
     // Only files big enough to resume ever have a note.
     if a.size >= RESUME_MIN {
-        let _ = fs::remove_file(&a.note);
+        let _ = a.dir.remove(&a.note_name);
     }
     Ok(())
-}
-
-/// Makes a rename durable. Failure here cannot be acted on usefully.
-fn sync_dir(dir: &Path) {
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
 }
 
 /// Lets `io::copy` feed a hasher.
@@ -436,10 +459,10 @@ impl Write for HashWriter<'_> {
 /// Checks that a leftover part file may be removed: not while another
 /// download holds its lock. Anything but a regular file (a planted symlink,
 /// say) is never opened, only removed.
-fn claim_leftover(part: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(part).is_ok_and(|m| m.is_file()) {
-        if let Ok(old) = OpenOptions::new().write(true).open(part) {
-            lock(&old, part)?;
+fn claim_leftover(dir: &Dir, part: &str) -> io::Result<()> {
+    if dir.is_file(part) {
+        if let Ok(old) = dir.open(part, true) {
+            lock(&old, &dir.path(part))?;
         }
     }
     Ok(())
@@ -453,7 +476,10 @@ fn lock(f: &File, part: &Path) -> io::Result<()> {
         if e == rustix::io::Errno::WOULDBLOCK {
             io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!("another download is writing {} right now", part.display()),
+                format!(
+                    "another download is writing {} right now",
+                    display_path(part)
+                ),
             )
         } else {
             fail("cannot lock", part, &e.into())
@@ -461,8 +487,9 @@ fn lock(f: &File, part: &Path) -> io::Result<()> {
     })
 }
 
-fn read_note(p: &Path) -> Option<Stamp> {
-    let text = fs::read_to_string(p).ok()?;
+fn read_note(dir: &Dir, name: &str) -> Option<Stamp> {
+    let mut text = String::new();
+    dir.open(name, false).ok()?.read_to_string(&mut text).ok()?;
     let mut lines = text.lines();
     if lines.next()? != RESUME_MAGIC {
         return None;
@@ -476,10 +503,10 @@ fn read_note(p: &Path) -> Option<Stamp> {
     (stamp.mtime_nanos < 1_000_000_000).then_some(stamp)
 }
 
-fn write_note(p: &Path, s: &Stamp) -> io::Result<()> {
-    fs::write(
-        p,
-        format!("{RESUME_MAGIC}\n{} {} {}\n", s.size, s.mtime, s.mtime_nanos),
+fn write_note(dir: &Dir, name: &str, s: &Stamp) -> io::Result<()> {
+    dir.write_new(
+        name,
+        format!("{RESUME_MAGIC}\n{} {} {}\n", s.size, s.mtime, s.mtime_nanos).as_bytes(),
     )
 }
 
@@ -591,6 +618,8 @@ pub struct LocalFile<'a> {
     dest: &'a Dest,
     plan: &'a Plan,
     progress: &'a Progress,
+    /// The target's folder, opened (and created) when the file starts.
+    dir: Option<Dir>,
     file: Option<File>,
     hasher: blake3::Hasher,
     writer: Option<Writer>,
@@ -606,6 +635,7 @@ impl<'a> LocalFile<'a> {
             dest,
             plan,
             progress,
+            dir: None,
             file: None,
             hasher: blake3::Hasher::new(),
             writer: None,
@@ -645,11 +675,18 @@ impl<'a> LocalFile<'a> {
                 hex(&ours)
             )));
         }
+        let dir = self
+            .dir
+            .take()
+            .ok_or_else(|| Failure::Permanent("no download folder".into()))?;
         Ok(Arrived {
             name: self.plan.name.clone(),
             target: self.plan.target.clone(),
             part: self.plan.part.clone(),
-            note: self.plan.note.clone(),
+            dir,
+            file_name: self.plan.file.clone(),
+            part_name: self.plan.part_name.clone(),
+            note_name: self.plan.note_name.clone(),
             bytes: header.body_len(),
             size: header.size,
             secs: self.started.elapsed().as_secs_f64(),
@@ -701,19 +738,10 @@ impl<'a> LocalFile<'a> {
 
     /// Continues the part at `offset`: trims anything past it and hashes
     /// the bytes already there.
-    fn reopen(&mut self, offset: u64) -> io::Result<File> {
+    fn reopen(&mut self, dir: &Dir, offset: u64) -> io::Result<File> {
         let part = &self.plan.part;
-        let md = fs::symlink_metadata(part).map_err(|e| fail("cannot open", part, &e))?;
-        if !md.is_file() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is not a regular file", part.display()),
-            ));
-        }
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(part)
+        let mut f = dir
+            .open(&self.plan.part_name, true)
             .map_err(|e| fail("cannot open", part, &e))?;
         lock(&f, part)?;
         let now = PartId::of(&f);
@@ -721,7 +749,7 @@ impl<'a> LocalFile<'a> {
         if now.is_none_or(|id| id.len < offset) {
             return Err(io::Error::other(PartChanged(format!(
                 "{} is shorter than when the download was planned; starting over",
-                part.display()
+                display_path(part)
             ))));
         }
         let cached = self.dest.take_hashed(part, offset, now);
@@ -743,7 +771,7 @@ impl<'a> LocalFile<'a> {
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("{} is shorter than expected", part.display()),
+                    format!("{} is shorter than expected", display_path(part)),
                 ));
             }
             self.hasher.update(&buf[..n]);
@@ -752,8 +780,9 @@ impl<'a> LocalFile<'a> {
         Ok(f)
     }
 
-    fn create(&mut self) -> io::Result<File> {
+    fn create(&mut self, dir: &Dir) -> io::Result<File> {
         let part = &self.plan.part;
+        let name = self.plan.part_name.as_str();
         // create_new never follows whatever sits at the temporary name; a
         // leftover there is removed (not followed) and the create retried.
         let folder = {
@@ -766,12 +795,13 @@ impl<'a> LocalFile<'a> {
         };
         let create = || {
             let _one_at_a_time = folder.lock().unwrap();
-            OpenOptions::new().write(true).create_new(true).open(part)
+            dir.create_new(name)
         };
         let f = match create() {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                claim_leftover(part)?;
-                fs::remove_file(part).map_err(|e| fail("cannot replace", part, &e))?;
+                claim_leftover(dir, name)?;
+                dir.remove(name)
+                    .map_err(|e| fail("cannot replace", part, &e))?;
                 create()
             }
             other => other,
@@ -785,25 +815,24 @@ impl<'a> LocalFile<'a> {
 
 impl FileSink for LocalFile<'_> {
     fn start(&mut self, header: &FileHeader) -> io::Result<()> {
-        let parent = self
-            .plan
-            .target
-            .parent()
-            .unwrap_or(self.dest.root.as_path())
-            .to_path_buf();
-        self.dest.prepare(&parent)?;
+        let dir = self
+            .dest
+            .folder
+            .dir(&self.plan.dir, true)?
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let file = if header.offset > 0 {
-            self.reopen(header.offset)?
+            self.reopen(&dir, header.offset)?
         } else {
-            let f = self.create()?;
+            let f = self.create(&dir)?;
             if header.size >= RESUME_MIN {
-                write_note(&self.plan.note, &header.stamp())
+                write_note(&dir, &self.plan.note_name, &header.stamp())
                     .map_err(|e| fail("cannot write", &self.plan.note, &e))?;
             } else if self.plan.stamp.is_some() {
-                let _ = fs::remove_file(&self.plan.note);
+                let _ = dir.remove(&self.plan.note_name);
             }
             f
         };
+        self.dir = Some(dir);
         if header.body_len() >= PIPELINE_MIN {
             let hasher = std::mem::replace(&mut self.hasher, blake3::Hasher::new());
             self.writer = Some(

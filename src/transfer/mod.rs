@@ -6,12 +6,14 @@
 //! Transient failures are retried with backoff, resuming from the partial
 //! data; one outcome per file; failures do not stop the others.
 
+mod folder;
 mod local;
 mod stream;
 
 pub use stream::to_stdout;
 
-pub use local::{hex, partial_len, PART_SUFFIX, RESUME_SUFFIX};
+pub use folder::{note_name, part_name, PART_SUFFIX, RESUME_SUFFIX};
+pub use local::{hex, partial_len};
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -236,7 +238,8 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             }),
         };
     };
-    let mut dest = Dest::new(root, settings.fsync);
+    let mut dest =
+        Dest::new(root, settings.fsync).map_err(|e| Error::io("cannot use download folder", e))?;
     if let (Some(Output::File(p)), Some(name)) = (&settings.output, selection.files.first()) {
         let file = p.file_name().map(PathBuf::from).unwrap_or_default();
         dest.rename(name, dest.root.join(file));
@@ -250,11 +253,11 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
     for name in &selection.files {
         match dest.plan(name, settings.resume) {
             Err(why) => outcomes.push(report(progress, name, Err(why), 0)),
-            Ok(p) if settings.no_clobber && fs::symlink_metadata(&p.target).is_ok() => {
+            Ok(p) if settings.no_clobber && dest.exists(&p) => {
                 progress.notice(&format!(
                     "{}: skipped, {} already exists",
                     crate::paths::display_safe(name),
-                    p.target.display()
+                    crate::paths::display_path(&p.target)
                 ));
                 outcomes.push(Outcome {
                     name: name.clone(),
