@@ -39,5 +39,7 @@ mod progress;
 // Findings of an attack review: stale digests, odd paths, token hygiene,
 // what a hostile server or download folder can make the client do.
 mod hardening;
+// Admission: token-guess penalties, descriptor limits, unfinished handshakes.
+mod admission;
 // Property tests of both decoders on random input.
 mod props;

@@ -8,7 +8,9 @@
 //! short-lived thread so the accept loop never waits on a slow peer.
 
 mod digest;
+mod fds;
 mod notify;
+mod penalty;
 mod session;
 mod signals;
 
@@ -125,6 +127,14 @@ impl Shared {
         digests: Arc<digest::Cache>,
         registry: Arc<Registry>,
     ) -> Result<Shared, Error> {
+        // At start and on every reload: the limits must fit the open-file
+        // limit.
+        let need = fds::needed(settings.max_connections, MAX_REJECTERS);
+        let limit = fds::ensure(need, || {
+            format!("'--max-connections' {}", settings.max_connections)
+        })
+        .map_err(Error::Usage)?;
+        log::debug!("open-file limit {limit} (about {need} needed)");
         Ok(Shared {
             root: Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?,
             digests,
@@ -140,6 +150,8 @@ impl Shared {
 pub(crate) struct Registry {
     /// Open connections per client address.
     per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Sources that failed token proofs, and until when they wait.
+    pub penalties: penalty::Penalties,
     pub shutting_down: AtomicBool,
     clients: Mutex<HashMap<u64, Client>>,
     all_gone: Condvar,
@@ -150,16 +162,18 @@ impl Registry {
         self.clients.lock().unwrap().insert(id, client);
     }
 
-    fn unregister(&self, id: u64, peer: SocketAddr) {
-        {
-            let mut per_ip = self.per_ip.lock().unwrap();
-            if let Some(n) = per_ip.get_mut(&peer.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    per_ip.remove(&peer.ip());
-                }
+    fn release_ip(&self, ip: std::net::IpAddr) {
+        let mut per_ip = self.per_ip.lock().unwrap();
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
             }
         }
+    }
+
+    fn unregister(&self, id: u64, peer: SocketAddr) {
+        self.release_ip(peer.ip());
         let mut clients = self.clients.lock().unwrap();
         clients.remove(&id);
         if clients.is_empty() {
@@ -287,6 +301,26 @@ impl Server {
                 Err(_) => continue, // already gone
             };
             let shared = self.current();
+            // Cheapest check first: a source serving a penalty for failed
+            // token proofs gets nothing else.
+            if let Some(wait) = registry.penalties.pending(peer.ip(), Instant::now()) {
+                warn!(
+                    "{peer}: refused: failed token proofs from {}; {}s of penalty left",
+                    peer.ip(),
+                    wait.as_secs()
+                );
+                reject_busy(
+                    stream,
+                    peer,
+                    &rejecters,
+                    ErrorCode::AuthFailed,
+                    format!(
+                        "authentication failed too often from your address; try again in {}s",
+                        wait.as_secs().max(1)
+                    ),
+                );
+                continue;
+            }
             if active.load(Ordering::SeqCst) >= shared.settings.max_connections {
                 warn!(
                     "{peer}: refused: server busy ({} connections)",
@@ -296,7 +330,8 @@ impl Server {
                     stream,
                     peer,
                     &rejecters,
-                    "server busy: too many connections, try again later",
+                    ErrorCode::Busy,
+                    "server busy: too many connections, try again later".into(),
                 );
                 continue;
             }
@@ -314,7 +349,9 @@ impl Server {
                         stream,
                         peer,
                         &rejecters,
-                        "server busy: too many connections from your address, try again later",
+                        ErrorCode::Busy,
+                        "server busy: too many connections from your address, try again later"
+                            .into(),
                     );
                     continue;
                 }
@@ -325,6 +362,8 @@ impl Server {
                 Ok(c) => c,
                 Err(e) => {
                     error!("{peer}: cannot set up connection: {}", describe_io(&e));
+                    // Give back the address's slot taken above.
+                    registry.release_ip(peer.ip());
                     continue;
                 }
             };
@@ -468,7 +507,8 @@ fn reject_busy(
     stream: TcpStream,
     peer: SocketAddr,
     rejecters: &Arc<AtomicUsize>,
-    why: &'static str,
+    code: ErrorCode,
+    why: String,
 ) {
     if rejecters.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTERS {
         rejecters.fetch_sub(1, Ordering::SeqCst);
@@ -479,7 +519,7 @@ fn reject_busy(
         .name("busy".into())
         .stack_size(64 * 1024)
         .spawn(move || {
-            let _ = send_busy(stream, why);
+            let _ = send_busy(stream, code, &why);
             rejecters.fetch_sub(1, Ordering::SeqCst);
         });
     if spawned.is_err() {
@@ -487,14 +527,14 @@ fn reject_busy(
     }
 }
 
-fn send_busy(mut stream: TcpStream, why: &str) -> std::io::Result<()> {
+fn send_busy(mut stream: TcpStream, code: ErrorCode, why: &str) -> std::io::Result<()> {
     stream.set_read_timeout(Some(REJECT_TIMEOUT))?;
     stream.set_write_timeout(Some(REJECT_TIMEOUT))?;
     let mut hello = [0u8; protocol::HELLO_LEN];
     let _ = stream.read_exact(&mut hello);
     let mut out = Vec::new();
     let _ = Hello::current().write_to(&mut out);
-    let _ = protocol::write_error(&mut out, &ErrorFrame::new(ErrorCode::Busy, why));
+    let _ = protocol::write_error(&mut out, &ErrorFrame::new(code, why));
     stream.write_all(&out)?;
     stream.shutdown(Shutdown::Write)?;
     // Drain (boundedly) what the client pipelined so the close is orderly.

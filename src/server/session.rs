@@ -123,7 +123,7 @@ fn serve(
         return Ok("refused".into());
     }
     if let Some(key) = &shared.auth_key {
-        if !authenticate(&mut reader, &mut writer, peer, key, deadline)? {
+        if !authenticate(&mut reader, &mut writer, peer, shared, key, deadline)? {
             linger_close(&mut reader);
             return Ok("authentication failed".into());
         }
@@ -209,6 +209,7 @@ fn authenticate(
     reader: &mut BufReader<TcpStream>,
     writer: &mut BufWriter<TcpStream>,
     peer: SocketAddr,
+    shared: &Shared,
     key: &[u8; 32],
     deadline: Instant,
 ) -> Result<bool, ProtocolError> {
@@ -216,6 +217,8 @@ fn authenticate(
     getrandom::fill(&mut nonce).map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
     protocol::write_auth_challenge(writer, &nonce)?;
     writer.flush()?;
+    // Only a wrong proof is a guess; a client without a token is not.
+    let mut guessed = true;
     let why = match Request::read_from(&mut Timed::new(reader, deadline)) {
         Ok(Request::Auth { nonce: theirs, mac }) => {
             if protocol::auth::verify(&protocol::auth::client_mac(key, &nonce, &theirs), &mac) {
@@ -228,12 +231,30 @@ fn authenticate(
             }
             "wrong token"
         }
-        Ok(_) => "no token (a request came before AUTH)",
-        Err(ProtocolError::Closed) => "no token (client hung up)",
-        Err(ProtocolError::Io(_)) => "no token (handshake timed out or broke)",
+        Ok(_) => {
+            guessed = false;
+            "no token (a request came before AUTH)"
+        }
+        Err(ProtocolError::Closed) => {
+            guessed = false;
+            "no token (client hung up)"
+        }
+        Err(ProtocolError::Io(_)) => {
+            guessed = false;
+            "no token (handshake timed out or broke)"
+        }
         Err(_) => "malformed AUTH frame",
     };
-    warn!("{peer}: refused: authentication failed: {why}");
+    if guessed {
+        let penalty = shared.registry.penalties.fail(peer.ip(), Instant::now());
+        warn!(
+            "{peer}: refused: authentication failed: {why}; {} may try again in {}s",
+            peer.ip(),
+            penalty.as_secs()
+        );
+    } else {
+        warn!("{peer}: refused: authentication failed: {why}");
+    }
     std::thread::sleep(AUTH_FAIL_DELAY);
     let _ = protocol::write_error(
         writer,

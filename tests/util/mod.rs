@@ -106,6 +106,7 @@ pub struct ServerBuilder {
     log_file: bool,
     stderr_file: Option<PathBuf>,
     port: u16,
+    nofile: Option<u64>,
 }
 
 impl ServerBuilder {
@@ -128,6 +129,12 @@ impl ServerBuilder {
     /// Sets an environment variable for the server.
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    /// Starts the server with this (soft and hard) open-file limit.
+    pub fn nofile(mut self, n: u64) -> Self {
+        self.nofile = Some(n);
         self
     }
 
@@ -185,6 +192,9 @@ impl ServerBuilder {
             Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
             None => cmd.stderr(Stdio::piped()),
         };
+        if let Some(n) = self.nofile {
+            limit_files(&mut cmd, n);
+        }
         let (child, port, stderr) = spawn_listening(&mut cmd);
         Server {
             child,
@@ -289,6 +299,7 @@ impl Server {
             log_file: true,
             port: 0,
             stderr_file: None,
+            nofile: None,
         }
     }
 
@@ -432,4 +443,53 @@ pub fn hold(s: &Server) -> TcpStream {
     let mut h = [0u8; 8];
     c.read_exact(&mut h).unwrap();
     c
+}
+
+/// Runs `cmd` with an open-file limit of `n` (soft and hard).
+pub fn limit_files(cmd: &mut Command, n: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between
+    // fork and exec here.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: n,
+                rlim_max: n,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A TCP connection to 127.0.0.1:`port` from the loopback address `from`
+/// (any of 127.0.0.0/8), so tests can play several client addresses.
+pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let sa = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor we own; the addresses
+    // live on the stack for the duration of each call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let s = TcpStream::from_raw_fd(fd);
+        let local = sa(from, 0);
+        let r = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "bind {from}: {}", std::io::Error::last_os_error());
+        let remote = sa(std::net::Ipv4Addr::LOCALHOST, port);
+        let r = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
+        assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
 }
