@@ -125,13 +125,19 @@ fn extra(name: &str, subcommands: &[String]) -> Roff {
             );
             r.control("SH", ["FILES"]);
             r.text([
+                roman("."),
                 italic("NAME"),
-                roman(".fxfer-part and "),
+                roman("."),
+                italic("HASH"),
+                roman(".fxfer-part and ."),
                 italic("NAME"),
+                roman("."),
+                italic("HASH"),
                 roman(
-                    ".fxfer-resume in the download folder hold an interrupted download; the \
-                     next get of that file resumes from them. A file appears under its own \
-                     name only once it is complete and verified.",
+                    ".fxfer-resume beside a file in the download folder hold an interrupted \
+                     download (HASH: 16 hex digits of the BLAKE3 of the name; NAME shortened \
+                     to fit); the next get of that file resumes from them. A file appears \
+                     under its own name only once it is complete and verified.",
                 ),
             ]);
         }

@@ -272,7 +272,10 @@ fn big_download_under_way(seed: u64) -> (Server, rexpect::session::PtySession) {
     at(&mut p, "Serial");
     key(&mut p, DOWN);
     key(&mut p, ENTER);
-    let part = s.work.join("dl/big.bin.fxfer-part");
+    let part = s
+        .work
+        .join("dl")
+        .join(fxfer::transfer::part_name("big.bin"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::metadata(&part).map_or(0, |m| m.len()) < 16 << 20 {
         assert!(Instant::now() < deadline, "download never got going");
