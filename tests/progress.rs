@@ -137,7 +137,7 @@ fn ctrl_c(mode: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let part = s.downloads().join("big.bin.fxfer-part");
+    let part = s.downloads().join(fxfer::transfer::part_name("big.bin"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::fs::metadata(&part).map_or(0, |m| m.len()) < 2 << 20 {
         assert!(Instant::now() < deadline, "no partial download appeared");
