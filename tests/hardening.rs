@@ -145,11 +145,8 @@ fn a_blank_or_exposed_token_is_refused_and_a_short_one_warned_about() {
         .start();
     let log = s.wait_log("only 3 bytes");
     assert!(log.contains("token is only 3 bytes"), "{log}");
-    assert!(
-        s.stderr().contains("token is only 3 bytes"),
-        "{}",
-        s.stderr()
-    );
+    let err = s.wait_stderr("only 3 bytes");
+    assert!(err.contains("token is only 3 bytes"), "{err}");
 }
 
 /// Names that try to reach the terminal: ESC, a C1 CSI, a newline, and a
