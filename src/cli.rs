@@ -138,9 +138,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 
-    /// Seconds a new connection has to complete the handshake [default: 10]
+    /// Seconds a new connection has to complete the handshake, in all
+    /// [default: 10]
     #[arg(long, value_name = "SECS")]
     pub handshake_timeout: Option<u64>,
+
+    /// Unfinished handshakes allowed at once, as START:RATE:FULL: from
+    /// START on, new connections are dropped with RATE% probability,
+    /// rising to 100% at FULL (a single N is a hard limit)
+    /// [default: 4096:30:16384]
+    #[arg(long, value_name = "START:RATE:FULL")]
+    pub max_startups: Option<String>,
 
     /// Seconds an idle connection is kept open [default: 300]
     #[arg(long, value_name = "SECS")]

@@ -61,6 +61,8 @@ pub struct ServerFile {
     pub max_connections_per_ip: Option<usize>,
     /// Seconds a new connection has to complete the handshake.
     pub handshake_timeout: Option<u64>,
+    /// Unfinished handshakes allowed at once: "START:RATE:FULL" or "N".
+    pub max_startups: Option<String>,
     /// Seconds an idle connection is kept open.
     pub idle_timeout: Option<u64>,
     /// Seconds a client may stop reading before it is dropped.
@@ -288,6 +290,8 @@ pub struct ServerSettings {
     pub grace_period: Duration,
     pub max_connections_per_ip: usize,
     pub handshake_timeout: Duration,
+    /// The bound on unfinished handshakes (sshd's MaxStartups).
+    pub max_startups: crate::server::Startups,
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     /// Shared token clients must prove they know.
@@ -371,6 +375,15 @@ impl ServerSettings {
                     DEFAULT_HANDSHAKE_SECS,
                 ),
             )?,
+            max_startups: {
+                let (text, origin) = pick(
+                    args.max_startups.clone(),
+                    f.and_then(|f| f.max_startups.clone()),
+                    crate::server::Startups::DEFAULT.to_string(),
+                );
+                crate::server::Startups::parse(&text)
+                    .map_err(|why| check.bad("--max-startups", origin, &why))?
+            },
             idle_timeout: check.secs(
                 "--idle-timeout",
                 pick(

@@ -98,7 +98,9 @@ fn a_connection_limit_the_open_file_limit_cannot_carry_is_refused() {
     assert_exit(&o, 2);
     let err = stderr(&o);
     assert!(
-        err.contains("'--max-connections' 5000 needs about") && err.contains("at most 512"),
+        err.contains("'--max-connections' 5000 with '--max-startups'")
+            && err.contains("needs about")
+            && err.contains("at most 512"),
         "{err}"
     );
     // A setting that fits starts (and is stopped here).
@@ -115,4 +117,156 @@ fn a_connection_limit_the_open_file_limit_cannot_carry_is_refused() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(line.starts_with("listening on"), "{line}");
+}
+
+/// The server's thread count, from /proc.
+fn threads(s: &Server) -> usize {
+    let st = std::fs::read_to_string(format!("/proc/{}/status", s.child.id())).unwrap();
+    st.lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn silent_connections_take_no_session_slot_and_no_thread() {
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-connections")
+        .arg("2")
+        .start();
+    let before = threads(&s);
+    // 200 connections that never greet, from 40 addresses (5 each, under
+    // the per-address limit).
+    let silent: Vec<_> = (0..200)
+        .map(|i| connect_from(Ipv4Addr::new(127, 0, 3, 1 + (i % 40) as u8), s.port))
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let during = threads(&s);
+    assert!(
+        during <= before + 2,
+        "{during} threads with 200 silent connections (was {before})"
+    );
+    // Real clients still get both sessions.
+    for _ in 0..3 {
+        let o = s.client("ls").output().unwrap();
+        assert_exit(&o, 0);
+        assert!(stdout(&o).contains("a.txt"));
+    }
+    drop(silent);
+}
+
+#[test]
+fn a_refused_client_trickling_bytes_is_closed_on_one_deadline() {
+    use std::io::Write;
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-connections-per-ip")
+        .arg("1")
+        .start();
+    let _first = hold(&s);
+    // Over the address's limit: the busy sequence, then a drain.
+    let mut c = s.connect();
+    Hello::current().write_to(&mut c).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let _ = Hello::read_from(&mut r).unwrap();
+    match Response::read_from(&mut r).unwrap() {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::Busy),
+        other => panic!("{other:?}"),
+    }
+    // One byte every 0.4 s, for at most 20 s: each read alone would be in
+    // time, but the drain has one deadline.
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        // The server shut its side at once; only a write that fails shows
+        // it has let go of the connection completely.
+        if c.write_all(b"x").is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn beyond_max_startups_connections_are_dropped_and_the_rest_still_served() {
+    use std::io::Read;
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-startups")
+        .arg("5")
+        .arg("--max-connections-per-ip")
+        .arg("100")
+        .start();
+    let held: Vec<_> = (0..5).map(|_| s.connect()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // The sixth is closed at once, without a word.
+    let mut sixth = s.connect();
+    let mut b = [0u8; 8];
+    let started = std::time::Instant::now();
+    let n = sixth.read(&mut b).unwrap_or(0);
+    assert_eq!(n, 0, "a reply beyond max-startups");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let o = s.client("ls").output().unwrap();
+    assert_exit(&o, 0);
+    let log = s.wait_log("dropped: 5 handshakes under way");
+    assert!(log.contains("(max-startups 5:100:5)"), "{log}");
+}
+
+#[test]
+fn a_descriptor_storm_leaks_no_per_address_slot() {
+    use std::io::{Read, Write};
+    // Few descriptors, so a storm runs the server out of them.
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-connections")
+        .arg("8")
+        .arg("--max-connections-per-ip")
+        .arg("6")
+        .nofile(256)
+        .start();
+    let storm: Vec<_> = (0..400)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", s.port)).ok())
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(storm);
+    // Everything the storm held is given back: the address gets all six
+    // of its places again (no busy reply on any), and a seventh is busy.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let mut held: Vec<_> = (0..6).map(|_| s.connect()).collect();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    for (i, c) in held.iter_mut().enumerate() {
+        c.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let got = c.read(&mut b);
+        assert!(
+            matches!(&got, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "place {i} was refused: {got:?}"
+        );
+    }
+    let mut seventh = s.connect();
+    seventh.write_all(&Hello::current().to_bytes()).unwrap();
+    let mut r = BufReader::new(seventh);
+    let _ = Hello::read_from(&mut r).unwrap();
+    match Response::read_from(&mut r).unwrap() {
+        Response::Error(e) => {
+            assert_eq!(e.code, ErrorCode::Busy, "{e}");
+            assert!(e.message.contains("from your address"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(held);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_exit(&s.client("ls").output().unwrap(), 0);
 }

@@ -338,6 +338,9 @@ impl Connection {
                     Err(self.auth_error("the server could not prove it knows the token"))
                 }
             }
+            // All sessions taken while we proved ourselves: busy, which is
+            // worth a retry, unlike a wrong token.
+            Response::Error(e) if e.code == ErrorCode::Busy => Err(self.refusal(e)),
             Response::Error(e) => Err(self.auth_error(e.message)),
             other => Err(self.unexpected(&other, "AUTH_OK")),
         }

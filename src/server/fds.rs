@@ -20,6 +20,11 @@ pub fn needed(sessions: usize, startups: usize) -> u64 {
     BASE + sessions as u64 * PER_SESSION + startups as u64 * PER_STARTUP
 }
 
+/// The most descriptors this process may ever have open (the hard limit).
+pub fn hard_limit() -> u64 {
+    getrlimit(Resource::Nofile).maximum.unwrap_or(u64::MAX)
+}
+
 /// Makes sure `need` descriptors can be open: raises the soft limit when
 /// it is lower (never above the hard limit). Returns the limit now in force.
 pub fn ensure(need: u64, what: impl Fn() -> String) -> Result<u64, String> {

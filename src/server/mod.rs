@@ -2,11 +2,13 @@
 //! connected clients, graceful shutdown on Ctrl-C / SIGTERM, and reloading
 //! the config on SIGHUP.
 //!
-//! One thread per connection (small stack), bounded by `max_connections`;
-//! a thread whose client left waits a few seconds for the next connection
-//! instead of exiting. Clients over the bound get a BUSY error frame from a
-//! short-lived thread so the accept loop never waits on a slow peer.
+//! Connections spend their handshake in [`admission`]'s event loop (no
+//! thread, no session slot, a bound and a deadline of their own); once
+//! done, each gets a thread (small stack) for its session, bounded by
+//! `max_connections`. A thread whose client left waits a few seconds for
+//! the next connection instead of exiting.
 
+mod admission;
 mod digest;
 mod fds;
 mod notify;
@@ -14,9 +16,10 @@ mod penalty;
 mod session;
 mod signals;
 
+pub use admission::Startups;
+
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -27,16 +30,11 @@ use crate::config::ServerSettings;
 use crate::error::{describe_io, Error};
 use crate::logging;
 use crate::paths::Root;
-use crate::protocol::{self, ErrorCode, ErrorFrame, Hello};
+use crate::protocol;
 
 /// Stack for connection threads: sessions keep their buffers on the heap,
 /// so a small stack keeps thousands of connections cheap.
 const SESSION_STACK: usize = 256 * 1024;
-/// At most this many BUSY replies are in flight; beyond it, excess
-/// connections are simply closed.
-const MAX_REJECTERS: usize = 32;
-/// How long a refused client gets to send its greeting and read our reply.
-const REJECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection thread waits for another client before exiting.
 /// Starting a thread takes more system calls than a whole small-file
 /// session, so a burst of short connections (`get --parallel` of many
@@ -48,10 +46,8 @@ const MAX_IDLE: usize = 64;
 /// One accepted connection, on its way to a thread, with the settings it
 /// is served under.
 struct Job {
-    stream: TcpStream,
-    peer: SocketAddr,
+    admitted: Box<admission::Admitted>,
     id: u64,
-    shared: Arc<Shared>,
 }
 
 /// Connection threads between clients.
@@ -103,8 +99,9 @@ impl Idle {
 /// A connected client, as the registry knows it.
 struct Client {
     peer: SocketAddr,
-    /// A second handle on the socket, so shutdown can wake a blocked reader.
-    stream: TcpStream,
+    /// The session's socket (shared, not duplicated: one descriptor per
+    /// session), so shutdown can wake a blocked reader.
+    stream: Arc<TcpStream>,
 }
 
 /// What a session is served under: the folder and settings of one config.
@@ -127,11 +124,34 @@ impl Shared {
         digests: Arc<digest::Cache>,
         registry: Arc<Registry>,
     ) -> Result<Shared, Error> {
+        let mut settings = settings;
+        // The default bound on unfinished handshakes shrinks to what the
+        // hard open-file limit leaves; one given explicitly must fit.
+        if settings.max_startups == Startups::DEFAULT {
+            let hard = fds::hard_limit();
+            let room = hard.saturating_sub(fds::needed(settings.max_connections, 0));
+            let room = usize::try_from(room).unwrap_or(usize::MAX);
+            if room < settings.max_startups.full && room > 0 {
+                settings.max_startups = Startups {
+                    start: (room / 4).max(1),
+                    rate: Startups::DEFAULT.rate,
+                    full: room,
+                };
+                warn!(
+                    "the open-file limit ({hard}) leaves room for {room} unfinished handshakes; \
+                     max-startups lowered to {}",
+                    settings.max_startups
+                );
+            }
+        }
         // At start and on every reload: the limits must fit the open-file
         // limit.
-        let need = fds::needed(settings.max_connections, MAX_REJECTERS);
+        let need = fds::needed(settings.max_connections, settings.max_startups.full);
         let limit = fds::ensure(need, || {
-            format!("'--max-connections' {}", settings.max_connections)
+            format!(
+                "'--max-connections' {} with '--max-startups' {}",
+                settings.max_connections, settings.max_startups
+            )
         })
         .map_err(Error::Usage)?;
         log::debug!("open-file limit {limit} (about {need} needed)");
@@ -162,7 +182,7 @@ impl Registry {
         self.clients.lock().unwrap().insert(id, client);
     }
 
-    fn release_ip(&self, ip: std::net::IpAddr) {
+    fn release_ip(&self, ip: IpAddr) {
         let mut per_ip = self.per_ip.lock().unwrap();
         if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
@@ -172,8 +192,7 @@ impl Registry {
         }
     }
 
-    fn unregister(&self, id: u64, peer: SocketAddr) {
-        self.release_ip(peer.ip());
+    fn unregister(&self, id: u64) {
         let mut clients = self.clients.lock().unwrap();
         clients.remove(&id);
         if clients.is_empty() {
@@ -191,6 +210,49 @@ impl Registry {
             .collect();
         v.sort();
         v
+    }
+}
+
+/// One connection's place in the per-address count, from accept to close
+/// (given back when dropped, whatever path the connection took).
+pub(crate) struct IpSlot {
+    registry: Arc<Registry>,
+    ip: Option<IpAddr>,
+}
+
+impl IpSlot {
+    /// A place for `ip`, unless it already has `max` connections.
+    fn take(registry: &Arc<Registry>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut per_ip = registry.per_ip.lock().unwrap();
+        let n = per_ip.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            registry: Arc::clone(registry),
+            ip: Some(ip),
+        })
+    }
+
+    /// No place (for a connection being refused).
+    fn none(registry: &Arc<Registry>) -> IpSlot {
+        IpSlot {
+            registry: Arc::clone(registry),
+            ip: None,
+        }
+    }
+
+    fn held(&self) -> bool {
+        self.ip.is_some()
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        if let Some(ip) = self.ip {
+            self.registry.release_ip(ip);
+        }
     }
 }
 
@@ -280,126 +342,42 @@ impl Server {
         drop(first);
 
         let active = Arc::new(AtomicUsize::new(0));
-        let rejecters = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Idle::default());
         let next_id = AtomicU64::new(1);
-        for conn in self.listener.incoming() {
-            if registry.shutting_down.load(Ordering::SeqCst) {
-                break;
-            }
-            let stream = match conn {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: say so, pause briefly, go on.
-                    error!("accept failed: {}", describe_io(&e));
-                    std::thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let peer = match stream.peer_addr() {
-                Ok(p) => p,
-                Err(_) => continue, // already gone
-            };
-            let shared = self.current();
-            // Cheapest check first: a source serving a penalty for failed
-            // token proofs gets nothing else.
-            if let Some(wait) = registry.penalties.pending(peer.ip(), Instant::now()) {
-                warn!(
-                    "{peer}: refused: failed token proofs from {}; {}s of penalty left",
-                    peer.ip(),
-                    wait.as_secs()
-                );
-                reject_busy(
-                    stream,
-                    peer,
-                    &rejecters,
-                    ErrorCode::AuthFailed,
-                    format!(
-                        "authentication failed too often from your address; try again in {}s",
-                        wait.as_secs().max(1)
-                    ),
-                );
-                continue;
-            }
-            if active.load(Ordering::SeqCst) >= shared.settings.max_connections {
-                warn!(
-                    "{peer}: refused: server busy ({} connections)",
-                    shared.settings.max_connections
-                );
-                reject_busy(
-                    stream,
-                    peer,
-                    &rejecters,
-                    ErrorCode::Busy,
-                    "server busy: too many connections, try again later".into(),
-                );
-                continue;
-            }
-            {
-                let mut per_ip = registry.per_ip.lock().unwrap();
-                let n = per_ip.entry(peer.ip()).or_insert(0);
-                if *n >= shared.settings.max_connections_per_ip {
-                    drop(per_ip);
-                    warn!(
-                        "{peer}: refused: server busy ({} connections from {})",
-                        shared.settings.max_connections_per_ip,
-                        peer.ip()
-                    );
-                    reject_busy(
-                        stream,
-                        peer,
-                        &rejecters,
-                        ErrorCode::Busy,
-                        "server busy: too many connections from your address, try again later"
-                            .into(),
-                    );
-                    continue;
-                }
-                *n += 1;
-            }
+        let handshakes = admission::Loop::new(
+            self.listener
+                .try_clone()
+                .map_err(|e| Error::io("cannot use the listener", e))?,
+            Arc::clone(&self.current),
+            Arc::clone(&active),
+        )
+        .map_err(|e| Error::io("cannot start the handshake loop", e))?;
+        // Every finished handshake holds a session slot (taken in the
+        // loop); here it gets a thread.
+        handshakes.run(|admitted| {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
-            let clone = match stream.try_clone() {
-                Ok(c) => c,
-                Err(e) => {
-                    error!("{peer}: cannot set up connection: {}", describe_io(&e));
-                    // Give back the address's slot taken above.
-                    registry.release_ip(peer.ip());
-                    continue;
-                }
-            };
-            registry.register(
-                id,
-                Client {
-                    peer,
-                    stream: clone,
-                },
-            );
-            active.fetch_add(1, Ordering::SeqCst);
+            let peer = admitted.peer;
+            let stream = Arc::clone(&admitted.stream);
+            registry.register(id, Client { peer, stream });
             info!("{peer}: connected");
             let job = match idle.offer(Job {
-                stream,
-                peer,
+                admitted: Box::new(admitted),
                 id,
-                shared,
             }) {
-                Ok(()) => continue,
+                Ok(()) => return,
                 Err(job) => job,
             };
             let (active2, idle2) = (Arc::clone(&active), Arc::clone(&idle));
+            let registry2 = Arc::clone(&registry);
             let spawned = std::thread::Builder::new()
                 .name("conn".into())
                 .stack_size(SESSION_STACK)
                 .spawn(move || {
                     let mut job = Some(job);
-                    while let Some(Job {
-                        stream,
-                        peer,
-                        id,
-                        shared,
-                    }) = job.take()
-                    {
-                        session::run(stream, peer, &shared);
-                        shared.registry.unregister(id, peer);
+                    while let Some(Job { admitted, id }) = job.take() {
+                        let shared = Arc::clone(&admitted.shared);
+                        session::run(*admitted);
+                        shared.registry.unregister(id);
                         active2.fetch_sub(1, Ordering::SeqCst);
                         if !shared.registry.shutting_down.load(Ordering::SeqCst) {
                             drop(shared);
@@ -409,10 +387,10 @@ impl Server {
                 });
             if let Err(e) = spawned {
                 error!("{peer}: cannot start a thread: {e}");
-                registry.unregister(id, peer);
+                registry2.unregister(id);
                 active.fetch_sub(1, Ordering::SeqCst);
             }
-        }
+        });
         self.shutdown();
         Ok(())
     }
@@ -498,55 +476,6 @@ pub(crate) fn exposure_warning(local: SocketAddr, has_token: bool) -> Option<Str
              can download the hosted files (see --token-file)"
         )
     })
-}
-
-/// Tells a client over the connection limit that we are busy: read its
-/// greeting (so closing does not reset the connection and lose our reply),
-/// answer with our greeting and a BUSY error, then close.
-fn reject_busy(
-    stream: TcpStream,
-    peer: SocketAddr,
-    rejecters: &Arc<AtomicUsize>,
-    code: ErrorCode,
-    why: String,
-) {
-    if rejecters.fetch_add(1, Ordering::SeqCst) >= MAX_REJECTERS {
-        rejecters.fetch_sub(1, Ordering::SeqCst);
-        return; // dropping closes it
-    }
-    let rejecters = Arc::clone(rejecters);
-    let spawned = std::thread::Builder::new()
-        .name("busy".into())
-        .stack_size(64 * 1024)
-        .spawn(move || {
-            let _ = send_busy(stream, code, &why);
-            rejecters.fetch_sub(1, Ordering::SeqCst);
-        });
-    if spawned.is_err() {
-        warn!("{peer}: could not send busy reply");
-    }
-}
-
-fn send_busy(mut stream: TcpStream, code: ErrorCode, why: &str) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(REJECT_TIMEOUT))?;
-    stream.set_write_timeout(Some(REJECT_TIMEOUT))?;
-    let mut hello = [0u8; protocol::HELLO_LEN];
-    let _ = stream.read_exact(&mut hello);
-    let mut out = Vec::new();
-    let _ = Hello::current().write_to(&mut out);
-    let _ = protocol::write_error(&mut out, &ErrorFrame::new(code, why));
-    stream.write_all(&out)?;
-    stream.shutdown(Shutdown::Write)?;
-    // Drain (boundedly) what the client pipelined so the close is orderly.
-    let mut sink = [0u8; 4096];
-    let mut budget = 64 * 1024;
-    while budget > 0 {
-        match stream.read(&mut sink) {
-            Ok(n) if n > 0 => budget -= n.min(budget),
-            _ => break,
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

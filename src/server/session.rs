@@ -1,6 +1,6 @@
-//! One client connection: handshake, then requests answered in order until
-//! the client says QUIT, hangs up, breaks the protocol, or the server shuts
-//! down. Every refusal gets an ERROR frame and a log line; the connection
+//! One client connection once its handshake is done (see [`admission`]):
+//! requests answered in order until the client says QUIT, hangs up, breaks
+//! the protocol, or the server shuts down. Every refusal gets an ERROR frame and a log line; the connection
 //! stays usable after a refused request.
 
 use std::fs::{self, File};
@@ -9,22 +9,22 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use log::{debug, error, info, warn};
 use rustix::fs::{self as rfs, AtFlags, FileType};
 
+use super::admission::{self, Admitted};
 use super::{digest, Shared};
 use crate::error::describe_io;
 use crate::paths::{display_safe, Refusal, Want};
 use crate::protocol::{
-    self, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, Hello, ListWriter, ProtocolError,
-    Request, Stamp, Trailer,
+    self, Entry, EntryKind, ErrorCode, ErrorFrame, FileHeader, ListWriter, ProtocolError, Request,
+    Stamp, Trailer,
 };
 use crate::ratelimit::RateLimiter;
 
-/// Pause before answering a failed token proof, to slow down guessing.
-const AUTH_FAIL_DELAY: Duration = Duration::from_secs(1);
 /// Bodies up to this size are read into memory and leave in the same write
 /// as their header and trailer: small files cost one syscall, not three.
 const SMALL_BODY: u64 = 256 * 1024;
@@ -39,13 +39,14 @@ struct Stats {
     bytes: u64,
 }
 
-pub(super) fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+pub(super) fn run(admitted: Admitted) {
+    let peer = admitted.peer;
     let mut stats = Stats {
         requests: 0,
         files: 0,
         bytes: 0,
     };
-    let reason = match serve(stream, peer, shared, &mut stats) {
+    let reason = match serve(admitted, &mut stats) {
         Ok(reason) => reason,
         Err(ProtocolError::Io(e)) => {
             warn!("{peer}: connection error: {}", describe_io(&e));
@@ -62,72 +63,70 @@ pub(super) fn run(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     );
 }
 
-fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
-    shared: &Shared,
-    stats: &mut Stats,
-) -> Result<String, ProtocolError> {
-    stream.set_nodelay(true)?;
-    let cfg = &shared.settings;
-    stream.set_read_timeout(Some(cfg.handshake_timeout))?;
-    stream.set_write_timeout(Some(cfg.write_timeout))?;
-    let mut reader = BufReader::with_capacity(16 * 1024, stream.try_clone()?);
-    let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, stream);
+/// The session's socket, shared by its reader, its writer and the
+/// registry (one descriptor, never duplicated).
+pub(super) struct Sock(Arc<TcpStream>);
 
-    // The handshake time-out is a deadline for the whole handshake, not
-    // per read, so a client cannot trickle it out byte by byte.
-    let deadline = Instant::now() + cfg.handshake_timeout;
-    let hello = match Hello::read_from(&mut Timed::new(&mut reader, deadline)) {
-        Ok(h) => h,
-        Err(ProtocolError::BadMagic) => {
-            warn!("{peer}: refused: not an fxfer client (bad magic bytes)");
-            return Ok("refused".into());
+impl Read for Sock {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
+    }
+}
+
+impl Write for Sock {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the session reads: first the bytes the handshake phase read
+/// beyond the handshake (pipelined requests), then the socket.
+struct Incoming {
+    early: Vec<u8>,
+    at: usize,
+    sock: Sock,
+}
+
+impl Read for Incoming {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at < self.early.len() {
+            let n = buf.len().min(self.early.len() - self.at);
+            buf[..n].copy_from_slice(&self.early[self.at..self.at + n]);
+            self.at += n;
+            return Ok(n);
         }
-        Err(ProtocolError::Closed) => return Ok("closed before handshake".into()),
-        Err(e) => {
-            warn!("{peer}: refused: handshake failed: {e}");
-            return Ok("refused".into());
-        }
-    };
-    // Answer in the client's version when we speak it, else in our best
-    // one (and then refuse, naming what we speak).
-    let agreed = if protocol::is_supported(hello.version) {
-        hello.version
-    } else {
-        protocol::VERSION
-    };
-    Hello {
-        version: agreed,
-        // The auth flag promises a challenge, which a refusal never sends.
-        flags: if shared.auth_key.is_some() && protocol::is_supported(hello.version) {
-            protocol::HELLO_AUTH
-        } else {
-            0
+        self.sock.read(buf)
+    }
+}
+
+fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
+    let Admitted {
+        stream,
+        peer,
+        shared,
+        early,
+        owed,
+        slot: _slot,
+    } = a;
+    let shared = &*shared;
+    let cfg = &shared.settings;
+    stream.set_read_timeout(Some(cfg.idle_timeout))?;
+    stream.set_write_timeout(Some(cfg.write_timeout))?;
+    let mut reader = BufReader::with_capacity(
+        16 * 1024,
+        Incoming {
+            early,
+            at: 0,
+            sock: Sock(Arc::clone(&stream)),
         },
-    }
-    .write_to(&mut writer)?;
-    if !protocol::is_supported(hello.version) {
-        let msg = format!(
-            "unsupported protocol version {}; this server speaks version {}",
-            hello.version,
-            protocol::supported_versions_text()
-        );
-        warn!("{peer}: refused: {msg}");
-        protocol::write_error(
-            &mut writer,
-            &ErrorFrame::new(ErrorCode::UnsupportedVersion, msg),
-        )?;
-        writer.flush()?;
-        linger_close(&mut reader);
-        return Ok("refused".into());
-    }
-    if let Some(key) = &shared.auth_key {
-        if !authenticate(&mut reader, &mut writer, peer, shared, key, deadline)? {
-            linger_close(&mut reader);
-            return Ok("authentication failed".into());
-        }
-    }
+    );
+    let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, Sock(stream));
+    // The handshake phase's last words (our greeting, AUTH_OK) go out with
+    // the first answer.
+    writer.write_all(&owed)?;
 
     let mut small_buf = Vec::with_capacity(SMALL_BODY as usize);
     // --limit-rate: this connection's own budget.
@@ -201,81 +200,14 @@ fn serve(
     }
 }
 
-/// The token handshake: challenge, check the client's proof in constant
-/// time, prove we know the token too. A wrong or missing proof is logged,
-/// answered slowly and ends the connection; nothing is listed or sent
-/// before it succeeds.
-fn authenticate(
-    reader: &mut BufReader<TcpStream>,
-    writer: &mut BufWriter<TcpStream>,
-    peer: SocketAddr,
-    shared: &Shared,
-    key: &[u8; 32],
-    deadline: Instant,
-) -> Result<bool, ProtocolError> {
-    let mut nonce = [0u8; protocol::AUTH_LEN];
-    getrandom::fill(&mut nonce).map_err(|e| ProtocolError::Io(io::Error::other(e.to_string())))?;
-    protocol::write_auth_challenge(writer, &nonce)?;
-    writer.flush()?;
-    // Only a wrong proof is a guess; a client without a token is not.
-    let mut guessed = true;
-    let why = match Request::read_from(&mut Timed::new(reader, deadline)) {
-        Ok(Request::Auth { nonce: theirs, mac }) => {
-            if protocol::auth::verify(&protocol::auth::client_mac(key, &nonce, &theirs), &mac) {
-                protocol::write_auth_ok(
-                    writer,
-                    &protocol::auth::server_proof(key, &nonce, &theirs),
-                )?;
-                info!("{peer}: authenticated");
-                return Ok(true);
-            }
-            "wrong token"
-        }
-        Ok(_) => {
-            guessed = false;
-            "no token (a request came before AUTH)"
-        }
-        Err(ProtocolError::Closed) => {
-            guessed = false;
-            "no token (client hung up)"
-        }
-        Err(ProtocolError::Io(_)) => {
-            guessed = false;
-            "no token (handshake timed out or broke)"
-        }
-        Err(_) => "malformed AUTH frame",
-    };
-    if guessed {
-        let penalty = shared.registry.penalties.fail(peer.ip(), Instant::now());
-        warn!(
-            "{peer}: refused: authentication failed: {why}; {} may try again in {}s",
-            peer.ip(),
-            penalty.as_secs()
-        );
-    } else {
-        warn!("{peer}: refused: authentication failed: {why}");
-    }
-    std::thread::sleep(AUTH_FAIL_DELAY);
-    let _ = protocol::write_error(
-        writer,
-        &ErrorFrame::new(
-            ErrorCode::AuthFailed,
-            format!("authentication failed: {why}"),
-        ),
-    );
-    let _ = writer.flush();
-    Ok(false)
-}
-
-/// Reads with a deadline shared by every read (the handshake's, or one
-/// request's).
+/// Reads with a deadline shared by every read of one request.
 struct Timed<'a> {
-    r: &'a mut BufReader<TcpStream>,
+    r: &'a mut BufReader<Incoming>,
     deadline: Instant,
 }
 
 impl<'a> Timed<'a> {
-    fn new(r: &'a mut BufReader<TcpStream>, deadline: Instant) -> Self {
+    fn new(r: &'a mut BufReader<Incoming>, deadline: Instant) -> Self {
         Timed { r, deadline }
     }
 }
@@ -287,10 +219,10 @@ impl Read for Timed<'_> {
             if left.is_zero() {
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    "handshake took too long",
+                    "no whole request within the idle time-out",
                 ));
             }
-            self.r.get_ref().set_read_timeout(Some(left))?;
+            self.r.get_ref().sock.0.set_read_timeout(Some(left))?;
         }
         self.r.read(buf)
     }
@@ -305,14 +237,20 @@ fn holds_complete_frame(buf: &[u8]) -> bool {
 
 /// Before closing on an error, stop writing and drain (briefly, boundedly)
 /// what the client already sent: closing a socket with unread data resets
-/// the connection, and the client could lose our ERROR frame.
-fn linger_close(reader: &mut BufReader<TcpStream>) {
-    let sock = reader.get_ref();
+/// the connection, and the client could lose our ERROR frame. The drain has
+/// one deadline in all, not one per read, so a client trickling bytes
+/// cannot stretch it.
+fn linger_close(reader: &mut BufReader<Incoming>) {
+    let sock = Arc::clone(&reader.get_ref().sock.0);
     let _ = sock.shutdown(std::net::Shutdown::Write);
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(500)));
+    let deadline = Instant::now() + admission::CLOSE_GRACE;
     let mut sink = [0u8; 8192];
     let mut budget = 1024 * 1024;
     while budget > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match reader.get_mut().read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => budget -= n.min(budget),
@@ -365,7 +303,7 @@ fn mtime_of(md: &fs::Metadata) -> (i64, u32) {
 }
 
 fn list(
-    w: &mut BufWriter<TcpStream>,
+    w: &mut BufWriter<Sock>,
     peer: SocketAddr,
     shared: &Shared,
     path: &str,
@@ -531,7 +469,7 @@ struct GetRequest<'a> {
 /// Answers a GET: FILE, DATA..., END with the BLAKE3 digest of the whole
 /// file. Returns the body bytes sent, or `None` if refused.
 fn get(
-    w: &mut BufWriter<TcpStream>,
+    w: &mut BufWriter<Sock>,
     peer: SocketAddr,
     shared: &Shared,
     want: GetRequest,
@@ -634,7 +572,7 @@ fn get(
                     .spawn_scoped(scope, || digest::hash_file(&file, size, &cancel))
                     .ok(),
             };
-            let sent = send_body(w.get_ref(), &file, offset, body, limiter);
+            let sent = send_body(&w.get_ref().0, &file, offset, body, limiter);
             if sent.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }
