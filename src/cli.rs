@@ -220,7 +220,7 @@ pub struct GetArgs {
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 
-    /// One connection per file, several at once
+    /// Several kept connections sharing the files; large files in pieces
     #[arg(long, overrides_with = "no_parallel")]
     pub parallel: bool,
 
@@ -228,7 +228,7 @@ pub struct GetArgs {
     #[arg(long, overrides_with = "parallel")]
     pub no_parallel: bool,
 
-    /// Most downloads at once with --parallel [default: 8]
+    /// Most connections at once with --parallel [default: 8]
     #[arg(long, short = 'j', value_name = "N")]
     pub jobs: Option<usize>,
 

@@ -92,9 +92,9 @@ pub struct ClientFile {
     pub port: Option<u16>,
     /// Download folder.
     pub dir: Option<PathBuf>,
-    /// Use one connection per file by default.
+    /// Download over several connections at once by default.
     pub parallel: Option<bool>,
-    /// Most parallel downloads at once.
+    /// Most connections at once when parallel.
     pub jobs: Option<usize>,
     /// Retries after a transient failure (connection refused or lost).
     pub retries: Option<u32>,

@@ -139,7 +139,13 @@ fn ctrl_c(mode: &str) {
         .unwrap();
     let part = s.downloads().join(fxfer::transfer::part_name("big.bin"));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::fs::metadata(&part).map_or(0, |m| m.len()) < 2 << 20 {
+    // Bytes on disk, not the length: in parallel the file comes in pieces,
+    // written in place into a part of its full size.
+    let written = |p: &std::path::Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).map_or(0, |m| m.blocks() * 512)
+    };
+    while written(&part) < 2 << 20 {
         assert!(Instant::now() < deadline, "no partial download appeared");
         std::thread::sleep(Duration::from_millis(20));
     }

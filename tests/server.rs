@@ -80,8 +80,7 @@ fn unknown_version_gets_an_error_naming_supported_versions() {
         Response::Error(e) => {
             assert_eq!(e.code, ErrorCode::UnsupportedVersion);
             assert!(
-                e.message
-                    .contains(&format!("version {}", protocol::VERSION)),
+                e.message.contains(&protocol::supported_versions_text()),
                 "{}",
                 e.message
             );
@@ -109,6 +108,7 @@ fn pipelined_requests_in_one_packet_are_all_answered_in_order() {
                 path: "a.txt".into(),
                 offset: 2,
                 if_unchanged: None,
+                len: None,
             },
             Request::Quit,
         ]),
@@ -303,7 +303,7 @@ fn a_file_fetched_again_reuses_its_cached_digest() {
 fn many_short_connections_reuse_threads_and_free_their_slots() {
     // Threads wait for the next client after a session; each must still
     // give its connection slot back, or later clients would get BUSY.
-    let names: Vec<String> = (0..40).map(|i| format!("f{i:02}.bin")).collect();
+    let names: Vec<String> = (0..8).map(|i| format!("f{i:02}.bin")).collect();
     let files = names.clone();
     let s = Server::builder()
         .files(move |h| {
@@ -318,7 +318,7 @@ fn many_short_connections_reuse_threads_and_free_their_slots() {
         .into_iter()
         .chain(names.iter().map(String::as_str))
         .collect();
-    for round in 0..3 {
+    for round in 0..15 {
         let o = s.get(&args);
         assert_exit(&o, 0);
         for (i, n) in names.iter().enumerate() {
@@ -327,8 +327,10 @@ fn many_short_connections_reuse_threads_and_free_their_slots() {
         }
     }
     let log = s.wait_log("server started");
-    // Per round: 40 downloads, and one listing for the progress total.
-    assert_eq!(log.matches(": connected").count(), 3 * 41, "{log}");
+    // Each get keeps (at most) two connections for all eight files; a
+    // worker that finds the work done before it connects opens none.
+    let n = log.matches(": connected").count();
+    assert!((15..=30).contains(&n), "{n} connections: {log}");
     // One `ls` more must find a free slot at once.
     let o = s.client("ls").output().unwrap();
     assert_exit(&o, 0);

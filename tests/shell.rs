@@ -101,9 +101,11 @@ fn shell_ticks_two_files_downloads_in_parallel_and_quits() {
     assert_eq!(tree(&dl), ["a.txt", "b.bin"]);
     assert_eq!(std::fs::read(dl.join("a.txt")).unwrap(), b"first file");
     assert_eq!(std::fs::read(dl.join("b.bin")).unwrap(), bytes(11, 200_000));
-    // Parallel: one connection per file, besides the shell's own.
+    // Parallel: its own connections (at most one per file), besides the
+    // shell's.
     let log = s.wait_log("sent \"b.bin\"");
-    assert!(log.matches(": connected").count() >= 3, "{log}");
+    let n = log.matches(": connected").count();
+    assert!((2..=3).contains(&n), "{log}");
 }
 
 #[test]

@@ -43,3 +43,8 @@ mod hardening;
 mod admission;
 // Property tests of both decoders on random input.
 mod props;
+// The documented wire bytes against the real server; version 3 clients.
+mod wire;
+// get --parallel: kept connections, large files in pieces, cut, resumed and
+// changing pieces.
+mod pieces;

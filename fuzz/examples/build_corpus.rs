@@ -47,6 +47,7 @@ fn requests() -> Res {
             path: "big.iso".into(),
             offset: 1 << 20,
             if_unchanged: Some(Stamp { size: 4 << 20, mtime: 1_700_000_000, mtime_nanos: 999_999_999 }),
+            len: None,
         }])?,
     )?;
     save(t, "get-unicode", &req(&[Request::get("ünïcødé/файл/🦀.rs")])?)?;
@@ -57,7 +58,7 @@ fn requests() -> Res {
         &req(&[
             Request::List { path: "x".into(), recursive: true },
             Request::get("x/y"),
-            Request::Get { path: "x/z".into(), offset: 7, if_unchanged: None },
+            Request::Get { path: "x/z".into(), offset: 7, if_unchanged: None, len: None },
             Request::Quit,
         ])?,
     )?;

@@ -418,6 +418,31 @@ impl Connection {
             path: path.into(),
             recursive,
         })?;
+        self.read_listing()
+    }
+
+    /// Lists each of `folders` (not recursively), all requests pipelined:
+    /// one round trip for all. A folder the server refuses to list is
+    /// `None`; only a broken connection is an error.
+    pub fn list_many(&mut self, folders: &[&str]) -> Result<Vec<Option<Vec<Entry>>>, Error> {
+        for f in folders {
+            self.send(&Request::List {
+                path: (*f).into(),
+                recursive: false,
+            })?;
+        }
+        folders
+            .iter()
+            .map(|_| match self.read_listing() {
+                Ok(l) => Ok(Some(l)),
+                Err(Error::Remote(_)) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Reads the answer to the next LIST in line.
+    fn read_listing(&mut self) -> Result<Vec<Entry>, Error> {
         let mut entries = Vec::new();
         // What the listing has cost so far, as encoded on the wire: a
         // server that never says LIST_END must not take all our memory.
@@ -469,19 +494,22 @@ impl Connection {
         }
     }
 
-    /// Receives the answer to the next GET in line (asked from `offset`)
-    /// into `sink`. The server may answer from offset 0 instead when the
-    /// file changed since a partial copy was made.
+    /// Receives the answer to the next GET in line (asked from `offset`,
+    /// for at most `len` bytes if ranged) into `sink`. The server may answer
+    /// a GET that is not ranged from offset 0 instead when the file changed
+    /// since a partial copy was made.
     ///
     /// `Ok(Err(_))`: this file failed but the connection is still usable.
     /// `Err(_)`: the connection is broken.
     pub fn receive_file(
         &mut self,
         offset: u64,
+        len: Option<u64>,
         sink: &mut dyn FileSink,
     ) -> Result<Result<Received, FileError>, Error> {
         let header = match self.recv()? {
-            Response::File(h) if h.offset == offset || h.offset == 0 => h,
+            Response::File(h) if h.offset == offset && (len.is_none() || h.offset < h.size) => h,
+            Response::File(h) if h.offset == 0 && len.is_none() => h,
             Response::File(h) => {
                 return Err(Error::protocol(
                     format!("server {}", self.addr),
@@ -494,7 +522,7 @@ impl Connection {
             Response::Error(e) => return Ok(Err(FileError::Refused(e))),
             other => return Err(self.unexpected(&other, "FILE")),
         };
-        let body = header.body_len();
+        let body = header.range_len(len);
         let mut local: Option<io::Error> = sink.start(&header).err();
         let mut got = 0u64;
         loop {

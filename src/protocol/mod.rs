@@ -1,4 +1,4 @@
-//! The fxfer wire protocol, version 3: handshake, frames, requests and
+//! The fxfer wire protocol, version 4: handshake, frames, requests and
 //! responses, encoded and decoded over any `Read`/`Write`.
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
@@ -21,8 +21,11 @@
 //!
 //! A GET is answered by `FILE` (size, offset, mtime), then DATA frames
 //! carrying exactly `size - offset` bytes, then `END` (a digest trailer), or
-//! by a single `ERROR` frame in place of any of them. Requests may be
-//! pipelined; responses come back in request order.
+//! by a single `ERROR` frame in place of any of them. A ranged GET (version
+//! 4) asks for at most `length` bytes from `offset`, and its END carries the
+//! BLAKE3 chaining value of that range, so a client can fetch a file in
+//! pieces over several connections and still verify it as a whole. Requests
+//! may be pipelined; responses come back in request order.
 
 mod codec;
 
@@ -37,10 +40,16 @@ use codec::{read_control_payload, write_frame, Parser, PayloadBuilder};
 pub const MAGIC: [u8; 4] = *b"FXFR";
 /// The protocol version this build speaks best. Version 2 added the
 /// if-unchanged condition to GET (for safe resume) and made the BLAKE3
-/// digest in END mandatory; version 3 added token authentication.
-pub const VERSION: u16 = 3;
-/// Every protocol version this build can speak.
-pub const SUPPORTED_VERSIONS: &[u16] = &[3];
+/// digest in END mandatory; version 3 added token authentication; version 4
+/// added ranged GETs answered with a BLAKE3 subtree chaining value.
+pub const VERSION: u16 = 4;
+/// Every protocol version this build can speak (a server answers each
+/// client in its own version).
+pub const SUPPORTED_VERSIONS: &[u16] = &[3, 4];
+/// The first version with ranged GETs.
+pub const RANGE_VERSION: u16 = 4;
+/// BLAKE3's chunk size: a ranged GET starts on a multiple of it.
+pub const CHUNK_LEN: u64 = 1024;
 /// Greeting flag (server to client): a token is required; an AUTH_CHALLENGE
 /// frame follows the greeting.
 pub const HELLO_AUTH: u16 = 0x0001;
@@ -196,11 +205,15 @@ pub enum Request {
     /// Send the file at `path`, starting at byte `offset`. With
     /// `if_unchanged`, the offset only holds while the file still has that
     /// size and modification time; otherwise the server sends it whole
-    /// (its FILE header then says offset 0).
+    /// (its FILE header then says offset 0). With `len` (version 4 only),
+    /// at most `len` bytes are sent, and a changed file is refused rather
+    /// than sent whole; `offset` and `len` must then describe a BLAKE3
+    /// subtree (see [`range_is_subtree`]).
     Get {
         path: String,
         offset: u64,
         if_unchanged: Option<Stamp>,
+        len: Option<u64>,
     },
     /// Polite goodbye; the server closes after answering earlier requests.
     Quit,
@@ -214,6 +227,23 @@ pub enum Request {
 
 const LIST_RECURSIVE: u8 = 0x01;
 const GET_IF_UNCHANGED: u8 = 0x01;
+const GET_RANGE: u8 = 0x02;
+
+/// The largest subtree of the BLAKE3 tree that can start at `offset`, or
+/// `None` at offset 0 (no limit). `offset` must be a multiple of
+/// [`CHUNK_LEN`].
+pub fn max_subtree_len(offset: u64) -> Option<u64> {
+    (offset != 0).then(|| CHUNK_LEN << (offset / CHUNK_LEN).trailing_zeros())
+}
+
+/// Whether a range can be hashed as one BLAKE3 subtree: it is not empty,
+/// starts on a chunk boundary, and is no longer than the largest subtree
+/// that starts there. (Only these ranges have a chaining value.)
+pub fn range_is_subtree(offset: u64, len: u64) -> bool {
+    len > 0
+        && offset.is_multiple_of(CHUNK_LEN)
+        && max_subtree_len(offset).is_none_or(|max| len <= max)
+}
 
 /// What identifies one version of a file: size and modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -230,6 +260,7 @@ impl Request {
             path: path.into(),
             offset: 0,
             if_unchanged: None,
+            len: None,
         }
     }
 }
@@ -247,17 +278,23 @@ impl Request {
                 path,
                 offset,
                 if_unchanged,
+                len,
             } => {
                 p.str16(path, MAX_PATH_LEN, "GET")?;
                 p.u64(*offset);
-                match if_unchanged {
-                    None => p.u8(0),
-                    Some(st) => {
-                        p.u8(GET_IF_UNCHANGED);
-                        p.u64(st.size);
-                        p.i64(st.mtime);
-                        p.u32(st.mtime_nanos);
-                    }
+                let flags = if if_unchanged.is_some() {
+                    GET_IF_UNCHANGED
+                } else {
+                    0
+                } | if len.is_some() { GET_RANGE } else { 0 };
+                p.u8(flags);
+                if let Some(st) = if_unchanged {
+                    p.u64(st.size);
+                    p.i64(st.mtime);
+                    p.u32(st.mtime_nanos);
+                }
+                if let Some(n) = len {
+                    p.u64(*n);
                 }
                 frame::GET
             }
@@ -271,9 +308,20 @@ impl Request {
         write_frame(w, kind, p.as_slice())
     }
 
-    /// Reads the next request. A clean end of stream before a frame starts
-    /// is [`ProtocolError::Closed`].
+    /// Reads the next request in this build's best version. A clean end of
+    /// stream before a frame starts is [`ProtocolError::Closed`].
     pub fn read_from<R: Read + ?Sized>(r: &mut R) -> Result<Request> {
+        Request::read_versioned(r, VERSION)
+    }
+
+    /// Reads the next request of a connection that speaks `version`: what
+    /// that version lacks (a ranged GET before version 4) is malformed.
+    pub fn read_versioned<R: Read + ?Sized>(r: &mut R, version: u16) -> Result<Request> {
+        let get_flags = if version >= RANGE_VERSION {
+            GET_IF_UNCHANGED | GET_RANGE
+        } else {
+            GET_IF_UNCHANGED
+        };
         let header = read_frame_header(r)?;
         let payload = read_control_payload(r, header)?;
         let mut p = Parser::new(&payload, frame::name(header.kind));
@@ -293,7 +341,7 @@ impl Request {
                 let path = p.str16(MAX_PATH_LEN)?;
                 let offset = p.u64()?;
                 let flags = p.u8()?;
-                if flags & !GET_IF_UNCHANGED != 0 {
+                if flags & !get_flags != 0 {
                     return Err(p.malformed(format!("unknown flags 0x{flags:02x}")));
                 }
                 let if_unchanged = if flags & GET_IF_UNCHANGED != 0 {
@@ -311,10 +359,22 @@ impl Request {
                 } else {
                     None
                 };
+                let len = if flags & GET_RANGE != 0 {
+                    let len = p.u64()?;
+                    if !range_is_subtree(offset, len) {
+                        return Err(p.malformed(format!(
+                            "range of {len} bytes at offset {offset} is not a BLAKE3 subtree"
+                        )));
+                    }
+                    Some(len)
+                } else {
+                    None
+                };
                 Request::Get {
                     path,
                     offset,
                     if_unchanged,
+                    len,
                 }
             }
             frame::QUIT => Request::Quit,
@@ -391,6 +451,12 @@ impl FileHeader {
         self.size - self.offset
     }
 
+    /// Bytes of DATA that follow this header in answer to a GET of at most
+    /// `len` bytes (`None`: to the end of the file).
+    pub fn range_len(&self, len: Option<u64>) -> u64 {
+        len.map_or(self.body_len(), |n| n.min(self.body_len()))
+    }
+
     /// The version of the file this header describes.
     pub fn stamp(&self) -> Stamp {
         Stamp {
@@ -408,6 +474,9 @@ pub enum DigestAlgorithm {
     None,
     /// BLAKE3, 32 bytes.
     Blake3,
+    /// The BLAKE3 chaining value (32 bytes) of the range a ranged GET
+    /// asked for: the non-root hash of that subtree.
+    Blake3Subtree,
     /// A code this build does not know.
     Other(u8),
 }
@@ -417,6 +486,7 @@ impl DigestAlgorithm {
         match self {
             DigestAlgorithm::None => 0,
             DigestAlgorithm::Blake3 => 1,
+            DigestAlgorithm::Blake3Subtree => 2,
             DigestAlgorithm::Other(c) => c,
         }
     }
@@ -424,6 +494,7 @@ impl DigestAlgorithm {
         match c {
             0 => DigestAlgorithm::None,
             1 => DigestAlgorithm::Blake3,
+            2 => DigestAlgorithm::Blake3Subtree,
             c => DigestAlgorithm::Other(c),
         }
     }
@@ -448,6 +519,14 @@ impl Trailer {
         Trailer {
             algorithm: DigestAlgorithm::Blake3,
             digest: digest.to_vec(),
+        }
+    }
+
+    /// The trailer of a ranged GET: the range's chaining value.
+    pub fn blake3_subtree(cv: [u8; 32]) -> Trailer {
+        Trailer {
+            algorithm: DigestAlgorithm::Blake3Subtree,
+            digest: cv.to_vec(),
         }
     }
 }

@@ -54,6 +54,7 @@ fn requests_round_trip() {
             path: "a b/ü.bin".into(),
             offset: u64::MAX,
             if_unchanged: None,
+            len: None,
         },
         Request::Get {
             path: "resume.bin".into(),
@@ -63,8 +64,19 @@ fn requests_round_trip() {
                 mtime: -3,
                 mtime_nanos: 999_999_999,
             }),
+            len: None,
         },
         Request::get("x".repeat(MAX_PATH_LEN)),
+        Request::Get {
+            path: "big.iso".into(),
+            offset: 64 << 20,
+            if_unchanged: Some(Stamp {
+                size: 1 << 30,
+                mtime: 1_700_000_000,
+                mtime_nanos: 5,
+            }),
+            len: Some(64 << 20),
+        },
         Request::Auth {
             nonce: [1; AUTH_LEN],
             mac: [2; AUTH_LEN],
@@ -282,6 +294,7 @@ fn truncated_frames_are_errors() {
             mtime: 1,
             mtime_nanos: 2,
         }),
+        len: None,
     }
     .write_to(&mut buf)
     .unwrap();
@@ -402,4 +415,52 @@ fn auth_proofs_depend_on_token_and_both_nonces() {
     assert!(!auth::verify(&m, &auth::client_mac(&k, &s, &[3; AUTH_LEN])));
     // The server's proof is not the client's MAC reflected back.
     assert!(!auth::verify(&m, &auth::server_proof(&k, &s, &c)));
+}
+
+#[test]
+fn ranged_gets_are_version_4_only_and_must_be_subtrees() {
+    let ranged = |offset: u64, len: u64| {
+        let mut buf = Vec::new();
+        Request::Get {
+            path: "f".into(),
+            offset,
+            if_unchanged: None,
+            len: Some(len),
+        }
+        .write_to(&mut buf)
+        .unwrap();
+        buf
+    };
+    let ok = ranged(8192, 8192);
+    assert!(Request::read_versioned(&mut Cursor::new(&ok), 4).is_ok());
+    // A version 3 connection knows no range flag.
+    assert!(matches!(
+        Request::read_versioned(&mut Cursor::new(&ok), 3),
+        Err(ProtocolError::Malformed { .. })
+    ));
+    // Off a chunk boundary, longer than the subtree at that offset, empty.
+    for (offset, len) in [(100, 1024), (8192, 8193), (3072, 2048), (0, 0)] {
+        assert!(
+            matches!(
+                Request::read_versioned(&mut Cursor::new(&ranged(offset, len)), 4),
+                Err(ProtocolError::Malformed { .. })
+            ),
+            "{offset}+{len}"
+        );
+    }
+    // From offset 0 any length is one subtree.
+    assert!(Request::read_from(&mut Cursor::new(&ranged(0, 12345))).is_ok());
+}
+
+#[test]
+fn subtree_limits_match_blake3() {
+    for chunk in 1..300u64 {
+        let offset = chunk * CHUNK_LEN;
+        assert_eq!(
+            max_subtree_len(offset),
+            blake3::hazmat::max_subtree_len(offset),
+            "{offset}"
+        );
+    }
+    assert_eq!(max_subtree_len(0), None);
 }

@@ -133,6 +133,9 @@ pub struct Admitted {
     pub early: Vec<u8>,
     /// What we still owe the client of the handshake (our greeting).
     pub owed: Vec<u8>,
+    /// The protocol version the client greeted with (one we speak): the
+    /// session reads its requests by that version's rules.
+    pub version: u16,
 }
 
 /// How bytes move during the handshake. Plain TCP today; a TLS step
@@ -181,6 +184,8 @@ struct Pending {
     out: Vec<u8>,
     sent: usize,
     shut: bool,
+    /// The version of the client's greeting, once it came.
+    version: u16,
 }
 
 /// What handling an event came to.
@@ -438,6 +443,7 @@ impl Loop {
             out: Vec::new(),
             sent: 0,
             shut: false,
+            version: protocol::VERSION,
             shared,
         };
         if let Some(wait) = self.registry.penalties.pending(peer.ip(), now) {
@@ -631,10 +637,16 @@ impl Loop {
     /// The client's greeting arrived: refuse a version we do not speak,
     /// challenge for the token, or finish.
     fn greeted(&mut self, p: &mut Pending, hello: Hello, now: Instant) {
+        p.version = hello.version;
         if !protocol::is_supported(hello.version) {
             let msg = format!(
-                "unsupported protocol version {}; this server speaks version {}",
+                "unsupported protocol version {}; this server speaks version{} {}",
                 hello.version,
+                if protocol::SUPPORTED_VERSIONS.len() > 1 {
+                    "s"
+                } else {
+                    ""
+                },
                 protocol::supported_versions_text()
             );
             warn!("{}: refused: {msg}", p.peer);
@@ -802,6 +814,7 @@ impl Loop {
             input,
             mut out,
             sent,
+            version,
             ..
         } = p;
         if stream.set_nonblocking(false).is_err() {
@@ -816,6 +829,7 @@ impl Loop {
             shared,
             early: input,
             owed: out,
+            version,
         });
     }
 

@@ -1,11 +1,13 @@
-//! BLAKE3 digests of served files. A digest is computed by reading the file
-//! on a helper thread while the body goes out with sendfile, and is then
-//! kept in a bounded cache keyed by (device, inode, size, mtime, ctime), so
-//! a file that is fetched again costs no second read. The ctime is there
-//! because a file rewritten in place can keep its size and have its mtime
-//! set back (`touch -r`, `rsync -t`, a restore from backup); the kernel
-//! moves the ctime on every such change and nobody can set it back, so a
-//! cached digest never describes bytes other than the ones we send.
+//! BLAKE3 digests of served files, and chaining values of the ranges a
+//! ranged GET asks for. A digest is computed by reading the file (or the
+//! range) on a helper thread while the body goes out with sendfile, and is
+//! then kept in a bounded cache keyed by (device, inode, size, mtime,
+//! ctime, range), so a file that is fetched again costs no second read.
+//! The ctime is there because a file rewritten in place can keep its size
+//! and have its mtime set back (`touch -r`, `rsync -t`, a restore from
+//! backup); the kernel moves the ctime on every such change and nobody can
+//! set it back, so a cached digest never describes bytes other than the
+//! ones we send.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -24,9 +26,12 @@ pub struct Key {
     mtime_nanos: i64,
     ctime: i64,
     ctime_nanos: i64,
+    /// (offset, length) of a range; `None` for the whole file's digest.
+    range: Option<(u64, u64)>,
 }
 
 impl Key {
+    /// The version of the file `md` describes (the key of its digest).
     pub fn of(md: &Metadata) -> Key {
         Key {
             dev: md.dev(),
@@ -36,7 +41,13 @@ impl Key {
             mtime_nanos: md.mtime_nsec(),
             ctime: md.ctime(),
             ctime_nanos: md.ctime_nsec(),
+            range: None,
         }
+    }
+
+    /// The key of a range's chaining value in this version of the file.
+    pub fn with_range(self, range: Option<(u64, u64)>) -> Key {
+        Key { range, ..self }
     }
 }
 
@@ -65,19 +76,42 @@ impl Cache {
     }
 }
 
-/// Hashes the first `size` bytes of `file` with positioned reads (the file
-/// offset, used by sendfile, is left alone). A file that ends early is an
-/// error: it changed under us. `cancel` stops the work when the transfer
-/// failed anyway.
-pub fn hash_file(file: &File, size: u64, cancel: &AtomicBool) -> io::Result<[u8; 32]> {
+/// The chaining value of `bytes`, the subtree of a file's BLAKE3 tree that
+/// starts at `offset` (which the request decoder checked is one).
+pub fn subtree(offset: u64, bytes: &[u8]) -> [u8; 32] {
+    use blake3::hazmat::HasherExt;
+    let mut h = blake3::Hasher::new();
+    h.set_input_offset(offset);
+    h.update(bytes);
+    h.finalize_non_root()
+}
+
+/// Hashes `file` with positioned reads (the file offset, used by sendfile,
+/// is left alone): the BLAKE3 digest of its first `size` bytes, or with
+/// `range` (offset, length) the chaining value of that subtree. A file that
+/// ends early is an error: it changed under us. `cancel` stops the work
+/// when the transfer failed anyway.
+pub fn hash(
+    file: &File,
+    size: u64,
+    range: Option<(u64, u64)>,
+    cancel: &AtomicBool,
+) -> io::Result<[u8; 32]> {
+    use blake3::hazmat::HasherExt;
     let mut hasher = blake3::Hasher::new();
+    let (mut pos, end) = match range {
+        Some((at, len)) => {
+            hasher.set_input_offset(at);
+            (at, at + len)
+        }
+        None => (0, size),
+    };
     let mut buf = vec![0u8; BLOCK];
-    let mut pos = 0u64;
-    while pos < size {
+    while pos < end {
         if cancel.load(Ordering::Relaxed) {
             return Err(io::Error::other("transfer cancelled"));
         }
-        let want = (size - pos).min(BLOCK as u64) as usize;
+        let want = (end - pos).min(BLOCK as u64) as usize;
         let n = file.read_at(&mut buf[..want], pos)?;
         if n == 0 {
             return Err(io::Error::new(
@@ -88,5 +122,8 @@ pub fn hash_file(file: &File, size: u64, cancel: &AtomicBool) -> io::Result<[u8;
         hasher.update(&buf[..n]);
         pos += n as u64;
     }
-    Ok(*hasher.finalize().as_bytes())
+    Ok(match range {
+        Some(_) => hasher.finalize_non_root(),
+        None => *hasher.finalize().as_bytes(),
+    })
 }

@@ -109,6 +109,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         shared,
         early,
         owed,
+        version: agreed,
         slot: _slot,
     } = a;
     let shared = &*shared;
@@ -145,7 +146,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         // A whole request must arrive within the idle time-out: trickling
         // a frame byte by byte does not keep a connection alive.
         let deadline = Instant::now() + cfg.idle_timeout;
-        let req = match Request::read_from(&mut Timed::new(&mut reader, deadline)) {
+        let req = match Request::read_versioned(&mut Timed::new(&mut reader, deadline), agreed) {
             Ok(r) => r,
             Err(ProtocolError::Closed) => return Ok("client hung up".into()),
             Err(ProtocolError::Io(e)) => {
@@ -184,11 +185,13 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
                 path,
                 offset,
                 if_unchanged,
+                len,
             } => {
                 let want = GetRequest {
                     path: &path,
                     offset,
                     if_unchanged,
+                    len,
                 };
                 let pace = limiter.as_ref();
                 if let Some(sent) = get(&mut writer, peer, shared, want, &mut small_buf, pace)? {
@@ -464,10 +467,14 @@ struct GetRequest<'a> {
     path: &'a str,
     offset: u64,
     if_unchanged: Option<Stamp>,
+    /// A ranged GET: at most this many bytes (a BLAKE3 subtree, checked
+    /// when the request was read).
+    len: Option<u64>,
 }
 
 /// Answers a GET: FILE, DATA..., END with the BLAKE3 digest of the whole
-/// file. Returns the body bytes sent, or `None` if refused.
+/// file, or for a ranged GET the chaining value of the range sent. Returns
+/// the body bytes sent, or `None` if refused.
 fn get(
     w: &mut BufWriter<Sock>,
     peer: SocketAddr,
@@ -510,15 +517,21 @@ fn get(
         mtime,
         mtime_nanos,
     };
-    // A resume only holds for the version of the file the client has.
+    // A resume only holds for the version of the file the client has. A
+    // piece of another version is useless to a client fetching pieces, so
+    // a ranged GET is refused instead of answered with the whole file.
     let offset = match want.if_unchanged {
+        Some(theirs) if theirs != stamp && want.len.is_some() => refuse_with!(
+            ErrorCode::SourceChanged,
+            "file changed since the client's first piece of it".to_string()
+        ),
         Some(theirs) if theirs != stamp => {
             info!("{peer}: {shown:?} changed since the client's partial copy; sending it whole");
             0
         }
         _ => want.offset,
     };
-    if offset > size {
+    if offset > size || (want.len.is_some() && offset == size) {
         refuse_with!(
             ErrorCode::BadRequest,
             format!("offset {offset} is beyond the end of the file ({size} bytes)")
@@ -530,7 +543,10 @@ fn get(
         mtime,
         mtime_nanos,
     };
-    let body = header.body_len();
+    let body = header.range_len(want.len);
+    // What END carries: the whole file's digest, or the range's chaining
+    // value.
+    let range = want.len.map(|_| (offset, body));
 
     let digest = if size <= SMALL_BODY {
         // Small: read it whole (the digest covers the whole file even when
@@ -552,14 +568,20 @@ fn get(
         if let Some(l) = limiter {
             pace(l, body);
         }
+        let piece = &small_buf[offset as usize..(offset + body) as usize];
         if body > 0 {
             protocol::write_data_header(w, body as u32)?;
-            w.write_all(&small_buf[offset as usize..])?;
+            w.write_all(piece)?;
         }
-        *blake3::hash(small_buf).as_bytes()
+        match range {
+            Some((at, _)) => digest::subtree(at, piece),
+            None => *blake3::hash(small_buf).as_bytes(),
+        }
     } else {
         protocol::write_file_header(w, &header)?;
         w.flush()?;
+        // A range's chaining value is cached apart from the file's digest.
+        let key = key.with_range(range);
         let cached = shared.digests.get(&key);
         let cancel = AtomicBool::new(false);
         let (sent, hashed) = std::thread::scope(|scope| {
@@ -569,7 +591,7 @@ fn get(
                 None => std::thread::Builder::new()
                     .name("hash".into())
                     .stack_size(128 * 1024)
-                    .spawn_scoped(scope, || digest::hash_file(&file, size, &cancel))
+                    .spawn_scoped(scope, || digest::hash(&file, size, range, &cancel))
                     .ok(),
             };
             let sent = send_body(&w.get_ref().0, &file, offset, body, limiter);
@@ -584,7 +606,7 @@ fn get(
                 None => cached.map(Ok),
                 // Could not start a thread: hash here.
             }
-            .unwrap_or_else(|| digest::hash_file(&file, size, &cancel));
+            .unwrap_or_else(|| digest::hash(&file, size, range, &cancel));
             (sent, hashed)
         });
         if let Err(e) = sent {
@@ -630,7 +652,14 @@ fn get(
             "file changed while being sent".to_string()
         );
     }
-    protocol::write_trailer(w, &Trailer::blake3(digest))?;
+    protocol::write_trailer(
+        w,
+        &if range.is_some() {
+            Trailer::blake3_subtree(digest)
+        } else {
+            Trailer::blake3(digest)
+        },
+    )?;
     let secs = started.elapsed().as_secs_f64();
     info!(
         "{peer}: sent {shown:?} ({body} bytes from offset {offset}) in {secs:.3}s ({:.1} MB/s)",

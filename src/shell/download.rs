@@ -27,7 +27,7 @@ pub enum End {
 }
 
 const MODES: [&str; 2] = [
-    "Parallel (one connection per file)",
+    "Parallel (several connections, large files in pieces)",
     "Serial (one connection)",
 ];
 

@@ -410,6 +410,109 @@ impl Dest {
     }
 }
 
+impl Arrived {
+    /// A file put together from pieces in `file` (its part, still open and
+    /// locked) and verified as a whole with `digest`.
+    pub(super) fn assembled(
+        dest: &Dest,
+        plan: &Plan,
+        file: File,
+        got: u64,
+        secs: f64,
+        digest: [u8; 32],
+    ) -> io::Result<Self> {
+        let dir = part_dir(dest, plan)?;
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Ok(Arrived {
+            name: plan.name.clone(),
+            target: plan.target.clone(),
+            part: plan.part.clone(),
+            dir,
+            file_name: plan.file.clone(),
+            part_name: plan.part_name.clone(),
+            note_name: plan.note_name.clone(),
+            bytes: got,
+            size,
+            secs,
+            digest,
+            resumed_from: size - got.min(size),
+            retries: 0,
+            identity: PartId::of(&file).map(|p| p.key()),
+            file: Some(file),
+        })
+    }
+}
+
+/// The folder `plan`'s part goes in, created if need be.
+fn part_dir(dest: &Dest, plan: &Plan) -> io::Result<Dir> {
+    dest.folder
+        .dir(&plan.dir, true)?
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+}
+
+/// Opens the part of `plan` for writing pieces in place: the existing one
+/// when `reuse` is set and it is a regular file, else a new empty one (any
+/// leftover removed, never followed). Either way it is locked for us.
+pub(super) fn open_part(
+    dest: &Dest,
+    plan: &Plan,
+    reuse: bool,
+    progress: &Progress,
+) -> io::Result<File> {
+    let dir = part_dir(dest, plan)?;
+    if reuse && dir.is_file(&plan.part_name) {
+        let f = dir
+            .open(&plan.part_name, true)
+            .map_err(|e| fail("cannot open", &plan.part, &e))?;
+        lock(&f, &plan.part)?;
+        return Ok(f);
+    }
+    LocalFile::new(dest, plan, progress).create(&dir)
+}
+
+/// Writes the resume note of a file fetched in pieces: the stamp line of
+/// every note, then `extra` (which pieces are in place).
+pub(super) fn write_note_with(
+    dest: &Dest,
+    plan: &Plan,
+    s: &Stamp,
+    magic: &str,
+    extra: &str,
+) -> io::Result<()> {
+    let text = format!("{magic}\n{} {} {}\n{extra}", s.size, s.mtime, s.mtime_nanos);
+    part_dir(dest, plan)?
+        .write_new(&plan.note_name, text.as_bytes())
+        .map_err(|e| fail("cannot write", &plan.note, &e))
+}
+
+/// Reads a note written by [`write_note_with`]: its stamp and the rest.
+pub(super) fn read_note_with(dest: &Dest, plan: &Plan, magic: &str) -> Option<(Stamp, String)> {
+    let dir = dest.folder.dir(&plan.dir, false).ok()??;
+    let mut text = String::new();
+    dir.open(&plan.note_name, false)
+        .ok()?
+        .read_to_string(&mut text)
+        .ok()?;
+    let (stamp, rest) = parse_note(&text, magic)?;
+    Some((stamp, rest.to_string()))
+}
+
+/// A note's stamp (the line after `magic`) and what follows it.
+fn parse_note<'t>(text: &'t str, magic: &str) -> Option<(Stamp, &'t str)> {
+    let (first, rest) = text.split_once('\n')?;
+    if first != magic {
+        return None;
+    }
+    let (line, extra) = rest.split_once('\n').unwrap_or((rest, ""));
+    let mut f = line.split_whitespace();
+    let stamp = Stamp {
+        size: f.next()?.parse().ok()?,
+        mtime: f.next()?.parse().ok()?,
+        mtime_nanos: f.next()?.parse().ok()?,
+    };
+    (stamp.mtime_nanos < 1_000_000_000).then_some((stamp, extra))
+}
+
 fn placed(a: &Arrived) -> Placed {
     Placed {
         name: a.name.clone(),
@@ -490,17 +593,7 @@ fn lock(f: &File, part: &Path) -> io::Result<()> {
 fn read_note(dir: &Dir, name: &str) -> Option<Stamp> {
     let mut text = String::new();
     dir.open(name, false).ok()?.read_to_string(&mut text).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != RESUME_MAGIC {
-        return None;
-    }
-    let mut f = lines.next()?.split_whitespace();
-    let stamp = Stamp {
-        size: f.next()?.parse().ok()?,
-        mtime: f.next()?.parse().ok()?,
-        mtime_nanos: f.next()?.parse().ok()?,
-    };
-    (stamp.mtime_nanos < 1_000_000_000).then_some(stamp)
+    parse_note(&text, RESUME_MAGIC).map(|(stamp, _)| stamp)
 }
 
 fn write_note(dir: &Dir, name: &str, s: &Stamp) -> io::Result<()> {
@@ -780,7 +873,7 @@ impl<'a> LocalFile<'a> {
         Ok(f)
     }
 
-    fn create(&mut self, dir: &Dir) -> io::Result<File> {
+    pub(super) fn create(&mut self, dir: &Dir) -> io::Result<File> {
         let part = &self.plan.part;
         let name = self.plan.part_name.as_str();
         // create_new never follows whatever sits at the temporary name; a

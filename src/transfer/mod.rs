@@ -1,34 +1,36 @@
 //! How `fxfer get` runs: serially over one connection with a window of
-//! pipelined requests, or in parallel on a rayon pool with one connection
-//! per file. Each file is written under a temporary name, verified against
-//! the server's BLAKE3 digest, made durable and only then renamed into
-//! place, so a failed download never leaves a file under its final name.
-//! Transient failures are retried with backoff, resuming from the partial
-//! data; one outcome per file; failures do not stop the others.
+//! pipelined requests, or in parallel over several kept-alive connections
+//! that share one queue of files and pieces of large files (`schedule`,
+//! `worker`, `segmented`). Each file is written under a temporary name,
+//! verified against the server's BLAKE3 digest, made durable and only then
+//! renamed into place, so a failed download never leaves a file under its
+//! final name. Transient failures are retried with backoff, resuming from
+//! the partial data; one outcome per file; failures do not stop the others.
 
 mod folder;
 mod local;
+mod schedule;
+mod segmented;
 mod stream;
+mod worker;
 
 pub use stream::to_stdout;
 
 pub use folder::{note_name, part_name, PART_SUFFIX, RESUME_SUFFIX};
 pub use local::{hex, partial_len};
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use rayon::prelude::*;
 
 use crate::client::{Connection, FileError};
 use crate::config::{GetSettings, Output};
 use crate::error::Error;
 use crate::human;
 use crate::progress::Progress;
-use crate::protocol::{ErrorCode, ProtocolError, Request};
+use crate::protocol::{ErrorCode, ProtocolError, Request, Stamp};
 use crate::ratelimit::RateLimiter;
 use crate::select;
 use local::{Dest, Failure, LocalFile, Placed, Plan};
@@ -283,31 +285,27 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         }
     }
     progress.set_files(todo.len());
-    if !todo.is_empty() && progress.shows_totals() {
-        // The total counts every file from the start: sizes from the
-        // listing, or (plain names) from listing the folders they are in.
-        let sizes = match &listing {
-            Some(l) => sizes_of(l),
-            None => {
-                let wanted: Vec<&str> = todo.iter().map(|t| t.name.as_str()).collect();
-                match sizes_from_server(settings, limiter.as_ref(), &mut conn, &wanted) {
-                    Ok(sizes) => sizes,
-                    Err(e) => {
-                        for t in todo.drain(..) {
-                            let mut o = report(progress, &t.name, Err(e.to_string()), 0);
-                            o.unreachable = connection_level(&e);
-                            outcomes.push(o);
-                        }
-                        HashMap::new()
-                    }
+    let parallel = settings.parallel && settings.jobs > 1;
+    // Sizes and stamps: from the listing, or (plain names) from listing
+    // the folders they are in: for the total, which counts every file from
+    // the start, and for the parallel plan, which lists while its other
+    // connections connect.
+    let known = match &listing {
+        Some(l) => Some(stamps_of(l)),
+        None if !todo.is_empty() && progress.shows_totals() && !parallel => {
+            match stamps_from_server(settings, limiter.as_ref(), &mut conn, &todo) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    // Not a server we can use: the run ends here.
+                    outcomes.extend(todo.drain(..).map(|t| unusable(progress, &t, &e)));
+                    None
                 }
             }
-        };
-        progress.plan(todo.iter().filter_map(|t| {
-            let size = *sizes.get(t.name.as_str())?;
-            let offset = t.first.as_ref().map_or(0, |p| p.offset);
-            Some((t.name.as_str(), size.saturating_sub(offset)))
-        }));
+        }
+        None => None,
+    };
+    if let Some(k) = &known {
+        plan_totals(progress, &todo, k);
     }
     if !todo.is_empty() {
         let run = Run {
@@ -316,11 +314,8 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             progress,
             limiter,
         };
-        if settings.parallel && todo.len() > 1 {
-            if let Some(c) = conn.take() {
-                c.quit();
-            }
-            outcomes.extend(run.parallel(todo)?);
+        if parallel {
+            outcomes.extend(schedule::parallel(&run, conn.take(), todo, known));
         } else {
             outcomes.extend(run.serial(conn.take(), todo));
         }
@@ -387,31 +382,55 @@ fn connect_within(
     Ok(c)
 }
 
-/// File sizes by name, from a listing.
-fn sizes_of(listing: &[crate::protocol::Entry]) -> HashMap<String, u64> {
+/// File stamps (size and time) by name, from a listing.
+fn stamps_of(listing: &[crate::protocol::Entry]) -> HashMap<String, Stamp> {
     listing
         .iter()
         .filter(|e| e.kind == crate::protocol::EntryKind::File)
-        .map(|e| (e.path.clone(), e.size))
+        .map(|e| {
+            let stamp = Stamp {
+                size: e.size,
+                mtime: e.mtime,
+                mtime_nanos: e.mtime_nanos,
+            };
+            (e.path.clone(), stamp)
+        })
         .collect()
+}
+
+/// A file not fetched because the server cannot be used at all (`e`).
+fn unusable(progress: &Progress, t: &Task, e: &Error) -> Outcome {
+    let mut o = report(progress, &t.name, Err(e.to_string()), 0);
+    o.unreachable = connection_level(e);
+    o
+}
+
+/// The total covers every file whose size is known, from the start.
+fn plan_totals(progress: &Progress, todo: &[Task], stamps: &HashMap<String, Stamp>) {
+    progress.plan(todo.iter().filter_map(|t| {
+        let size = stamps.get(t.name.as_str())?.size;
+        let offset = t.first.as_ref().map_or(0, |p| p.offset);
+        Some((t.name.as_str(), size.saturating_sub(offset)))
+    }));
 }
 
 /// Most folders listed one by one for the sizes of plain names; more than
 /// this and one recursive listing is cheaper.
 const SIZE_LISTINGS: usize = 16;
 
-/// The sizes of `names` from the server's listings of the folders they
-/// are in, over `conn` (opened if needed, kept for the downloads). Only
-/// for showing progress: any failure just leaves sizes unknown.
-fn sizes_from_server(
+/// The stamps of the files `todo` names, from the server's listings of
+/// the folders they are in (pipelined: one round trip), over `conn` (opened
+/// if needed, kept for the downloads). For the progress total and the
+/// parallel plan: any failure just leaves sizes unknown.
+fn stamps_from_server(
     settings: &GetSettings,
     limiter: Option<&Arc<RateLimiter>>,
     conn: &mut Option<Connection>,
-    names: &[&str],
-) -> Result<HashMap<String, u64>, Error> {
-    let mut folders: Vec<&str> = names
+    todo: &[Task],
+) -> Result<HashMap<String, Stamp>, Error> {
+    let mut folders: Vec<&str> = todo
         .iter()
-        .map(|n| n.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .map(|t| t.name.rsplit_once('/').map_or("", |(dir, _)| dir))
         .collect();
     folders.sort_unstable();
     folders.dedup();
@@ -419,7 +438,7 @@ fn sizes_from_server(
     if recursive {
         folders = vec![""];
     }
-    let mut sizes = HashMap::new();
+    let mut stamps = HashMap::new();
     if conn.is_none() {
         // A server that cannot be reached at once is left to the downloads
         // (and their retries) rather than waited for twice.
@@ -432,20 +451,25 @@ fn sizes_from_server(
                 c
             });
     }
-    for dir in folders {
-        let Some(c) = conn.as_mut() else { break };
-        match c.list(dir, recursive) {
-            Ok(entries) => sizes.extend(sizes_of(&entries)),
-            // This folder only: the server refused it.
-            Err(Error::Remote(_)) => {}
-            // Not a server we can use (not fxfer, wrong token, another
-            // version): the downloads would only find that out again.
-            Err(e) if !transient(&e, settings) => return Err(e),
-            // The network: the downloads will connect again, and retry.
-            Err(_) => *conn = None,
-        }
+    let Some(c) = conn.as_mut() else {
+        return Ok(stamps);
+    };
+    let listed = if recursive {
+        c.list("", true).map(|l| vec![Some(l)])
+    } else {
+        c.list_many(&folders)
+    };
+    match listed {
+        // A folder the server refused to list leaves its files unknown.
+        Ok(all) => stamps.extend(all.iter().flatten().flat_map(|l| stamps_of(l))),
+        Err(Error::Remote(_)) => {}
+        // Not a server we can use (not fxfer, wrong token, another
+        // version): the downloads would only find that out again.
+        Err(e) if !transient(&e, settings) => return Err(e),
+        // The network: the downloads will connect again, and retry.
+        Err(_) => *conn = None,
     }
-    Ok(sizes)
+    Ok(stamps)
 }
 
 /// How long the connection for the sizes may take to be established.
@@ -594,6 +618,7 @@ impl Run<'_> {
             path: plan.name.clone(),
             offset: plan.offset,
             if_unchanged: plan.stamp,
+            len: None,
         }
     }
 
@@ -652,216 +677,17 @@ impl Run<'_> {
         Ok(t)
     }
 
+    /// One connection, one worker: files in the order given.
     fn serial(&self, first: Option<Connection>, tasks: Vec<Task>) -> Vec<Outcome> {
-        let mut outcomes = Vec::new();
-        let mut queue: VecDeque<Task> = tasks.into();
-        let mut conn = first;
-        // Connection failures since the last file arrived.
-        let mut failures = 0u32;
-        while !queue.is_empty() {
-            if crate::interrupt::requested() {
-                outcomes.extend(queue.drain(..).map(|t| self.stopped(&t)));
-                break;
-            }
-            let c = match conn.as_mut() {
-                Some(c) => c,
-                None => match connect(self.settings, self.limiter.as_ref()) {
-                    Ok(c) => conn.insert(c),
-                    Err(e) => {
-                        failures += 1;
-                        if !transient(&e, self.settings) || failures > self.settings.retries {
-                            outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
-                            break;
-                        }
-                        let wait = backoff(failures - 1);
-                        // The retry is announced for the file in front, so
-                        // it counts for that file too (in --json).
-                        let front = match queue.front_mut() {
-                            Some(t) => {
-                                t.retries += 1;
-                                t.name.clone()
-                            }
-                            None => String::new(),
-                        };
-                        self.announce_retry(&front, &e.to_string(), failures, wait);
-                        nap(wait);
-                        continue;
-                    }
-                },
-            };
-            let mut in_flight: VecDeque<(Task, Plan)> = VecDeque::new();
-            match self.pipeline(c, &mut queue, &mut in_flight, &mut outcomes, &mut failures) {
-                Ok(()) => {}
-                Err(e) => {
-                    conn = None;
-                    // Unanswered requests go back in line, in order; only
-                    // the file in progress is charged a retry.
-                    while let Some((t, _)) = in_flight.pop_back() {
-                        queue.push_front(t);
-                    }
-                    if crate::interrupt::requested() {
-                        continue;
-                    }
-                    failures += 1;
-                    let Some(mut t) = queue.pop_front() else {
-                        continue;
-                    };
-                    if failures > self.settings.retries + 1 {
-                        // The connection keeps failing without progress:
-                        // stop rather than retry every file in turn.
-                        queue.push_front(t);
-                        outcomes.extend(queue.drain(..).map(|t| self.gave_up(&t, &e)));
-                        break;
-                    }
-                    if !transient(&e, self.settings) || t.retries >= self.settings.retries {
-                        outcomes.push(self.gave_up(&t, &e));
-                        continue;
-                    }
-                    t.retries += 1;
-                    let wait = backoff(t.retries - 1);
-                    self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
-                    queue.push_front(t);
-                    nap(wait);
-                }
-            }
-        }
-        if let Some(c) = conn {
-            c.quit();
-        }
-        outcomes
-    }
-
-    /// Streams the queue over one connection, keeping a window of requests
-    /// in flight so small files arrive back to back. Returns when the queue
-    /// is empty, or with the connection's error (unanswered requests left
-    /// in `in_flight`).
-    fn pipeline(
-        &self,
-        c: &mut Connection,
-        queue: &mut VecDeque<Task>,
-        in_flight: &mut VecDeque<(Task, Plan)>,
-        outcomes: &mut Vec<Outcome>,
-        failures: &mut u32,
-    ) -> Result<(), Error> {
-        let request_len = |name: &str| name.len() + 40;
-        let mut in_flight_bytes = 0usize;
-        loop {
-            let mut sent = false;
-            while in_flight.len() < WINDOW_REQUESTS {
-                let Some(next) = queue.front() else { break };
-                let len = request_len(&next.name);
-                if !in_flight.is_empty() && in_flight_bytes + len > WINDOW_BYTES {
-                    break;
-                }
-                let mut t = queue.pop_front().expect("front exists");
-                let plan = match self.plan(&mut t) {
-                    Ok(p) => p,
-                    Err(why) => {
-                        outcomes.push(report(self.progress, &t.name, Err(why), t.retries));
-                        continue;
-                    }
-                };
-                // In line before it is sent: if sending fails, it is retried
-                // with the others rather than lost.
-                let request = Self::request(&plan);
-                in_flight_bytes += len;
-                in_flight.push_back((t, plan));
-                sent = true;
-                c.send(&request)?;
-            }
-            if sent {
-                c.flush()?;
-            }
-            let Some((front, plan)) = in_flight.front_mut() else {
-                return Ok(());
-            };
-            let got = self.receive(c, plan, &mut front.kept)?;
-            let (t, plan) = in_flight.pop_front().expect("front exists");
-            in_flight_bytes -= request_len(&t.name);
-            match got {
-                Received::Arrived(mut a) => {
-                    *failures = 0;
-                    a.retries = t.retries + u32::from(t.restarted);
-                    outcomes.extend(
-                        self.dest
-                            .complete(*a)
-                            .into_iter()
-                            .map(|r| settled(self.progress, r)),
-                    );
-                }
-                Received::Failed(Failure::Permanent(why)) => {
-                    self.dest.discard(&plan);
-                    outcomes.push(report(self.progress, &t.name, Err(why), t.retries));
-                }
-                Received::Failed(Failure::Corrupt(why)) => match self.corrupt(t, &plan, why) {
-                    Ok(again) => queue.push_front(again),
-                    Err(o) => outcomes.push(*o),
-                },
-            }
-        }
-    }
-
-    fn parallel(&self, tasks: Vec<Task>) -> Result<Vec<Outcome>, Error> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.settings.jobs.min(tasks.len()))
-            .thread_name(|i| format!("get-{i}"))
-            .build()
-            .map_err(|e| Error::io("cannot start download threads", std::io::Error::other(e)))?;
-        Ok(pool.install(|| {
-            tasks
-                .into_par_iter()
-                .flat_map_iter(|t| self.fetch_alone(t))
-                .collect()
-        }))
-    }
-
-    /// One file over its own connection, with retries.
-    fn fetch_alone(&self, mut t: Task) -> Vec<Outcome> {
-        loop {
-            if crate::interrupt::requested() {
-                return vec![self.stopped(&t)];
-            }
-            let plan = match self.plan(&mut t) {
-                Ok(p) => p,
-                Err(why) => return vec![report(self.progress, &t.name, Err(why), t.retries)],
-            };
-            let mut attempt = || -> Result<Received, Error> {
-                let mut c = connect(self.settings, self.limiter.as_ref())?;
-                c.send(&Self::request(&plan))?;
-                c.send(&Request::Quit)?;
-                c.flush()?;
-                self.receive(&mut c, &plan, &mut t.kept)
-            };
-            match attempt() {
-                Ok(Received::Arrived(mut a)) => {
-                    a.retries = t.retries + u32::from(t.restarted);
-                    return self
-                        .dest
-                        .complete(*a)
-                        .into_iter()
-                        .map(|r| settled(self.progress, r))
-                        .collect();
-                }
-                Ok(Received::Failed(Failure::Permanent(why))) => {
-                    self.dest.discard(&plan);
-                    return vec![report(self.progress, &t.name, Err(why), t.retries)];
-                }
-                Ok(Received::Failed(Failure::Corrupt(why))) => match self.corrupt(t, &plan, why) {
-                    Ok(again) => t = again,
-                    Err(o) => return vec![*o],
-                },
-                Err(_) if crate::interrupt::requested() => return vec![self.stopped(&t)],
-                Err(e) => {
-                    if !transient(&e, self.settings) || t.retries >= self.settings.retries {
-                        return vec![self.gave_up(&t, &e)];
-                    }
-                    t.retries += 1;
-                    let wait = backoff(t.retries - 1);
-                    self.announce_retry(&t.name, &e.to_string(), t.retries, wait);
-                    nap(wait);
-                }
-            }
-        }
+        let items = tasks
+            .into_iter()
+            .map(|task| schedule::Item::Whole {
+                task: Box::new(task),
+                size: None,
+            })
+            .collect();
+        let q = schedule::Queue::new(Some(items), 1);
+        worker::work(self, &q, first, false)
     }
 
     /// Receives the next file on `c` into its part. `Err`: the connection
@@ -869,7 +695,7 @@ impl Run<'_> {
     /// into it this time is added to `kept`).
     fn receive(&self, c: &mut Connection, plan: &Plan, kept: &mut u64) -> Result<Received, Error> {
         let mut sink = LocalFile::new(self.dest, plan, self.progress);
-        let got = c.receive_file(plan.offset, &mut sink);
+        let got = c.receive_file(plan.offset, None, &mut sink);
         match got {
             Ok(Ok(received)) => Ok(match sink.finish(&received.trailer) {
                 Ok(a) => Received::Arrived(Box::new(a)),

@@ -103,10 +103,11 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
                 path: name.to_string(),
                 offset: sink.written,
                 if_unchanged: sink.stamp,
+                len: None,
             })?;
             c.send(&Request::Quit)?;
             c.flush()?;
-            c.receive_file(sink.written, &mut sink)
+            c.receive_file(sink.written, None, &mut sink)
         });
         drop(sink.bar.take());
         match attempt {

@@ -1,0 +1,393 @@
+//! What a `get` has left to fetch, shared by the connections that fetch it:
+//! whole files and pieces of large ones, in one queue that every worker
+//! takes from. (How one connection works through its share is in
+//! `worker`; aria2 keeps "which ranges are left" apart from "how a
+//! connection fetches one" the same way.)
+//!
+//! A parallel `get` learns every file's size and stamp first (from the
+//! listing it already has, or by listing the folders the names are in), so
+//! that it can put large files first (the work then stays balanced), bound
+//! each connection's look-ahead by bytes (small files never wait behind a
+//! huge one), and split a file that is too large for one connection's share
+//! into pieces fetched over several at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+
+use super::segmented::{Segmented, PIECE_MIN};
+use super::worker;
+use super::{connect, plan_totals, report, stamps_from_server, unusable, Outcome, Run, Task};
+use crate::client::Connection;
+use crate::protocol::Stamp;
+
+/// Most bytes one connection asks for ahead of what it is receiving,
+/// counting each file in flight at its full size.
+pub const LOOKAHEAD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// One unit of work: one request, one response.
+pub enum Item<'p> {
+    /// A whole file (or the rest of a partial one), with its size when
+    /// known.
+    Whole { task: Box<Task>, size: Option<u64> },
+    /// Piece `index` of a file fetched in pieces; `again` once it failed
+    /// to verify.
+    Piece {
+        file: Arc<Segmented<'p>>,
+        index: usize,
+        retries: u32,
+        again: bool,
+    },
+    /// The whole file's digest, for a file put together partly from what
+    /// an earlier run left on disk; `expect` is what the pieces make.
+    Verify {
+        file: Arc<Segmented<'p>>,
+        expect: [u8; 32],
+        retries: u32,
+    },
+}
+
+impl Item<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            Item::Whole { task, .. } => &task.name,
+            Item::Piece { file, .. } | Item::Verify { file, .. } => &file.name,
+        }
+    }
+
+    /// What it adds to a connection's look-ahead. A file of unknown size
+    /// counts as a full look-ahead: nothing is asked for behind it.
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Item::Whole { size, .. } => size.unwrap_or(LOOKAHEAD_BYTES),
+            Item::Piece { file, index, .. } => file.pieces[*index].1,
+            Item::Verify { .. } => 0,
+        }
+    }
+
+    pub fn retries(&self) -> u32 {
+        match self {
+            Item::Whole { task, .. } => task.retries,
+            Item::Piece { retries, .. } | Item::Verify { retries, .. } => *retries,
+        }
+    }
+
+    /// Counts one more try after a broken connection.
+    pub fn charge(&mut self) {
+        match self {
+            Item::Whole { task, .. } => task.retries += 1,
+            Item::Piece { retries, .. } | Item::Verify { retries, .. } => *retries += 1,
+        }
+    }
+}
+
+struct State<'p> {
+    items: VecDeque<Item<'p>>,
+    /// Items taken by a worker and not yet settled or put back.
+    active: usize,
+    /// Workers still running.
+    live: usize,
+    /// Whether the plan is made (workers may connect before that).
+    ready: bool,
+}
+
+/// The queue every worker takes from.
+pub struct Queue<'p> {
+    st: Mutex<State<'p>>,
+    changed: Condvar,
+}
+
+impl<'p> Queue<'p> {
+    /// A queue for `workers` workers; `items` may come later with
+    /// [`Queue::fill`].
+    pub fn new(items: Option<Vec<Item<'p>>>, workers: usize) -> Queue<'p> {
+        Queue {
+            st: Mutex::new(State {
+                ready: items.is_some(),
+                items: items.unwrap_or_default().into(),
+                active: 0,
+                live: workers,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    pub fn fill(&self, items: Vec<Item<'p>>) {
+        let mut st = self.st.lock().unwrap();
+        st.items.extend(items);
+        st.ready = true;
+        self.changed.notify_all();
+    }
+
+    /// More workers are about to start.
+    pub fn hire(&self, n: usize) {
+        self.st.lock().unwrap().live += n;
+    }
+
+    /// Whether there is nothing left at all (a worker need not connect).
+    pub fn finished(&self) -> bool {
+        let st = self.st.lock().unwrap();
+        st.ready && st.items.is_empty() && st.active == 0
+    }
+
+    /// Waits for the next item; `None` once there is nothing left and
+    /// nothing in flight anywhere (in flight items may come back).
+    pub fn take(&self) -> Option<Item<'p>> {
+        let mut st = self.st.lock().unwrap();
+        loop {
+            if st.ready {
+                if let Some(item) = st.items.pop_front() {
+                    st.active += 1;
+                    return Some(item);
+                }
+                if st.active == 0 {
+                    return None;
+                }
+            }
+            st = self.changed.wait(st).unwrap();
+        }
+    }
+
+    /// The next item, if there is one and `fits` accepts it.
+    pub fn take_if(&self, fits: impl FnOnce(&Item) -> bool) -> Option<Item<'p>> {
+        let mut st = self.st.lock().unwrap();
+        if !st.ready || !st.items.front().is_some_and(fits) {
+            return None;
+        }
+        st.active += 1;
+        st.items.pop_front()
+    }
+
+    /// The next item is charged a retry (a connection failed before it
+    /// could be asked for); its name, for the message.
+    pub fn charge_next(&self) -> Option<String> {
+        let mut st = self.st.lock().unwrap();
+        st.items.front_mut().map(|i| {
+            i.charge();
+            i.name().to_string()
+        })
+    }
+
+    /// An item taken is done with.
+    pub fn settled(&self) {
+        self.give_back(Vec::new(), 1);
+    }
+
+    /// Items taken go back to the front of the line, in order, in place of
+    /// `taken` taken ones (new work, such as a restart, counts as one of
+    /// them going back).
+    pub fn give_back(&self, items: Vec<Item<'p>>, taken: usize) {
+        let mut st = self.st.lock().unwrap();
+        for item in items.into_iter().rev() {
+            st.items.push_front(item);
+        }
+        st.active -= taken;
+        self.changed.notify_all();
+    }
+
+    /// Everything in line (Ctrl-C: nothing more will be asked for).
+    pub fn take_all(&self) -> Vec<Item<'p>> {
+        let mut st = self.st.lock().unwrap();
+        self.changed.notify_all();
+        st.items.drain(..).collect()
+    }
+
+    /// A worker stops. Returns whatever is left in line when it was the
+    /// last one (nobody else will fetch it).
+    pub fn leave(&self) -> Vec<Item<'p>> {
+        let mut st = self.st.lock().unwrap();
+        st.live -= 1;
+        self.changed.notify_all();
+        if st.live == 0 {
+            st.items.drain(..).collect()
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// Whether a file of `size` bytes is fetched in pieces, and how large they
+/// are: when it alone is more than half of one connection's fair share of
+/// `total` bytes, in pieces of about a share (at least [`PIECE_MIN`]).
+pub fn piece_size(size: u64, total: u64, jobs: usize) -> Option<u64> {
+    let jobs = jobs as u64;
+    let share = total / jobs.max(1);
+    if jobs < 2 || size < 2 * PIECE_MIN || size * 2 <= share {
+        return None;
+    }
+    Some(size.div_ceil(jobs).min(share).max(PIECE_MIN))
+}
+
+/// Turns the tasks into items, largest first; files too large for one
+/// connection's share become pieces. Returns the items and the outcomes of
+/// files that failed on the way (a part that cannot be created).
+pub fn plan<'p>(
+    run: &Run<'p>,
+    tasks: Vec<Task>,
+    stamps: &HashMap<String, Stamp>,
+) -> (Vec<Item<'p>>, Vec<Outcome>) {
+    let jobs = run.settings.jobs;
+    let total: u64 = tasks
+        .iter()
+        .filter_map(|t| stamps.get(&t.name).map(|s| s.size))
+        .sum();
+    let mut items = Vec::new();
+    let mut failed = Vec::new();
+    for mut task in tasks {
+        let stamp = stamps.get(&task.name).copied();
+        // A partial copy from a download of the whole file is continued as
+        // one, from where it stopped.
+        let continued = task.first.as_ref().is_some_and(|p| p.offset > 0);
+        let target = stamp
+            .filter(|_| !continued)
+            .and_then(|s| piece_size(s.size, total, jobs));
+        let (Some(stamp), Some(target)) = (stamp, target) else {
+            items.push(Item::Whole {
+                size: stamp.map(|s| s.size),
+                task: Box::new(task),
+            });
+            continue;
+        };
+        let plan = match run.plan(&mut task) {
+            Ok(p) => p,
+            Err(why) => {
+                failed.push(report(run.progress, &task.name, Err(why), 0));
+                continue;
+            }
+        };
+        let opened = Segmented::open(
+            run.dest,
+            run.progress,
+            plan,
+            stamp,
+            target,
+            run.settings.resume,
+        );
+        match opened {
+            Ok(seg) => {
+                let seg = Arc::new(seg);
+                let todo = seg.todo();
+                if todo.is_empty() {
+                    // Every piece was already here and checked out.
+                    let (done, again) = worker::conclude(run, &seg, seg.conclude());
+                    failed.extend(done);
+                    items.extend(again);
+                }
+                for index in todo {
+                    items.push(Item::Piece {
+                        file: Arc::clone(&seg),
+                        index,
+                        retries: 0,
+                        again: false,
+                    });
+                }
+            }
+            Err(e) => failed.push(report(run.progress, &task.name, Err(e.to_string()), 0)),
+        }
+    }
+    // Largest first (stable: pieces of one file stay in order).
+    items.sort_by_key(|i| std::cmp::Reverse(i.bytes()));
+    (items, failed)
+}
+
+/// Runs a parallel `get`: workers connect while the sizes are found out,
+/// then share the queue, one connection each; `first` (a connection that
+/// listed the server already) serves as one of them.
+pub fn parallel(
+    run: &Run,
+    first: Option<Connection>,
+    tasks: Vec<Task>,
+    known: Option<HashMap<String, Stamp>>,
+) -> Vec<Outcome> {
+    let jobs = run.settings.jobs;
+    let order: HashMap<String, usize> = tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.clone(), i))
+        .collect();
+    let early = jobs.min(tasks.len()).max(1);
+    let q = Queue::new(None, early);
+    let mut outcomes = std::thread::scope(|s| {
+        let q = &q;
+        let spawn = |n: usize| {
+            (0..n)
+                .filter_map(|i| {
+                    let h = std::thread::Builder::new()
+                        .name(format!("get-{i}"))
+                        .spawn_scoped(s, move || worker::work(run, q, None, true));
+                    if h.is_err() {
+                        // A worker that never started has left; the others
+                        // (this thread at least) do its share.
+                        q.leave();
+                    }
+                    h.ok()
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut conn = first;
+        if conn.is_none() && known.is_none() {
+            // This connection lists the folders while the others connect;
+            // connected first, it is also the first the server sees.
+            conn = connect(run.settings, run.limiter.as_ref()).ok();
+        }
+        let mut handles = spawn(early - 1);
+        let stamps = match known {
+            Some(k) => k,
+            None => match stamps_from_server(run.settings, run.limiter.as_ref(), &mut conn, &tasks)
+            {
+                Ok(found) => {
+                    plan_totals(run.progress, &tasks, &found);
+                    found
+                }
+                Err(e) => {
+                    // Not a server we can use: the run ends here (the
+                    // workers waiting for the plan find nothing to do).
+                    let failed = tasks
+                        .iter()
+                        .map(|t| unusable(run.progress, t, &e))
+                        .collect();
+                    q.fill(Vec::new());
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return failed;
+                }
+            },
+        };
+        let (items, mut outcomes) = plan(run, tasks, &stamps);
+        let wanted = jobs.min(items.len()).max(1);
+        if wanted > early {
+            q.hire(wanted - early);
+            handles.extend(spawn(wanted - early));
+        }
+        q.fill(items);
+        outcomes.extend(worker::work(run, q, conn, true));
+        for h in handles {
+            outcomes.extend(h.join().unwrap_or_default());
+        }
+        outcomes
+    });
+    outcomes.sort_by_key(|o| order.get(&o.name).copied().unwrap_or(usize::MAX));
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn only_files_beyond_a_share_are_split() {
+        // One large file alone: split over all connections.
+        assert_eq!(piece_size(256 * MIB, 256 * MIB, 8), Some(32 * MIB));
+        // Sixteen equal files for eight connections: whole files balance.
+        assert_eq!(piece_size(64 * MIB, 1024 * MIB, 8), None);
+        // Serial, or too small to be worth a split: whole.
+        assert_eq!(piece_size(256 * MIB, 256 * MIB, 1), None);
+        assert_eq!(piece_size(7 * MIB, 7 * MIB, 8), None);
+        // Pieces never get below the minimum.
+        assert_eq!(piece_size(8 * MIB, 8 * MIB, 8), Some(PIECE_MIN));
+        // A large file among many small ones: pieces of about a share.
+        assert_eq!(piece_size(1024 * MIB, 1040 * MIB, 8), Some(128 * MIB));
+    }
+}
