@@ -483,8 +483,8 @@ impl Browser {
     pub fn run(&mut self, term: &Term) -> io::Result<Outcome> {
         let _screen = AltScreen::enter(term)?;
         loop {
-            let (h, w) = term.size();
-            let (h, w) = (usize::from(h).max(3), usize::from(w).max(20));
+            let size = term.size();
+            let (h, w) = (usize::from(size.0).max(3), usize::from(size.1).max(20));
             let frame = self.render(w, h);
             // One write per frame: home, each line cleared to its end, the
             // rest of the screen cleared (no scrolling: no final newline).
@@ -492,10 +492,36 @@ impl Browser {
             out += &frame.join("\x1b[K\r\n");
             out += "\x1b[K\x1b[J";
             term.write_str(&out)?;
+            if !key_or_resize(term, size)? {
+                continue;
+            }
             let key = term.read_key_raw()?;
             if let Some(o) = self.key(key, h.saturating_sub(CHROME)) {
                 return Ok(o);
             }
+        }
+    }
+}
+
+/// Waits until a key can be read (`true`) or the terminal changed size
+/// (`false`: draw again). Polling beats a SIGWINCH handler here: a signal
+/// interrupting console's read comes back as Ctrl-C.
+fn key_or_resize(term: &Term, size: (u16, u16)) -> io::Result<bool> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = io::stdin();
+    let every = Timespec {
+        tv_sec: 0,
+        tv_nsec: 200_000_000,
+    };
+    loop {
+        let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+        match poll(&mut fds, Some(&every)) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => {}
+            Ok(_) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+        if term.size() != size {
+            return Ok(false);
         }
     }
 }
@@ -549,19 +575,34 @@ fn columns(width: usize) -> (usize, usize) {
 }
 
 /// The terminal's alternate screen with the cursor hidden, for as long as
-/// this lives.
-struct AltScreen<'a>(&'a Term);
+/// this lives; keys are not echoed and arrive one by one even between
+/// reads (console switches to raw mode only while it reads one), and
+/// Ctrl-C arrives as a key rather than a signal, so
+/// waiting for a key with poll works and typing ahead leaves no trace.
+struct AltScreen<'a>(&'a Term, Option<rustix::termios::Termios>);
 
 impl<'a> AltScreen<'a> {
     fn enter(term: &'a Term) -> io::Result<AltScreen<'a>> {
+        use rustix::termios::{tcgetattr, tcsetattr, LocalModes, OptionalActions};
+        let saved = tcgetattr(io::stdin()).ok();
+        if let Some(t) = &saved {
+            let mut quiet = t.clone();
+            quiet.local_modes -= LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG;
+            tcsetattr(io::stdin(), OptionalActions::Now, &quiet)?;
+        }
+        let screen = AltScreen(term, saved);
         term.write_str("\x1b[?1049h")?;
         term.hide_cursor()?;
-        Ok(AltScreen(term))
+        Ok(screen)
     }
 }
 
 impl Drop for AltScreen<'_> {
     fn drop(&mut self) {
+        if let Some(t) = &self.1 {
+            let _ =
+                rustix::termios::tcsetattr(io::stdin(), rustix::termios::OptionalActions::Now, t);
+        }
         // Cleared first: a terminal without an alternate screen is then
         // left blank rather than with the browser's last frame on it.
         let _ = self.0.write_str("\x1b[H\x1b[2J");
