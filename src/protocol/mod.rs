@@ -28,6 +28,7 @@
 //! may be pipelined; responses come back in request order.
 
 mod codec;
+pub mod handshake;
 
 pub use codec::{read_data_payload, read_frame_header, FrameHeader};
 

@@ -39,7 +39,7 @@ use rustix::event::epoll;
 
 use super::{IpSlot, Registry, Shared};
 use crate::error::describe_io;
-use crate::protocol::{self, frame, ErrorCode, ErrorFrame, Hello, Request};
+use crate::protocol::{self, handshake, ErrorCode, ErrorFrame, Hello};
 
 /// After a refusal: the longest we keep sending our reply and reading
 /// what the client still sends, in all.
@@ -570,64 +570,44 @@ impl Loop {
     /// queued and the loop goes on).
     fn parse(&mut self, p: &mut Pending, now: Instant) -> Option<Step> {
         match p.state {
-            State::Greeting => {
-                if p.input.len() < 4 && protocol::MAGIC.starts_with(&p.input) {
-                    return None;
-                }
-                if !p.input.starts_with(&protocol::MAGIC) {
+            State::Greeting => match handshake::greeting(&p.input) {
+                handshake::Greeting::NeedMore => None,
+                handshake::Greeting::NotFxfer => {
                     warn!("{}: refused: not an fxfer client (bad magic bytes)", p.peer);
-                    return Some(Step::Close("bad magic"));
+                    Some(Step::Close("bad magic"))
                 }
-                if p.input.len() < protocol::HELLO_LEN {
-                    return None;
+                handshake::Greeting::Hello(hello) => {
+                    p.input.drain(..protocol::HELLO_LEN);
+                    self.greeted(p, hello, now);
+                    if matches!(p.state, State::Greeting) {
+                        return Some(Step::Done);
+                    }
+                    None
                 }
-                let hello = Hello::read_from(&mut &p.input[..protocol::HELLO_LEN]).ok()?;
-                p.input.drain(..protocol::HELLO_LEN);
-                self.greeted(p, hello, now);
-                if matches!(p.state, State::Greeting) {
-                    return Some(Step::Done);
-                }
-                None
-            }
+            },
             State::Proof { nonce } => {
-                if p.input.len() < protocol::FRAME_HEADER_LEN {
-                    return None;
-                }
-                let len = u32::from_be_bytes([p.input[1], p.input[2], p.input[3], p.input[4]]);
-                let (why, guessed) = if p.input[0] != frame::AUTH {
-                    ("no token (a request came before AUTH)", false)
-                } else if len as usize != 2 * protocol::AUTH_LEN {
-                    ("malformed AUTH frame", true)
-                } else {
-                    let need = protocol::FRAME_HEADER_LEN + 2 * protocol::AUTH_LEN;
-                    if p.input.len() < need {
-                        return None;
-                    }
-                    let key = p.shared.auth_key.expect("a challenge means a token");
-                    match Request::read_from(&mut &p.input[..need]) {
-                        Ok(Request::Auth { nonce: theirs, mac })
-                            if protocol::auth::verify(
-                                &protocol::auth::client_mac(&key, &nonce, &theirs),
-                                &mac,
-                            ) =>
-                        {
-                            p.input.drain(..need);
-                            info!("{}: authenticated", p.peer);
-                            // The busy refusal takes AUTH_OK's place.
-                            if !self.reserve_session(p, false, now) {
-                                return None;
-                            }
-                            let _ = protocol::write_auth_ok(
-                                &mut p.out,
-                                &protocol::auth::server_proof(&key, &nonce, &theirs),
-                            );
-                            return Some(Step::Done);
+                let key = p.shared.auth_key.expect("a challenge means a token");
+                let got = handshake::proof(&p.input, &key, &nonce);
+                let why = match got {
+                    handshake::Proof::NeedMore => return None,
+                    handshake::Proof::Valid { client_nonce } => {
+                        p.input.drain(..handshake::PROOF_LEN);
+                        info!("{}: authenticated", p.peer);
+                        // The busy refusal takes AUTH_OK's place.
+                        if !self.reserve_session(p, false, now) {
+                            return None;
                         }
-                        Ok(_) => ("wrong token", true),
-                        Err(_) => ("malformed AUTH frame", true),
+                        let _ = protocol::write_auth_ok(
+                            &mut p.out,
+                            &protocol::auth::server_proof(&key, &nonce, &client_nonce),
+                        );
+                        return Some(Step::Done);
                     }
+                    handshake::Proof::NotAuth => "no token (a request came before AUTH)",
+                    handshake::Proof::Malformed => "malformed AUTH frame",
+                    handshake::Proof::Wrong => "wrong token",
                 };
-                self.failed_proof(p, why, guessed, now);
+                self.failed_proof(p, why, got.is_guess(), now);
                 None
             }
             State::Slowed { .. } | State::Closing { .. } => None,

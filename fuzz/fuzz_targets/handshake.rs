@@ -1,0 +1,45 @@
+#![no_main]
+//! The server's handshake decisions (`protocol::handshake`) on arbitrary
+//! bytes from a client, as the admission loop makes them: on every prefix
+//! of the stream, since it decides again after each read.
+//!
+//! Properties: no panic; a decision made on a prefix never changes when
+//! more bytes arrive; a proof is accepted only when it is exactly the AUTH
+//! frame computed with the key.
+
+use fxfer::protocol::handshake::{self, Greeting, Proof, PROOF_LEN};
+use fxfer::protocol::{auth, Request, AUTH_LEN, HELLO_LEN};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let whole = handshake::greeting(data);
+    for n in 0..data.len().min(HELLO_LEN + 1) {
+        let part = handshake::greeting(&data[..n]);
+        if part != Greeting::NeedMore {
+            assert_eq!(part, whole, "greeting decided on {n} bytes changed");
+        }
+    }
+    let rest = match whole {
+        Greeting::Hello(_) => &data[HELLO_LEN..],
+        _ => data,
+    };
+    let key = auth::key(b"fuzz token");
+    let nonce = [7u8; AUTH_LEN];
+    let got = handshake::proof(rest, &key, &nonce);
+    for n in 0..rest.len().min(PROOF_LEN + 1) {
+        let part = handshake::proof(&rest[..n], &key, &nonce);
+        if part != Proof::NeedMore {
+            assert_eq!(part, got, "proof decided on {n} bytes changed");
+        }
+    }
+    if let Proof::Valid { client_nonce } = got {
+        let mut expected = Vec::new();
+        Request::Auth {
+            nonce: client_nonce,
+            mac: auth::client_mac(&key, &nonce, &client_nonce),
+        }
+        .write_to(&mut expected)
+        .unwrap();
+        assert_eq!(&rest[..PROOF_LEN], &expected[..]);
+    }
+});
