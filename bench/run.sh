@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # bench/run.sh - loopback benchmark of fxfer against raw TCP and common tools.
 #
-#   bench/run.sh [--quick] [--keep]
+#   bench/run.sh [--quick] [--keep] [--rerun]
 #
 #   --quick   small data (128 MiB; 200 x 8 KiB; 8 x 16 MiB) for a smoke run
 #   --keep    keep the scratch folder (server logs, hyperfine JSON)
+#   --rerun   only the re-run scenario R, not W1-W4
 #
 # Environment: DATA_DIR (default bench/.data) caches the generated data;
 # RUNS (default 5) timed runs per cell, after one warm-up run; OUT_DIR puts
@@ -13,6 +14,11 @@
 #
 # Workloads: W1 one 1 GiB file; W2 2,000 x 8 KiB fetched serially over one
 # connection; W3 16 x 64 MiB, 8 at a time; W4 the W2 set, 8 at a time.
+# R, the re-run: a tree of the W2 files plus 8 x 64 MiB is fetched once,
+# then 20 small files and one large one change on the server, and the tree
+# is fetched again: fxfer --update, --checksum and its default against the
+# rsync daemon (rsync -a, and rsync -a --checksum), with a full fetch for
+# scale and the bytes each re-run puts on the wire (bench/count_proxy.py).
 # Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
 # and where installed: raw TCP with socat (the baseline), nginx + curl,
 # rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
@@ -21,12 +27,13 @@
 # Every server binds 127.0.0.1 and is killed by PID when the script exits.
 set -uo pipefail
 
-QUICK=0 KEEP=0
+QUICK=0 KEEP=0 RERUN_ONLY=0
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
-    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+    --rerun) RERUN_ONLY=1 ;;
+    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -283,7 +290,9 @@ curl_cfg() { awk -v b="http://127.0.0.1:$1/" -v o="$OUT/" '{ printf "url = \"%s%
 
 # ---- the cells, workload by workload so each workload's rows are measured close together
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-for W in W1 W2 W3 W4; do
+WORKLOADS="W1 W2 W3 W4"
+((RERUN_ONLY)) && WORKLOADS=""
+for W in $WORKLOADS; do
   if serial $W; then mode=""; else mode="--parallel -j $PAR"; fi
   if ((${#RAW_PORTS[@]})); then
     serial $W && label="raw TCP (socat, 1 stream)" || label="raw TCP (socat, $PAR streams)"
@@ -318,6 +327,119 @@ for W in W1 W2 W3 W4; do
   fi
 done
 
+# ---- R: the re-run ------------------------------------------------------------------
+# The server's tree: the W2 files under small/ and 8 of the W3 files under
+# large/, with fixed times. Fetched once by each system (BASE_*); then 20
+# small files and one large file get new contents (and times). Each timed
+# re-run starts from a copy of that system's first fetch, flushed to disk
+# first so no run pays for the copy's write-back.
+R_RES=$WORK/rerun.tsv R_WIRE=$WORK/rerun-wire.tsv
+: >"$R_RES" && : >"$R_WIRE"
+SYNC=$WORK/sync
+rcell() { # rcell NAME BASE CMD: BASE "" = start from an empty folder
+  local name=$1 base=$2 cmd=$3 json med prep
+  note ">> R $name"
+  json=$WORK/json/R-${name//[^A-Za-z0-9]/_}.json
+  if [[ -z $base ]]; then prep="rm -rf '$OUT' && mkdir -p '$OUT' && sync"
+  else prep="rm -rf '$OUT' && cp -a '$base' '$OUT' && sync"; fi
+  med=""
+  if hyperfine --shell=bash --style basic --warmup 1 --runs "$RUNS" --prepare "$prep" \
+    --export-json "$json" "$cmd" >>"$WORK/cells.log" 2>&1; then
+    med=$(grep -o '"median": *[0-9.eE+-]*' "$json" | head -n1 | sed 's/.*: *//')
+  fi
+  if [[ -z $med ]]; then printf '%s\t-\tfailed\n' "$name" >>"$R_RES"
+  elif (cd "$OUT" && sha256sum --quiet --strict -c "$SYNC/src.sha" >/dev/null 2>&1) &&
+    [[ $(find "$OUT" -type f | wc -l) -eq $(wc -l <"$SYNC/src.sha") ]]; then
+    printf '%s\t%s\tok\n' "$name" "$med" >>"$R_RES"
+  else printf '%s\t%s\tWRONG BYTES\n' "$name" "$med" >>"$R_RES"; fi
+}
+wire() { # wire NAME BASE CMD TO-PORT: bytes both ways through the counting proxy (CMD's @PORT@), one run
+  local name=$1 base=$2 cmd=$3 to=$4 log port="" i pid
+  log=$WORK/wire-${name//[^A-Za-z0-9]/_}.log
+  : >"$log"
+  python3 bench/count_proxy.py --to "127.0.0.1:$to" --log "$log" >"$log.out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 100; i++)); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log.out")
+    [[ -n $port ]] && break
+    sleep 0.1
+  done
+  [[ -n $port ]] || { note "count_proxy.py did not start"; return 1; }
+  rm -rf "$OUT" && cp -a "$base" "$OUT" && sync
+  bash -c "${cmd//@PORT@/$port}" >>"$WORK/cells.log" 2>&1
+  sleep 0.5
+  kill "$pid" 2>/dev/null
+  awk -v n="$name" '{ c += $1; s += $2 } END { printf "%s\t%d\t%d\n", n, c, s }' "$log" >>"$R_WIRE"
+}
+if have hyperfine && have python3; then
+  rm -rf "$SYNC" && mkdir -p "$SYNC/src/small" "$SYNC/src/large" || die "cannot create $SYNC"
+  (cd "$DATA" && xargs -a "$LISTS/W2" cp -t "$SYNC/src/small/" && ls m*.bin | head -n 8 | xargs cp -t "$SYNC/src/large/")
+  find "$SYNC/src" -exec touch -h -d '2026-01-01 00:00:00' {} +
+  R_SMALL=$(find "$SYNC/src/small" -type f | wc -l) R_LARGE=$(find "$SYNC/src/large" -type f | wc -l)
+  R_BYTES=$(du -sb --apparent-size "$SYNC/src" | cut -f1)
+  "$FXFER" serve --config "$WORK/empty.toml" -q --ip 127.0.0.1 --port 0 --dir "$SYNC/src" \
+    --log-file "$WORK/fxfer-sync.log" >"$WORK/fxfer-sync.out" 2>"$WORK/fxfer-sync.err" &
+  PIDS+=($!)
+  FXS_PORT=""
+  for ((i = 0; i < 100; i++)); do
+    FXS_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/fxfer-sync.out")
+    [[ -n $FXS_PORT ]] && break
+    sleep 0.1
+  done
+  [[ -n $FXS_PORT ]] || die "fxfer serve (R) did not start: $(cat "$WORK/fxfer-sync.err")"
+  RS_SYNC_PORT=""
+  if have rsync; then
+    free_port RS_SYNC_PORT
+    cat >"$WORK/rsyncd-sync.conf" <<EOF
+use chroot = no
+pid file = $WORK/rsyncd-sync.pid
+log file = $WORK/rsyncd-sync.log
+[sync]
+  path = $SYNC/src
+  read only = yes
+  uid = $(id -un)
+  gid = $(id -gn)
+EOF
+    start_server rsyncd-sync "$RS_SYNC_PORT" rsync --daemon --no-detach --config="$WORK/rsyncd-sync.conf" \
+      --address=127.0.0.1 --port="$RS_SYNC_PORT" || RS_SYNC_PORT=""
+  else SKIPPED+=("R with rsync (rsync not installed)"); fi
+  fx="'$FXFER' get --config '$WORK/empty.toml' -q --dir '$OUT' -r ."
+  # The first fetch, by each system.
+  rm -rf "$OUT" && eval "$fx --port $FXS_PORT" && mv "$OUT" "$SYNC/base-fxfer" || die "the first fxfer fetch failed"
+  if [[ -n $RS_SYNC_PORT ]]; then
+    mkdir -p "$OUT" && rsync -a "rsync://127.0.0.1:$RS_SYNC_PORT/sync/" "$OUT/" && mv "$OUT" "$SYNC/base-rsync" ||
+      die "the first rsync fetch failed"
+  fi
+  # The change: 20 small files spread over the set, and one large file.
+  R_CHANGED=0
+  for f in $(ls "$SYNC/src/small" | awk -v n="$R_SMALL" 'NR % int(n / 20) == 0' | head -n 20); do
+    keystream $((1000 + R_CHANGED)) 8192 >"$SYNC/src/small/$f"
+    R_CHANGED=$((R_CHANGED + 1))
+  done
+  keystream 999 $((MED_MIB << 20)) >"$SYNC/src/large/$(ls "$SYNC/src/large" | head -n 1)"
+  R_CHANGED_BYTES=$((R_CHANGED * 8192 + (MED_MIB << 20)))
+  (cd "$SYNC/src" && find . -type f -print0 | xargs -0 sha256sum) >"$SYNC/src.sha"
+  rcell "fxfer full fetch (-r)" "" "$fx --port $FXS_PORT"
+  rcell "fxfer --update" "$SYNC/base-fxfer" "$fx --port $FXS_PORT --update"
+  rcell "fxfer --update --no-fsync" "$SYNC/base-fxfer" "$fx --port $FXS_PORT --update --no-fsync"
+  rcell "fxfer --checksum" "$SYNC/base-fxfer" "$fx --port $FXS_PORT --checksum"
+  rcell "fxfer (default: verify)" "$SYNC/base-fxfer" "$fx --port $FXS_PORT"
+  if [[ -n $RS_SYNC_PORT ]]; then
+    rsrc="rsync://127.0.0.1:$RS_SYNC_PORT/sync/"
+    rcell "rsync -a (daemon), full fetch" "" "rsync -a $rsrc '$OUT/'"
+    rcell "rsync -a (daemon)" "$SYNC/base-rsync" "rsync -a $rsrc '$OUT/'"
+    rcell "rsync -a --checksum (daemon)" "$SYNC/base-rsync" "rsync -a --checksum $rsrc '$OUT/'"
+  fi
+  wire "fxfer --update" "$SYNC/base-fxfer" "$fx --port @PORT@ --update" "$FXS_PORT"
+  wire "fxfer --checksum" "$SYNC/base-fxfer" "$fx --port @PORT@ --checksum" "$FXS_PORT"
+  if [[ -n $RS_SYNC_PORT ]]; then
+    wire "rsync -a (daemon)" "$SYNC/base-rsync" "rsync -a rsync://127.0.0.1:@PORT@/sync/ '$OUT/'" "$RS_SYNC_PORT"
+    wire "rsync -a --checksum (daemon)" "$SYNC/base-rsync" \
+      "rsync -a --checksum rsync://127.0.0.1:@PORT@/sync/ '$OUT/'" "$RS_SYNC_PORT"
+  fi
+else SKIPPED+=("R, the re-run (hyperfine or python3 not installed)"); fi
+
 # ---- report ------------------------------------------------------------------------
 echo
 echo "fxfer $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) cores, $(uname -sr), mode $MODE," \
@@ -326,23 +448,52 @@ echo "fxfer $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) core
 echo "W1: 1 x $BIG_MIB MiB | W2: $NSMALL x 8 KiB serial, one connection | W3: $NMED x $MED_MIB MiB, $PAR at a time | W4: the W2 set, $PAR at a time"
 for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
 echo
-awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" '
-  { row[++n] = $0
-    if ($4 == "ok" && $2 !~ /^(raw TCP|local cp)/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
-  END {
-    bytes["W1"] = b1; bytes["W3"] = b3; files["W2"] = f2; files["W4"] = f4
-    print "| workload | system | median s | throughput | speed vs fastest non-baseline |"
-    print "|---|---|---:|---:|---:|"
-    for (i = 1; i <= n; i++) {
-      split(row[i], f, "\t"); W = f[1]; t = f[3]
-      if (f[4] == "failed") { printf "| %s | %s | - | - | failed |\n", W, f[2]; continue }
-      tp = (W in bytes) ? sprintf("%.0f MB/s", bytes[W] / 1e6 / t) : sprintf("%.0f files/s", files[W] / t)
-      r = (f[4] != "ok") ? f[4] : (W in best) ? sprintf("%.2fx", best[W] / t) : "-"
-      printf "| %s | %s | %.3f | %s | %s |\n", W, f[2], t, tp, r
-    }
-  }' "$RES"
-echo
-echo "speed vs fastest non-baseline = that system's speed / the fastest non-baseline system's speed"
-echo "(1.00x = the fastest; 0.50x = half as fast). Baselines, not counted as systems: raw TCP shows the"
-echo "loopback ceiling for one stream of bytes, local cp the cost of creating and writing the files here"
-echo "(cp does not flush to disk: compare it with the --no-fsync rows)."
+if [[ -s $RES ]]; then
+  awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" '
+    { row[++n] = $0
+      if ($4 == "ok" && $2 !~ /^(raw TCP|local cp)/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
+    END {
+      bytes["W1"] = b1; bytes["W3"] = b3; files["W2"] = f2; files["W4"] = f4
+      print "| workload | system | median s | throughput | speed vs fastest non-baseline |"
+      print "|---|---|---:|---:|---:|"
+      for (i = 1; i <= n; i++) {
+        split(row[i], f, "\t"); W = f[1]; t = f[3]
+        if (f[4] == "failed") { printf "| %s | %s | - | - | failed |\n", W, f[2]; continue }
+        tp = (W in bytes) ? sprintf("%.0f MB/s", bytes[W] / 1e6 / t) : sprintf("%.0f files/s", files[W] / t)
+        r = (f[4] != "ok") ? f[4] : (W in best) ? sprintf("%.2fx", best[W] / t) : "-"
+        printf "| %s | %s | %.3f | %s | %s |\n", W, f[2], t, tp, r
+      }
+    }' "$RES"
+  echo
+  echo "speed vs fastest non-baseline = that system's speed / the fastest non-baseline system's speed"
+  echo "(1.00x = the fastest; 0.50x = half as fast). Baselines, not counted as systems: raw TCP shows the"
+  echo "loopback ceiling for one stream of bytes, local cp the cost of creating and writing the files here"
+  echo "(cp does not flush to disk: compare it with the --no-fsync rows)."
+fi
+if [[ -s $R_RES ]]; then
+  echo
+  echo "R: a tree of $R_SMALL x 8 KiB + $R_LARGE x $MED_MIB MiB ($R_BYTES bytes), fetched once; then $R_CHANGED small" \
+    "files and 1 large file changed ($R_CHANGED_BYTES bytes), and the tree fetched again (fxfer get -r . / rsync -a)."
+  echo
+  awk -F'\t' '{ t[$1] = $2; st[$1] = $3; order[++n] = $1 }
+    END {
+      print "| R | median s | fxfer full fetch / this | status |"
+      print "|---|---:|---:|---|"
+      full = t["fxfer full fetch (-r)"]
+      for (i = 1; i <= n; i++) {
+        k = order[i]
+        printf "| %s | %s | %s | %s |\n", k, t[k], (full && t[k] != "-") ? sprintf("%.1fx", full / t[k]) : "-", st[k]
+      }
+      u = t["fxfer --update"]; c = t["fxfer --checksum"]; r = t["rsync -a (daemon)"]; rc = t["rsync -a --checksum (daemon)"]
+      print ""
+      print "| target | measured | met |"
+      print "|---|---:|---|"
+      if (full && u) printf "| fxfer --update re-run at least 20x faster than a full fetch | %.1fx | %s |\n", full / u, (full / u >= 20) ? "yes" : "NO"
+      if (r && u) printf "| fxfer --update at least 1.5x the rsync daemon re-run | %.2fx | %s |\n", r / u, (r / u >= 1.5) ? "yes" : "NO"
+      if (rc && c) printf "| fxfer --checksum at least 1.5x rsync --checksum | %.2fx | %s |\n", rc / c, (rc / c >= 1.5) ? "yes" : "NO"
+    }' "$R_RES"
+  echo
+  echo "| bytes on the wire in the re-run | client to server | server to client | total vs the $R_CHANGED_BYTES bytes changed |"
+  echo "|---|---:|---:|---:|"
+  awk -F'\t' -v ch="$R_CHANGED_BYTES" '{ printf "| %s | %d | %d | %+.2f%% |\n", $1, $2, $3, 100 * ($2 + $3 - ch) / ch }' "$R_WIRE"
+fi

@@ -237,7 +237,8 @@ pub struct GetArgs {
     pub recursive: bool,
 
     /// Print one JSON report (per file: name, status, error, bytes,
-    /// seconds, path, digest, retries; plus totals) and nothing else on stdout
+    /// seconds, path, digest, retries; deletions; totals) and nothing else
+    /// on stdout
     #[arg(long)]
     pub json: bool,
 
@@ -280,6 +281,38 @@ pub struct GetArgs {
     /// Write the one file named to stdout (the same as -o -)
     #[arg(long, conflicts_with_all = ["output", "json", "recursive", "parallel"])]
     pub stdout: bool,
+
+    #[command(flatten)]
+    pub sync: SyncArgs,
+}
+
+/// Fetching only what changed.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SyncArgs {
+    /// Keep local copies with the server's size and modification time
+    /// without reading them (rsync's quick check; --compare update)
+    #[arg(long, conflicts_with_all = ["checksum", "compare"])]
+    pub update: bool,
+
+    /// Keep local copies whose content matches the server's (BLAKE3),
+    /// whatever their times (--compare checksum)
+    #[arg(long, conflicts_with = "compare")]
+    pub checksum: bool,
+
+    /// How local copies are compared with the server's files: verify (size
+    /// and time, confirmed by content), update (size and time), checksum
+    /// (content), none (fetch everything again) [default: verify]
+    #[arg(long, value_name = "MODE", value_enum)]
+    pub compare: Option<crate::transfer::Compare>,
+
+    /// With -r: also remove what the server no longer has from the local
+    /// copies of the named folders (never dot-files, never through symlinks)
+    #[arg(long, requires = "recursive")]
+    pub delete: bool,
+
+    /// Show what would be fetched, kept and deleted; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

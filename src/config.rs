@@ -113,6 +113,8 @@ pub struct ClientFile {
     pub max_list_bytes: Option<u64>,
     /// Flush each file to disk before giving it its final name.
     pub fsync: Option<bool>,
+    /// How local copies are compared: "verify", "update" or "checksum".
+    pub compare: Option<crate::transfer::Compare>,
     /// File holding the server's shared token.
     pub token_file: Option<PathBuf>,
     /// Most bytes per second for a whole download ("10M" or a number).
@@ -639,6 +641,12 @@ pub struct GetSettings {
     pub limit_rate: Option<u64>,
     /// `-o`: one file, to stdout or a path of its own.
     pub output: Option<Output>,
+    /// How local copies are compared with the server's files.
+    pub compare: crate::transfer::Compare,
+    /// Remove what the server no longer has from the named folders.
+    pub delete: bool,
+    /// Report what would happen; change nothing.
+    pub dry_run: bool,
 }
 
 impl GetSettings {
@@ -701,6 +709,18 @@ impl GetSettings {
                 Some(p) => Some(Output::File(p.clone())),
                 None => None,
             },
+            compare: if args.sync.update {
+                crate::transfer::Compare::Update
+            } else if args.sync.checksum {
+                crate::transfer::Compare::Checksum
+            } else {
+                args.sync
+                    .compare
+                    .or_else(|| f.and_then(|f| f.compare))
+                    .unwrap_or_default()
+            },
+            delete: args.sync.delete,
+            dry_run: args.sync.dry_run,
         })
     }
 }
@@ -783,6 +803,7 @@ impl GetSettings {
             limit_rate: None,
             output: None,
             stdout: false,
+            sync: Default::default(),
         };
         GetSettings::resolve(&get, loaded)
     }

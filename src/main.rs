@@ -267,7 +267,7 @@ fn get_json(report: &Report) -> serde_json::Value {
         .map(|o| match &o.result {
             Ok(d) => serde_json::json!({
                 "name": o.name,
-                "status": if d.skipped { "skipped" } else { "ok" },
+                "status": d.status(),
                 "bytes": d.bytes,
                 "seconds": d.secs,
                 "path": d.path,
@@ -288,13 +288,28 @@ fn get_json(report: &Report) -> serde_json::Value {
             }),
         })
         .collect();
+    let deleted: Vec<serde_json::Value> = report
+        .deleted
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "path": r.path,
+                "kind": if r.folder { "dir" } else { "file" },
+            })
+        })
+        .collect();
     serde_json::json!({
+        "dry_run": report.dry_run,
         "files": files,
+        "deleted": deleted,
         "totals": {
             "files": report.outcomes.len(),
-            "ok": report.outcomes.len() - report.failed() - report.skipped(),
+            "ok": report.fetched(),
             "skipped": report.skipped(),
+            "unchanged": report.unchanged(),
+            "would_fetch": report.planned(),
             "failed": report.failed(),
+            "deleted": report.deleted.len(),
             "bytes": report.bytes(),
             "retries": report.retries(),
             "seconds": report.secs,

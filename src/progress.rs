@@ -419,6 +419,22 @@ impl Progress {
         }
     }
 
+    /// A file that needs no transfer, or a step of a dry run or --delete:
+    /// `unchanged NAME`, `fetch NAME (SIZE)`, `deleted PATH`.
+    pub fn file_kept(&self, name: &str, status: &str, size: Option<u64>) {
+        if self.lines {
+            let size = size.map(|s| format!("  ({})", human::size(s)));
+            self.line(
+                &format!(
+                    "{status:<7} {}{}",
+                    display_safe(name),
+                    size.unwrap_or_default()
+                ),
+                false,
+            );
+        }
+    }
+
     /// A warning such as a retry: stderr, unless quiet.
     pub fn notice(&self, text: &str) {
         if !self.quiet {

@@ -16,6 +16,12 @@ pub fn is_pattern(name: &str) -> bool {
     name.contains(GLOB_CHARS)
 }
 
+/// Whether `name` (slashes trimmed) means the whole server: "" or "."
+/// (with -r).
+pub fn is_root(name: &str) -> bool {
+    name.is_empty() || name == "."
+}
+
 /// Whether expanding `names` needs the server's listing.
 pub fn needs_listing(names: &[String], recursive: bool) -> bool {
     recursive || names.iter().any(|n| is_pattern(n))
@@ -77,6 +83,21 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
     };
     for raw in names {
         let name = raw.trim_end_matches('/');
+        if recursive && is_root(name) {
+            let files: Vec<&str> = listing
+                .iter()
+                .filter(|e| e.kind == EntryKind::File)
+                .map(|e| e.path.as_str())
+                .collect();
+            if files.is_empty() {
+                sel.errors
+                    .push((raw.clone(), "the server hosts no files".into()));
+            }
+            for f in files {
+                push(&mut sel, f);
+            }
+            continue;
+        }
         let exact = by_path.get(name);
         match exact {
             Some(e) if e.kind == EntryKind::File => push(&mut sel, name),
@@ -148,6 +169,8 @@ mod tests {
             size: 1,
             mtime: 0,
             mtime_nanos: 0,
+            mode: 0o644,
+            digest: None,
         }
     }
 
@@ -200,6 +223,10 @@ mod tests {
         );
         let s = expand(&names(&["empty"]), true, Some(&l));
         assert_eq!(s.errors.len(), 1);
+        // "." (or "/", or "") with -r: the whole server.
+        let s = expand(&names(&["/"]), true, Some(&l));
+        assert_eq!(s.files.len(), 6);
+        assert_eq!(expand(&names(&["."]), true, Some(&l)).files, s.files);
     }
 
     #[test]

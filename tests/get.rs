@@ -198,7 +198,11 @@ fn quiet_get_prints_nothing_on_success_and_plain_lines_otherwise() {
     let o = s.client("get").args(["-q", "f.txt"]).output().unwrap();
     assert_exit(&o, 0);
     assert!(o.stdout.is_empty() && o.stderr.is_empty());
-    let o = s.client("get").arg("f.txt").output().unwrap();
+    let o = s
+        .client("get")
+        .args(["--compare", "none", "f.txt"])
+        .output()
+        .unwrap();
     let out = stdout(&o);
     assert!(out.starts_with("ok      f.txt"), "{out}");
     assert!(

@@ -243,6 +243,8 @@ fn hostile_server(mode: Hostile) -> u16 {
                                     size: 1,
                                     mtime: 0,
                                     mtime_nanos: 0,
+                                    mode: 0o644,
+                                    digest: None,
                                 })
                                 .collect();
                             let mut out = Vec::new();
@@ -257,6 +259,7 @@ fn hostile_server(mode: Hostile) -> u16 {
                             offset: 0,
                             mtime: 0,
                             mtime_nanos: 0,
+                            mode: 0o644,
                         };
                         protocol::write_file_header(&mut out, &header).ok()?;
                         w.write_all(&out).ok()?;

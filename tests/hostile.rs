@@ -187,6 +187,7 @@ fn check_path_cases(portable: bool) {
             req(&[Request::List {
                 path: "../".into(),
                 recursive: false,
+                digests: false,
             }]),
             ForbiddenPath,
         ),
@@ -195,14 +196,16 @@ fn check_path_cases(portable: bool) {
             req(&[Request::List {
                 path: "dir_link_out".into(),
                 recursive: true,
+                digests: true,
             }]),
             ForbiddenPath,
         ),
         (
-            "LIST a file",
+            "LIST a FIFO",
             req(&[Request::List {
-                path: "a.txt".into(),
+                path: "pipe".into(),
                 recursive: false,
+                digests: true,
             }]),
             NotRegularFile,
         ),
@@ -467,6 +470,8 @@ fn serve_evil(c: TcpStream, mode: Evil) -> Result<(), Box<dyn std::error::Error>
                             size: 5,
                             mtime: 0,
                             mtime_nanos: 0,
+                            mode: 0o644,
+                            digest: None,
                         },
                     )?;
                 }
@@ -487,6 +492,7 @@ fn serve_evil(c: TcpStream, mode: Evil) -> Result<(), Box<dyn std::error::Error>
                     offset: 0,
                     mtime: 0,
                     mtime_nanos: 0,
+                    mode: 0o644,
                 };
                 protocol::write_file_header(&mut out, &header)?;
                 w.write_all(&out)?;
@@ -507,6 +513,7 @@ fn serve_evil(c: TcpStream, mode: Evil) -> Result<(), Box<dyn std::error::Error>
                     offset: 0,
                     mtime: 0,
                     mtime_nanos: 0,
+                    mode: 0o644,
                 };
                 protocol::write_file_header(&mut out, &header)?;
                 if sent == usize::MAX {

@@ -342,6 +342,7 @@ fn sighup_reloads_the_config_for_new_connections_and_keeps_serving() {
         .write_all(&req(&[Request::List {
             path: String::new(),
             recursive: false,
+            digests: false,
         }]))
         .unwrap();
     // ... under the settings it started with.

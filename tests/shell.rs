@@ -109,6 +109,45 @@ fn shell_ticks_two_files_downloads_in_parallel_and_quits() {
 }
 
 #[test]
+fn shell_offers_only_changed_files_when_some_are_already_here() {
+    let s = Server::with_files(|h| {
+        write(h, "a.txt", b"first file");
+        write(h, "b.txt", b"second file");
+    });
+    let o = s.get(&["--dir", "picked", "a.txt", "b.txt"]);
+    assert_exit(&o, 0);
+    write(&s.host, "b.txt", b"second file, changed");
+    let mut p = spawn_shell(&s, "picked");
+    at(&mut p, "b.txt");
+    key(&mut p, " ");
+    key(&mut p, DOWN);
+    key(&mut p, " ");
+    p.exp_string("Ticked: 2 files").unwrap();
+    key(&mut p, ENTER);
+    at(&mut p, "Serial");
+    key(&mut p, ENTER);
+    at(&mut p, "2 of 2 already here");
+    at(&mut p, "All of them again");
+    key(&mut p, ENTER); // Only changed files is the default
+    p.exp_string("1 file downloaded").unwrap();
+    p.exp_string("1 unchanged").unwrap();
+    key(&mut p, ESC);
+    at(&mut p, "Quit");
+    for _ in 0..3 {
+        key(&mut p, DOWN);
+    }
+    key(&mut p, ENTER);
+    assert_eq!(wait_exit(&mut p), 0);
+    let dl = s.work.join("picked");
+    assert_eq!(
+        std::fs::read(dl.join("b.txt")).unwrap(),
+        b"second file, changed"
+    );
+    let log = s.wait_log("sent \"b.txt\"");
+    assert_eq!(log.matches("sent \"a.txt\"").count(), 1, "{log}");
+}
+
+#[test]
 fn shell_browses_folders_ticks_in_two_of_them_and_downloads_serially() {
     let s = Server::with_files(|h| {
         write(h, "top.txt", b"top");

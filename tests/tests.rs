@@ -41,6 +41,9 @@ mod progress;
 mod hardening;
 // Admission: token-guess penalties, descriptor limits, unfinished handshakes.
 mod admission;
+// Fetching only what changed: times and modes, --update, --checksum,
+// --delete, --dry-run.
+mod sync;
 // Property tests of both decoders on random input.
 mod props;
 // The documented wire bytes against the real server; version 3 clients.

@@ -80,14 +80,29 @@ fn worked_examples_are_what_the_server_sends() {
     assert_bytes("12.4", &exchange(&s, &ask), &answer);
 }
 
+/// The server's answer in 12.1 as versions 3 and 4 have it (greeting
+/// version 4).
+const V4_ANSWER_12_1: &str = "4658465200040000810000001e0001010000000000000005000000006553f100075bcd150005612e74787482000000080000000000000001830000001c00000000000000050000000000000000000000006553f100075bcd15840000000568656c6c6f85000000220120ea8f163db38682925e4491c5e58d4bb3506ef8c14eb78a86e908c5624a67200f";
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 #[test]
 fn a_version_3_client_is_served_in_version_3() {
     let s = Server::with_files(|h| stamped(h, "a.txt", b"hello"));
-    // The 12.1 exchange with version 3 greetings: the same answer, in v3.
-    let (mut ask, mut answer) = example("12.1 ");
-    ask[5] = 3;
-    answer[5] = 3;
-    assert_bytes("v3", &exchange(&s, &ask), &answer);
+    // The 12.1 exchange with version 3 and 4 greetings: the answer of
+    // those versions, whose entries and FILE header carry no mode.
+    let (mut ask, _) = example("12.1 ");
+    for v in [3, 4] {
+        ask[5] = v;
+        let mut answer = hex_bytes(V4_ANSWER_12_1);
+        answer[5] = v;
+        assert_bytes("v3/v4", &exchange(&s, &ask), &answer);
+    }
     // A ranged GET is not version 3: refused as malformed.
     let (mut ranged, _) = example("12.4 ");
     ranged[5] = 3;

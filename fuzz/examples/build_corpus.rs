@@ -37,8 +37,8 @@ fn requests() -> Res {
     save(t, "hello-auth", &Hello { version: VERSION, flags: HELLO_AUTH }.to_bytes())?;
     save(t, "hello-v1-flags", &Hello { version: 1, flags: 0xffff }.to_bytes())?;
     save(t, "auth", &req(&[Request::Auth { nonce: [0x11; AUTH_LEN], mac: [0x22; AUTH_LEN] }])?)?;
-    save(t, "list-root", &req(&[Request::List { path: String::new(), recursive: false }])?)?;
-    save(t, "list-recursive", &req(&[Request::List { path: "docs/sub dir".into(), recursive: true }])?)?;
+    save(t, "list-root", &req(&[Request::List { path: String::new(), recursive: false, digests: false }])?)?;
+    save(t, "list-recursive", &req(&[Request::List { path: "docs/sub dir".into(), recursive: true, digests: true }])?)?;
     save(t, "get-plain", &req(&[Request::get("a/b/c.txt")])?)?;
     save(
         t,
@@ -56,7 +56,7 @@ fn requests() -> Res {
         t,
         "pipelined",
         &req(&[
-            Request::List { path: "x".into(), recursive: true },
+            Request::List { path: "x".into(), recursive: true, digests: false },
             Request::get("x/y"),
             Request::Get { path: "x/z".into(), offset: 7, if_unchanged: None, len: None },
             Request::Quit,
@@ -74,7 +74,7 @@ fn requests() -> Res {
 }
 
 fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
-    Entry { path: path.into(), kind, size, mtime: 1_700_000_000, mtime_nanos: 123_456_789 }
+    Entry { path: path.into(), kind, size, mtime: 1_700_000_000, mtime_nanos: 123_456_789, mode: 0o755, digest: (kind == EntryKind::File).then_some([7; 32]) }
 }
 
 fn responses() -> Res {
@@ -104,7 +104,7 @@ fn responses() -> Res {
     // A whole GET answer: FILE, two DATA frames, END with a digest.
     let body = b"hello, fuzzer\n";
     let mut b = Vec::new();
-    write_file_header(&mut b, &FileHeader { size: 20, offset: 6, mtime: -5, mtime_nanos: 0 })?;
+    write_file_header(&mut b, &FileHeader { size: 20, offset: 6, mtime: -5, mtime_nanos: 0, mode: 0o644 })?;
     write_data_header(&mut b, 10)?;
     b.extend_from_slice(&body[..10]);
     write_data_header(&mut b, 4)?;
@@ -113,7 +113,7 @@ fn responses() -> Res {
     save(t, "get-answer", &b)?;
 
     let mut b = Vec::new();
-    write_file_header(&mut b, &FileHeader { size: 0, offset: 0, mtime: 0, mtime_nanos: 0 })?;
+    write_file_header(&mut b, &FileHeader { size: 0, offset: 0, mtime: 0, mtime_nanos: 0, mode: 0 })?;
     write_trailer(&mut b, &Trailer::none())?;
     save(t, "get-empty-file", &b)?;
 

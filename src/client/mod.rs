@@ -414,9 +414,20 @@ impl Connection {
 
     /// Lists `path` ("" = the root).
     pub fn list(&mut self, path: &str, recursive: bool) -> Result<Vec<Entry>, Error> {
+        self.list_with(path, recursive, false)
+    }
+
+    /// Lists `path`, with each file's BLAKE3 digest when `digests` is set.
+    pub fn list_with(
+        &mut self,
+        path: &str,
+        recursive: bool,
+        digests: bool,
+    ) -> Result<Vec<Entry>, Error> {
         self.send(&Request::List {
             path: path.into(),
             recursive,
+            digests,
         })?;
         self.read_listing()
     }
@@ -429,6 +440,7 @@ impl Connection {
             self.send(&Request::List {
                 path: (*f).into(),
                 recursive: false,
+                digests: false,
             })?;
         }
         folders
@@ -441,8 +453,10 @@ impl Connection {
             .collect()
     }
 
-    /// Reads the answer to the next LIST in line.
-    fn read_listing(&mut self) -> Result<Vec<Entry>, Error> {
+    /// Reads the answer to the next LIST in line: the whole listing, or
+    /// `Err(Error::Remote)` when the server refused it (the connection is
+    /// still usable then).
+    pub fn read_listing(&mut self) -> Result<Vec<Entry>, Error> {
         let mut entries = Vec::new();
         // What the listing has cost so far, as encoded on the wire: a
         // server that never says LIST_END must not take all our memory.
@@ -457,7 +471,7 @@ impl Connection {
                 Response::Entries(mut es) => {
                     bytes += es
                         .iter()
-                        .map(|e| protocol::ENTRY_FIXED_LEN + e.path.len() as u64)
+                        .map(|e| protocol::entry_len(e) as u64)
                         .sum::<u64>();
                     if entries.len() as u64 + es.len() as u64 > self.limits.max_list_entries {
                         return Err(self.too_big(format!(

@@ -212,6 +212,15 @@ impl<'a> Parser<'a> {
         Ok(i64::from_be_bytes(self.array()?))
     }
 
+    /// Permission bits: anything above `0o7777` is malformed.
+    pub fn mode(&mut self) -> Result<u16> {
+        let m = self.u16()?;
+        if m & !super::MODE_MASK != 0 {
+            return Err(self.malformed(format!("mode 0o{m:o} has bits above 0o7777")));
+        }
+        Ok(m)
+    }
+
     pub fn str16(&mut self, max: usize) -> Result<String> {
         let len = usize::from(self.u16()?);
         if len > max {

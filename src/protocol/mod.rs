@@ -42,13 +42,19 @@ pub const MAGIC: [u8; 4] = *b"FXFR";
 /// The protocol version this build speaks best. Version 2 added the
 /// if-unchanged condition to GET (for safe resume) and made the BLAKE3
 /// digest in END mandatory; version 3 added token authentication; version 4
-/// added ranged GETs answered with a BLAKE3 subtree chaining value.
-pub const VERSION: u16 = 4;
+/// added ranged GETs answered with a BLAKE3 subtree chaining value; version
+/// 5 added permission bits to listings and FILE headers, digests in
+/// listings on request, and LIST of a single file (fetching only what
+/// changed).
+pub const VERSION: u16 = 5;
 /// Every protocol version this build can speak (a server answers each
 /// client in its own version).
-pub const SUPPORTED_VERSIONS: &[u16] = &[3, 4];
+pub const SUPPORTED_VERSIONS: &[u16] = &[3, 4, 5];
 /// The first version with ranged GETs.
 pub const RANGE_VERSION: u16 = 4;
+/// The first version whose listings and FILE headers carry permission bits
+/// (and, on request, digests), and that lists a single file.
+pub const SYNC_VERSION: u16 = 5;
 /// BLAKE3's chunk size: a ranged GET starts on a multiple of it.
 pub const CHUNK_LEN: u64 = 1024;
 /// Greeting flag (server to client): a token is required; an AUTH_CHALLENGE
@@ -201,8 +207,14 @@ pub fn supported_versions_text() -> String {
 /// What a client may ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    /// List the folder `path` ("" = the root), optionally recursively.
-    List { path: String, recursive: bool },
+    /// List the folder `path` ("" = the root), optionally recursively; a
+    /// regular file lists as its one entry. With `digests`, every file
+    /// entry carries its BLAKE3 digest.
+    List {
+        path: String,
+        recursive: bool,
+        digests: bool,
+    },
     /// Send the file at `path`, starting at byte `offset`. With
     /// `if_unchanged`, the offset only holds while the file still has that
     /// size and modification time; otherwise the server sends it whole
@@ -227,6 +239,12 @@ pub enum Request {
 }
 
 const LIST_RECURSIVE: u8 = 0x01;
+const LIST_DIGESTS: u8 = 0x02;
+/// Permission bits (`0o7777`) are all a listing or FILE header carries of
+/// a file's mode.
+pub const MODE_MASK: u16 = 0o7777;
+/// Length of a BLAKE3 digest.
+pub const DIGEST_LEN: usize = 32;
 const GET_IF_UNCHANGED: u8 = 0x01;
 const GET_RANGE: u8 = 0x02;
 
@@ -270,9 +288,20 @@ impl Request {
     pub fn write_to<W: Write + ?Sized>(&self, w: &mut W) -> Result<()> {
         let mut p = PayloadBuilder::default();
         let kind = match self {
-            Request::List { path, recursive } => {
+            Request::List {
+                path,
+                recursive,
+                digests,
+            } => {
                 p.str16(path, MAX_PATH_LEN, "LIST")?;
-                p.u8(if *recursive { LIST_RECURSIVE } else { 0 });
+                let mut flags = 0;
+                if *recursive {
+                    flags |= LIST_RECURSIVE;
+                }
+                if *digests {
+                    flags |= LIST_DIGESTS;
+                }
+                p.u8(flags);
                 frame::LIST
             }
             Request::Get {
@@ -323,6 +352,11 @@ impl Request {
         } else {
             GET_IF_UNCHANGED
         };
+        let list_flags = if version >= SYNC_VERSION {
+            LIST_RECURSIVE | LIST_DIGESTS
+        } else {
+            LIST_RECURSIVE
+        };
         let header = read_frame_header(r)?;
         let payload = read_control_payload(r, header)?;
         let mut p = Parser::new(&payload, frame::name(header.kind));
@@ -330,12 +364,13 @@ impl Request {
             frame::LIST => {
                 let path = p.str16(MAX_PATH_LEN)?;
                 let flags = p.u8()?;
-                if flags & !LIST_RECURSIVE != 0 {
+                if flags & !list_flags != 0 {
                     return Err(p.malformed(format!("unknown flags 0x{flags:02x}")));
                 }
                 Request::List {
                     path,
                     recursive: flags & LIST_RECURSIVE != 0,
+                    digests: flags & LIST_DIGESTS != 0,
                 }
             }
             frame::GET => {
@@ -419,6 +454,13 @@ impl EntryKind {
             EntryKind::Dir => 2,
         }
     }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EntryKind::File => "file",
+            EntryKind::Dir => "folder",
+        }
+    }
 }
 
 /// One line of a listing.
@@ -433,6 +475,21 @@ pub struct Entry {
     pub mtime: i64,
     /// Sub-second part of the modification time.
     pub mtime_nanos: u32,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u16,
+    /// BLAKE3 of the file's contents, when the listing asked for digests.
+    pub digest: Option<[u8; DIGEST_LEN]>,
+}
+
+impl Entry {
+    /// The version of the file this entry describes.
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            size: self.size,
+            mtime: self.mtime,
+            mtime_nanos: self.mtime_nanos,
+        }
+    }
 }
 
 /// Opens the answer to a GET.
@@ -444,6 +501,8 @@ pub struct FileHeader {
     pub offset: u64,
     pub mtime: i64,
     pub mtime_nanos: u32,
+    /// Permission bits of the file on the server (`0o7777` at most).
+    pub mode: u16,
 }
 
 impl FileHeader {
@@ -686,9 +745,9 @@ impl Response {
         let resp = match header.kind {
             frame::ENTRIES => {
                 let count = p.u16()?;
-                // Each entry takes at least 23 bytes, so `count` is bounded by
+                // Each entry takes at least 26 bytes, so `count` is bounded by
                 // the payload we already hold; no allocation beyond it.
-                let mut entries = Vec::with_capacity(usize::from(count).min(payload.len() / 23));
+                let mut entries = Vec::with_capacity(usize::from(count).min(payload.len() / 26));
                 for _ in 0..count {
                     let kind = match p.u8()? {
                         1 => EntryKind::File,
@@ -701,6 +760,16 @@ impl Response {
                     if mtime_nanos >= 1_000_000_000 {
                         return Err(p.malformed("mtime nanoseconds out of range".into()));
                     }
+                    let mode = p.mode()?;
+                    let digest = match (p.u8()?, kind) {
+                        (0, _) => None,
+                        (32, EntryKind::File) => Some(p.array()?),
+                        (n, _) => {
+                            return Err(
+                                p.malformed(format!("digest of {n} bytes for a {}", kind.name()))
+                            )
+                        }
+                    };
                     let path = p.str16(MAX_PATH_LEN)?;
                     entries.push(Entry {
                         path,
@@ -708,6 +777,8 @@ impl Response {
                         size,
                         mtime,
                         mtime_nanos,
+                        mode,
+                        digest,
                     });
                 }
                 Response::Entries(entries)
@@ -724,11 +795,13 @@ impl Response {
                 if mtime_nanos >= 1_000_000_000 {
                     return Err(p.malformed("mtime nanoseconds out of range".into()));
                 }
+                let mode = p.mode()?;
                 Response::File(FileHeader {
                     size,
                     offset,
                     mtime,
                     mtime_nanos,
+                    mode,
                 })
             }
             frame::END => {
@@ -779,6 +852,16 @@ impl Response {
 /// Encodes one ENTRIES frame. Callers keep each batch within
 /// [`MAX_CONTROL_PAYLOAD`]; [`ListWriter`] does that for them.
 pub fn write_entries<W: Write + ?Sized>(w: &mut W, entries: &[Entry]) -> Result<()> {
+    write_entries_for(w, entries, VERSION)
+}
+
+/// Encodes one ENTRIES frame as a connection speaking `version` expects:
+/// before version 5, entries carry no mode and no digest.
+pub fn write_entries_for<W: Write + ?Sized>(
+    w: &mut W,
+    entries: &[Entry],
+    version: u16,
+) -> Result<()> {
     let mut p = PayloadBuilder::default();
     let count = u16::try_from(entries.len()).map_err(|_| ProtocolError::TooLarge {
         frame: "ENTRIES",
@@ -787,26 +870,49 @@ pub fn write_entries<W: Write + ?Sized>(w: &mut W, entries: &[Entry]) -> Result<
     })?;
     p.u16(count);
     for e in entries {
-        encode_entry(&mut p, e)?;
+        encode_entry(&mut p, e, version)?;
     }
     write_frame(w, frame::ENTRIES, p.as_slice())
 }
 
-fn encode_entry(p: &mut PayloadBuilder, e: &Entry) -> Result<()> {
+fn encode_entry(p: &mut PayloadBuilder, e: &Entry, version: u16) -> Result<()> {
     p.u8(e.kind.code());
     p.u64(e.size);
     p.i64(e.mtime);
     p.u32(e.mtime_nanos);
+    if version < SYNC_VERSION {
+        return p.str16(&e.path, MAX_PATH_LEN, "ENTRIES");
+    }
+    p.u16(e.mode & MODE_MASK);
+    match &e.digest {
+        Some(d) if e.kind == EntryKind::File => {
+            p.u8(DIGEST_LEN as u8);
+            p.raw(d);
+        }
+        _ => p.u8(0),
+    }
     p.str16(&e.path, MAX_PATH_LEN, "ENTRIES")
 }
 
-/// Bytes of one encoded entry besides its path (kind, size, mtime,
-/// nanoseconds, path length).
-pub const ENTRY_FIXED_LEN: u64 = 1 + 8 + 8 + 4 + 2;
+/// Bytes of one encoded entry besides its digest and path (kind, size,
+/// mtime, nanoseconds, mode, digest length, path length).
+pub const ENTRY_FIXED_LEN: u64 = 1 + 8 + 8 + 4 + 2 + 1 + 2;
 
 /// Size of one encoded entry.
-fn entry_len(e: &Entry) -> usize {
-    ENTRY_FIXED_LEN as usize + e.path.len()
+pub fn entry_len(e: &Entry) -> usize {
+    entry_len_for(e, VERSION)
+}
+
+/// Size of one entry encoded for `version`.
+fn entry_len_for(e: &Entry, version: u16) -> usize {
+    if version < SYNC_VERSION {
+        return ENTRY_FIXED_LEN as usize - 3 + e.path.len();
+    }
+    let digest = match e.digest {
+        Some(_) if e.kind == EntryKind::File => DIGEST_LEN,
+        _ => 0,
+    };
+    ENTRY_FIXED_LEN as usize + digest + e.path.len()
 }
 
 /// Streams a listing as ENTRIES frames of at most [`MAX_CONTROL_PAYLOAD`]
@@ -815,19 +921,26 @@ pub struct ListWriter {
     batch: Vec<Entry>,
     batch_len: usize,
     count: u64,
+    version: u16,
 }
 
 impl Default for ListWriter {
     fn default() -> Self {
-        ListWriter {
-            batch: Vec::new(),
-            batch_len: 2,
-            count: 0,
-        }
+        ListWriter::for_version(VERSION)
     }
 }
 
 impl ListWriter {
+    /// A listing for a connection that speaks `version`.
+    pub fn for_version(version: u16) -> ListWriter {
+        ListWriter {
+            batch: Vec::new(),
+            batch_len: 2,
+            count: 0,
+            version,
+        }
+    }
+
     pub fn push<W: Write + ?Sized>(&mut self, w: &mut W, entry: Entry) -> Result<()> {
         if entry.path.len() > MAX_PATH_LEN {
             return Err(ProtocolError::TooLarge {
@@ -836,7 +949,7 @@ impl ListWriter {
                 max: MAX_PATH_LEN,
             });
         }
-        let len = entry_len(&entry);
+        let len = entry_len_for(&entry, self.version);
         if self.batch_len + len > MAX_CONTROL_PAYLOAD || self.batch.len() == usize::from(u16::MAX) {
             self.flush_batch(w)?;
         }
@@ -848,7 +961,7 @@ impl ListWriter {
 
     fn flush_batch<W: Write + ?Sized>(&mut self, w: &mut W) -> Result<()> {
         if !self.batch.is_empty() {
-            write_entries(w, &self.batch)?;
+            write_entries_for(w, &self.batch, self.version)?;
             self.batch.clear();
             self.batch_len = 2;
         }
@@ -863,11 +976,24 @@ impl ListWriter {
 }
 
 pub fn write_file_header<W: Write + ?Sized>(w: &mut W, h: &FileHeader) -> Result<()> {
+    write_file_header_for(w, h, VERSION)
+}
+
+/// Encodes a FILE header for a connection that speaks `version` (before
+/// version 5: no mode).
+pub fn write_file_header_for<W: Write + ?Sized>(
+    w: &mut W,
+    h: &FileHeader,
+    version: u16,
+) -> Result<()> {
     let mut p = PayloadBuilder::default();
     p.u64(h.size);
     p.u64(h.offset);
     p.i64(h.mtime);
     p.u32(h.mtime_nanos);
+    if version >= SYNC_VERSION {
+        p.u16(h.mode & MODE_MASK);
+    }
     write_frame(w, frame::FILE, p.as_slice())
 }
 

@@ -10,6 +10,8 @@ fn entry(path: &str, kind: EntryKind, size: u64) -> Entry {
         size,
         mtime: 1_700_000_000,
         mtime_nanos: 123_456_789,
+        mode: 0o644,
+        digest: None,
     }
 }
 
@@ -45,10 +47,12 @@ fn requests_round_trip() {
         Request::List {
             path: String::new(),
             recursive: false,
+            digests: false,
         },
         Request::List {
             path: "logs/2026".into(),
             recursive: true,
+            digests: true,
         },
         Request::Get {
             path: "a b/ü.bin".into(),
@@ -121,10 +125,14 @@ fn overlong_path_is_refused_on_encode_and_decode() {
 #[test]
 fn responses_round_trip() {
     let mut buf = Vec::new();
+    let mut exe = entry("dir/run.sh", EntryKind::File, 3);
+    exe.mode = 0o4755;
+    exe.digest = Some([5; DIGEST_LEN]);
     let entries = vec![
         entry("a.txt", EntryKind::File, 0),
         entry("dir", EntryKind::Dir, 0),
         entry("dir/ß space.bin", EntryKind::File, u64::MAX),
+        exe,
     ];
     write_entries(&mut buf, &entries).unwrap();
     let fh = FileHeader {
@@ -132,6 +140,7 @@ fn responses_round_trip() {
         offset: 4,
         mtime: -5,
         mtime_nanos: 999_999_999,
+        mode: 0o755,
     };
     write_file_header(&mut buf, &fh).unwrap();
     write_data_header(&mut buf, 6).unwrap();
@@ -314,7 +323,7 @@ fn malformed_payloads_are_errors() {
     // Entry count says 3, only one entry present.
     let mut p = PayloadBuilder::default();
     p.u16(3);
-    encode_entry(&mut p, &entry("a", EntryKind::File, 1)).unwrap();
+    encode_entry(&mut p, &entry("a", EntryKind::File, 1), VERSION).unwrap();
     let mut buf = Vec::new();
     write_frame(&mut buf, frame::ENTRIES, p.as_slice()).unwrap();
     assert!(matches!(
@@ -322,15 +331,41 @@ fn malformed_payloads_are_errors() {
         Err(ProtocolError::Malformed { .. })
     ));
 
-    // Offset beyond size.
-    let mut p = PayloadBuilder::default();
-    p.u64(1);
-    p.u64(2);
-    p.i64(0);
-    p.u32(0);
+    // Offset beyond size; a mode above 0o7777.
+    for (offset, mode) in [(2, 0o644), (0, 0o10000)] {
+        let mut p = PayloadBuilder::default();
+        p.u64(1);
+        p.u64(offset);
+        p.i64(0);
+        p.u32(0);
+        p.u16(mode);
+        let mut buf = Vec::new();
+        write_frame(&mut buf, frame::FILE, p.as_slice()).unwrap();
+        assert!(Response::read_from(&mut Cursor::new(&buf)).is_err());
+    }
+    // A digest of the wrong length, or on a folder.
+    for (kind, len) in [(1u8, 31u8), (2, 32)] {
+        let mut p = PayloadBuilder::default();
+        p.u16(1);
+        p.u8(kind);
+        p.u64(0);
+        p.i64(0);
+        p.u32(0);
+        p.u16(0o755);
+        p.u8(len);
+        p.raw(&vec![0; usize::from(len)]);
+        p.str16("x", MAX_PATH_LEN, "ENTRIES").unwrap();
+        let mut buf = Vec::new();
+        write_frame(&mut buf, frame::ENTRIES, p.as_slice()).unwrap();
+        assert!(matches!(
+            Response::read_from(&mut Cursor::new(&buf)),
+            Err(ProtocolError::Malformed { .. })
+        ));
+    }
+    // Unknown LIST flags.
     let mut buf = Vec::new();
-    write_frame(&mut buf, frame::FILE, p.as_slice()).unwrap();
-    assert!(Response::read_from(&mut Cursor::new(&buf)).is_err());
+    write_frame(&mut buf, frame::LIST, &[0, 0, 0x04]).unwrap();
+    assert!(Request::read_from(&mut Cursor::new(&buf)).is_err());
 
     // Invalid UTF-8 path, trailing bytes, unknown frame, response as request.
     let mut buf = Vec::new();
@@ -463,4 +498,127 @@ fn subtree_limits_match_blake3() {
         );
     }
     assert_eq!(max_subtree_len(0), None);
+}
+
+/// The "same bytes without annotations" of a worked example in
+/// docs/PROTOCOL.md: (client → server, server → client), hex.
+fn documented_exchange(section: &str) -> (String, String) {
+    let doc = include_str!("../../docs/PROTOCOL.md");
+    let start = doc
+        .find(&format!("### {section}"))
+        .unwrap_or_else(|| panic!("no section {section}"));
+    let body = &doc[start..];
+    let end = body[4..].find("\n### ").map_or(body.len(), |e| e + 4);
+    let body = &body[..end];
+    let block = |label: &str| -> String {
+        let at = body
+            .rfind(label)
+            .unwrap_or_else(|| panic!("{section}: no {label}"));
+        body[at + label.len()..]
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with("```"))
+            .collect::<Vec<_>>()
+            .concat()
+    };
+    (block("client → server:"), block("server → client:"))
+}
+
+/// The served root of the worked examples: `a.txt` holding `hello`.
+fn example_header(offset: u64) -> FileHeader {
+    FileHeader {
+        size: 5,
+        offset,
+        mtime: 1_700_000_000,
+        mtime_nanos: 123_456_789,
+        mode: 0o644,
+    }
+}
+
+fn example_entry(digest: bool) -> Entry {
+    Entry {
+        path: "a.txt".into(),
+        kind: EntryKind::File,
+        size: 5,
+        mtime: 1_700_000_000,
+        mtime_nanos: 123_456_789,
+        mode: 0o644,
+        digest: digest.then(|| *blake3::hash(b"hello").as_bytes()),
+    }
+}
+
+#[test]
+fn worked_examples_match_the_protocol_document() {
+    let hex = |b: &[u8]| crate::transfer::hex(b);
+    let hello = Hello::current().to_bytes();
+    let digest = *blake3::hash(b"hello").as_bytes();
+    let file = |offset: u64| {
+        let mut s = Vec::new();
+        let h = example_header(offset);
+        write_file_header(&mut s, &h).unwrap();
+        write_data_header(&mut s, h.body_len() as u32).unwrap();
+        s.extend_from_slice(&b"hello"[offset as usize..]);
+        write_trailer(&mut s, &Trailer::blake3(digest)).unwrap();
+        s
+    };
+    let listing = |digests: bool| {
+        let mut s = Vec::new();
+        let mut lw = ListWriter::default();
+        lw.push(&mut s, example_entry(digests)).unwrap();
+        lw.finish(&mut s).unwrap();
+        s
+    };
+
+    // 12.1: list the root, fetch a.txt.
+    let mut c = hello.to_vec();
+    c.extend(req(&[
+        Request::List {
+            path: String::new(),
+            recursive: false,
+            digests: false,
+        },
+        Request::get("a.txt"),
+        Request::Quit,
+    ]));
+    let mut s = hello.to_vec();
+    s.extend(listing(false));
+    s.extend(file(0));
+    assert_eq!(documented_exchange("12.1"), (hex(&c), hex(&s)));
+
+    // 12.2: resume from byte 2.
+    let mut c = hello.to_vec();
+    c.extend(req(&[
+        Request::Get {
+            path: "a.txt".into(),
+            offset: 2,
+            if_unchanged: Some(example_header(0).stamp()),
+            len: None,
+        },
+        Request::Quit,
+    ]));
+    let mut s = hello.to_vec();
+    s.extend(file(2));
+    assert_eq!(documented_exchange("12.2"), (hex(&c), hex(&s)));
+
+    // 12.5: a single file listed with its digest.
+    let mut c = hello.to_vec();
+    c.extend(req(&[
+        Request::List {
+            path: "a.txt".into(),
+            recursive: false,
+            digests: true,
+        },
+        Request::Quit,
+    ]));
+    let mut s = hello.to_vec();
+    s.extend(listing(true));
+    assert_eq!(documented_exchange("12.5"), (hex(&c), hex(&s)));
+}
+
+fn req(rs: &[Request]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for r in rs {
+        r.write_to(&mut v).unwrap();
+    }
+    v
 }

@@ -8,6 +8,8 @@
 //! backup); the kernel moves the ctime on every such change and nobody can
 //! set it back, so a cached digest never describes bytes other than the
 //! ones we send.
+//! Listings with digests (a client comparing its copies) take them from
+//! the same cache, hashing only what it lacks.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -15,6 +17,10 @@ use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+
+use super::Shared;
+use crate::paths::{Refusal, Want};
+use crate::protocol::{Entry, EntryKind, DIGEST_LEN, MODE_MASK};
 
 /// Identifies one version of one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,4 +132,84 @@ pub fn hash(
         Some(_) => hasher.finalize_non_root(),
         None => *hasher.finalize().as_bytes(),
     })
+}
+
+/// Files at least this large are hashed on every core when a listing asks
+/// for their digest (nothing else competes for the CPU then).
+const PARALLEL_MIN: u64 = 4 * 1024 * 1024;
+/// Read size for parallel hashing: big enough to split across cores.
+const PARALLEL_BLOCK: usize = 8 * 1024 * 1024;
+
+/// The digest of the listed file `rel`, from the cache or computed now.
+pub(crate) fn of_listed(shared: &Shared, rel: &str) -> Result<[u8; DIGEST_LEN], Refusal> {
+    let file = File::from(shared.root.open(rel, Want::File)?);
+    let md = file.metadata().map_err(Refusal::Io)?;
+    cached_or_hashed(shared, &file, &md).map_err(Refusal::Io)
+}
+
+fn cached_or_hashed(shared: &Shared, file: &File, md: &Metadata) -> io::Result<[u8; DIGEST_LEN]> {
+    let key = Key::of(md);
+    if let Some(d) = shared.digests.get(&key) {
+        return Ok(d);
+    }
+    let d = if md.len() >= PARALLEL_MIN {
+        hash_file_parallel(file, md.len())?
+    } else {
+        hash(file, md.len(), None, &AtomicBool::new(false))?
+    };
+    // Only a file that still looks the same was hashed whole and alone.
+    if file.metadata().is_ok_and(|now| Key::of(&now) == key) {
+        shared.digests.put(key, d);
+        Ok(d)
+    } else {
+        Err(io::Error::other("file changed while being hashed"))
+    }
+}
+
+/// The listing entry of the regular file `path` (LIST of a file), with its
+/// digest when asked for.
+pub(crate) fn listed_file(shared: &Shared, path: &str, digests: bool) -> Result<Entry, Refusal> {
+    let file = File::from(shared.root.open(path, Want::File)?);
+    let md = file.metadata().map_err(Refusal::Io)?;
+    if !md.is_file() {
+        return Err(Refusal::WrongKind);
+    }
+    let digest = if digests {
+        Some(cached_or_hashed(shared, &file, &md).map_err(Refusal::Io)?)
+    } else {
+        None
+    };
+    Ok(Entry {
+        path: path.to_string(),
+        kind: EntryKind::File,
+        size: md.len(),
+        mtime: md.mtime(),
+        mtime_nanos: md.mtime_nsec().clamp(0, 999_999_999) as u32,
+        mode: md.mode() as u16 & MODE_MASK,
+        digest,
+    })
+}
+
+/// Like [`hash_file`], spread over every core.
+fn hash_file_parallel(file: &File, size: u64) -> io::Result<[u8; 32]> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; PARALLEL_BLOCK];
+    let mut pos = 0u64;
+    while pos < size {
+        let want = (size - pos).min(PARALLEL_BLOCK as u64) as usize;
+        let mut filled = 0;
+        while filled < want {
+            let n = file.read_at(&mut buf[filled..want], pos + filled as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being hashed",
+                ));
+            }
+            filled += n;
+        }
+        hasher.update_rayon(&buf[..want]);
+        pos += want as u64;
+    }
+    Ok(*hasher.finalize().as_bytes())
 }

@@ -180,7 +180,19 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
                     ),
                 )?;
             }
-            Request::List { path, recursive } => list(&mut writer, peer, shared, &path, recursive)?,
+            Request::List {
+                path,
+                recursive,
+                digests,
+            } => {
+                let want = ListRequest {
+                    path: &path,
+                    recursive,
+                    digests,
+                    version: agreed,
+                };
+                list(&mut writer, peer, shared, want)?
+            }
             Request::Get {
                 path,
                 offset,
@@ -192,6 +204,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
                     offset,
                     if_unchanged,
                     len,
+                    version: agreed,
                 };
                 let pace = limiter.as_ref();
                 if let Some(sent) = get(&mut writer, peer, shared, want, &mut small_buf, pace)? {
@@ -305,21 +318,39 @@ fn mtime_of(md: &fs::Metadata) -> (i64, u32) {
     (md.mtime(), md.mtime_nsec().clamp(0, 999_999_999) as u32)
 }
 
+/// What a LIST asked for, on a connection speaking `version`.
+struct ListRequest<'a> {
+    path: &'a str,
+    recursive: bool,
+    digests: bool,
+    version: u16,
+}
+
 fn list(
     w: &mut BufWriter<Sock>,
     peer: SocketAddr,
     shared: &Shared,
-    path: &str,
-    recursive: bool,
+    want: ListRequest,
 ) -> Result<(), ProtocolError> {
+    let ListRequest {
+        path,
+        recursive,
+        digests,
+        version,
+    } = want;
     let dir = match shared.root.open(path, Want::Dir) {
         Ok(d) => d,
+        // Since version 5 a file lists as its own entry (what fetching only
+        // what changed needs to know about one named file).
+        Err(Refusal::WrongKind) if !path.is_empty() && version >= protocol::SYNC_VERSION => {
+            return list_file(w, peer, shared, path, digests)
+        }
         Err(r) => {
             let (code, msg) = refusal_frame(r, Want::Dir);
             return refuse(w, peer, "LIST", path, code, msg);
         }
     };
-    let mut lw = ListWriter::default();
+    let mut lw = ListWriter::for_version(version);
     // Entries are named by the path the client asked for, so a symlinked
     // folder lists under the link's name. Pending subfolders are kept as
     // paths and opened one at a time (beneath the root, like any request),
@@ -383,9 +414,20 @@ fn list(
                 );
                 continue;
             }
-            let Some((entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
+            let Some((mut entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
                 continue;
             };
+            if digests && entry.kind == EntryKind::File {
+                // A listing without a digest it was asked for would be
+                // silently partial: refuse it whole instead.
+                match digest::of_listed(shared, &entry.path) {
+                    Ok(d) => entry.digest = Some(d),
+                    Err(r) => {
+                        let (code, msg) = refusal_frame(r, Want::File);
+                        return refuse(w, peer, "LIST", &entry.path, code, msg);
+                    }
+                }
+            }
             // Symlinked folders are listed but not descended into, so a
             // link cycle cannot loop the walk.
             if entry.kind == EntryKind::Dir && recursive && !is_link {
@@ -457,9 +499,34 @@ fn list_entry(shared: &Shared, dir: &OwnedFd, name: &str, rel: String) -> Option
             },
             mtime: st.st_mtime as i64,
             mtime_nanos: (st.st_mtime_nsec as u32).min(999_999_999),
+            mode: st.st_mode as u16 & protocol::MODE_MASK,
+            digest: None,
         },
         is_link,
     ))
+}
+
+/// Answers a LIST of one regular file: its entry alone.
+fn list_file(
+    w: &mut BufWriter<Sock>,
+    peer: SocketAddr,
+    shared: &Shared,
+    path: &str,
+    digests: bool,
+) -> Result<(), ProtocolError> {
+    let entry = digest::listed_file(shared, path, digests);
+    match entry {
+        Ok(e) => {
+            let mut lw = ListWriter::default();
+            lw.push(w, e)?;
+            info!("{peer}: list {:?} (one file)", display_safe(path));
+            lw.finish(w)
+        }
+        Err(r) => {
+            let (code, msg) = refusal_frame(r, Want::File);
+            refuse(w, peer, "LIST", path, code, msg)
+        }
+    }
 }
 
 /// What a GET asked for.
@@ -470,6 +537,8 @@ struct GetRequest<'a> {
     /// A ranged GET: at most this many bytes (a BLAKE3 subtree, checked
     /// when the request was read).
     len: Option<u64>,
+    /// The protocol version of the connection.
+    version: u16,
 }
 
 /// Answers a GET: FILE, DATA..., END with the BLAKE3 digest of the whole
@@ -542,6 +611,7 @@ fn get(
         offset,
         mtime,
         mtime_nanos,
+        mode: md.mode() as u16 & protocol::MODE_MASK,
     };
     let body = header.range_len(want.len);
     // What END carries: the whole file's digest, or the range's chaining
@@ -564,7 +634,7 @@ fn get(
                 refuse_with!(code, msg)
             }
         }
-        protocol::write_file_header(w, &header)?;
+        protocol::write_file_header_for(w, &header, want.version)?;
         if let Some(l) = limiter {
             pace(l, body);
         }
@@ -575,10 +645,15 @@ fn get(
         }
         match range {
             Some((at, _)) => digest::subtree(at, piece),
-            None => *blake3::hash(small_buf).as_bytes(),
+            None => {
+                let d = *blake3::hash(small_buf).as_bytes();
+                // Kept for listings with digests (a re-run's comparison).
+                shared.digests.put(key, d);
+                d
+            }
         }
     } else {
-        protocol::write_file_header(w, &header)?;
+        protocol::write_file_header_for(w, &header, want.version)?;
         w.flush()?;
         // A range's chaining value is cached apart from the file's digest.
         let key = key.with_range(range);

@@ -622,6 +622,8 @@ mod tests {
             size,
             mtime: 1_795_568_357,
             mtime_nanos: 0,
+            mode: 0o644,
+            digest: None,
         }
     }
 

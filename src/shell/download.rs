@@ -46,9 +46,12 @@ impl Session {
         let Answer::Value(mode) = mode else {
             return Ok(End::Kept);
         };
+        let Some(compare) = self.only_changed(names)? else {
+            return Ok(End::Kept);
+        };
         let mut todo: Vec<String> = names.to_vec();
         loop {
-            let settings = self.get_settings(mode == 0);
+            let settings = self.get_settings(mode == 0, compare);
             let progress = Progress::new(false, false);
             crate::interrupt::reset();
             DOWNLOADING.store(true, Ordering::SeqCst);
@@ -117,7 +120,7 @@ impl Session {
         }
     }
 
-    fn get_settings(&self, parallel: bool) -> GetSettings {
+    fn get_settings(&self, parallel: bool, compare: transfer::Compare) -> GetSettings {
         GetSettings {
             server: self.settings.server.clone(),
             download_dir: self.settings.download_dir.clone(),
@@ -131,7 +134,35 @@ impl Session {
             fsync: self.settings.fsync,
             limit_rate: self.settings.limit_rate,
             output: None,
+            compare,
+            delete: false,
+            dry_run: false,
         }
+    }
+
+    /// When some of `names` are already in the download folder, offers to
+    /// fetch only those that changed (compared by size, time and content)
+    /// or all again. `None`: the user went back.
+    fn only_changed(&self, names: &[String]) -> Result<Option<transfer::Compare>, Error> {
+        let here = names
+            .iter()
+            .filter(|n| {
+                crate::paths::local_target(&self.settings.download_dir, n).is_ok_and(|p| p.exists())
+            })
+            .count();
+        if here == 0 {
+            return Ok(Some(transfer::Compare::Verify));
+        }
+        let choice = self.choose(
+            &format!("{here} of {} already here; download", names.len()),
+            &["Only changed files", "All of them again"],
+            0,
+        )?;
+        Ok(match choice {
+            Answer::Value(0) => Some(transfer::Compare::Verify),
+            Answer::Value(_) => Some(transfer::Compare::None),
+            _ => None,
+        })
     }
 
     /// What a download cut short left on disk, as one paragraph:

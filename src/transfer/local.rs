@@ -772,6 +772,14 @@ impl<'a> LocalFile<'a> {
             .dir
             .take()
             .ok_or_else(|| Failure::Permanent("no download folder".into()))?;
+        if let Some(f) = &self.file {
+            if let Err(e) = super::meta::apply(f, &header) {
+                log::warn!(
+                    "cannot keep the time and mode of {}: {e}",
+                    self.plan.part.display()
+                );
+            }
+        }
         Ok(Arrived {
             name: self.plan.name.clone(),
             target: self.plan.target.clone(),

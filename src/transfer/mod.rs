@@ -9,17 +9,22 @@
 
 mod folder;
 mod local;
+mod meta;
+mod mirror;
 mod schedule;
 mod segmented;
 mod stream;
+mod sync;
 mod worker;
 
 pub use stream::to_stdout;
 
 pub use folder::{note_name, part_name, PART_SUFFIX, RESUME_SUFFIX};
 pub use local::{hex, partial_len};
+pub use mirror::Removed;
+pub use sync::Compare;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,10 +35,11 @@ use crate::config::{GetSettings, Output};
 use crate::error::Error;
 use crate::human;
 use crate::progress::Progress;
-use crate::protocol::{ErrorCode, ProtocolError, Request, Stamp};
+use crate::protocol::{Entry, EntryKind, ErrorCode, ProtocolError, Request, Stamp};
 use crate::ratelimit::RateLimiter;
 use crate::select;
 use local::{Dest, Failure, LocalFile, Placed, Plan};
+use sync::{Listing, Verdict};
 
 /// Most GET requests in flight on one connection.
 const WINDOW_REQUESTS: usize = 64;
@@ -54,6 +60,39 @@ pub struct Done {
     pub resumed_from: u64,
     /// Existing file kept because of --no-clobber.
     pub skipped: bool,
+    /// The local copy already was the server's version; nothing was sent.
+    pub unchanged: bool,
+    /// A dry run: would be fetched (nothing was).
+    pub planned: bool,
+}
+
+impl Done {
+    /// Nothing transferred for `path`: kept as it is, or only planned.
+    fn kept(path: PathBuf) -> Done {
+        Done {
+            bytes: 0,
+            secs: 0.0,
+            path,
+            digest: None,
+            resumed_from: 0,
+            skipped: false,
+            unchanged: false,
+            planned: false,
+        }
+    }
+
+    /// The status word of reports: ok, skipped, unchanged, would_fetch.
+    pub fn status(&self) -> &'static str {
+        if self.planned {
+            "would_fetch"
+        } else if self.unchanged {
+            "unchanged"
+        } else if self.skipped {
+            "skipped"
+        } else {
+            "ok"
+        }
+    }
 }
 
 /// What happened to one requested name.
@@ -81,6 +120,9 @@ pub struct Report {
     /// Retries of the listing that patterns and folders needed (not
     /// charged to any one file).
     pub listing_retries: u32,
+    /// Removed by --delete (in a dry run: what would be).
+    pub deleted: Vec<Removed>,
+    pub dry_run: bool,
 }
 
 impl Report {
@@ -94,9 +136,27 @@ impl Report {
     }
 
     pub fn skipped(&self) -> usize {
+        self.count("skipped")
+    }
+
+    pub fn unchanged(&self) -> usize {
+        self.count("unchanged")
+    }
+
+    /// Files a dry run would fetch.
+    pub fn planned(&self) -> usize {
+        self.count("would_fetch")
+    }
+
+    /// Files that arrived (status ok).
+    pub fn fetched(&self) -> usize {
+        self.count("ok")
+    }
+
+    fn count(&self, status: &str) -> usize {
         self.outcomes
             .iter()
-            .filter(|o| o.result.as_ref().is_ok_and(|d| d.skipped))
+            .filter(|o| o.result.as_ref().is_ok_and(|d| d.status() == status))
             .count()
     }
 
@@ -150,16 +210,32 @@ impl Report {
 
     /// "3 files, 1.2 MiB in 0.05s (24.0 MiB/s); 1 failed"
     pub fn summary(&self) -> String {
-        let ok = self.outcomes.len() - self.failed() - self.skipped();
-        let mut s = format!(
-            "{ok} file{} downloaded, {} in {:.2}s ({})",
-            if ok == 1 { "" } else { "s" },
-            human::size(self.bytes()),
-            self.secs,
-            human::rate(self.bytes(), self.secs)
-        );
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        let mut s = if self.dry_run {
+            let n = self.planned();
+            format!("dry run, nothing changed: {n} file{} to fetch", plural(n))
+        } else {
+            let ok = self.fetched();
+            format!(
+                "{ok} file{} downloaded, {} in {:.2}s ({})",
+                plural(ok),
+                human::size(self.bytes()),
+                self.secs,
+                human::rate(self.bytes(), self.secs)
+            )
+        };
+        if self.unchanged() > 0 {
+            s += &format!("; {} unchanged", self.unchanged());
+        }
         if self.skipped() > 0 {
             s += &format!("; {} skipped (already there)", self.skipped());
+        }
+        if !self.deleted.is_empty() {
+            let n = self.deleted.len();
+            s += &format!(
+                "; {n} {}",
+                if self.dry_run { "to delete" } else { "deleted" }
+            );
         }
         let stopped = self
             .outcomes
@@ -191,21 +267,61 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         Some(Output::File(p)) => Some(parent_of(p)),
         Some(Output::Stdout) => None,
     };
-    let root = folder.as_deref().map(open_folder).transpose()?;
+    let root = folder
+        .as_deref()
+        .map(|d| open_folder(d, settings.dry_run))
+        .transpose()?;
     let limiter = settings.limit_rate.map(|r| Arc::new(RateLimiter::new(r)));
 
-    // Patterns and folders need the server's listing; a serial run then
-    // keeps using the same connection.
-    let mut conn = None;
+    // Patterns and folders need the server's listing, and so does comparing
+    // copies already here (not for -o, which always fetches); a serial run
+    // then keeps using the connection.
+    let tree = select::needs_listing(names, settings.recursive);
     let mut listing_retries = 0;
-    let listing = if select::needs_listing(names, settings.recursive) {
-        let (c, l) = list_with_retries(settings, limiter.as_ref(), progress, &mut listing_retries)?;
-        conn = Some(c);
-        Some(l)
-    } else {
-        None
+    let wanted = match &root {
+        Some(r) if settings.output.is_none() => {
+            sync::listing(names, tree, r, settings.dry_run, settings.compare)
+        }
+        _ if tree => Listing::Tree { digests: false },
+        _ => Listing::None,
     };
-    let selection = select::expand(names, settings.recursive, listing.as_deref());
+    let mut conn = None;
+    let mut outcomes = Vec::new();
+    let mut asked: Vec<String> = names.to_vec();
+    let listing = match wanted {
+        Listing::None => None,
+        Listing::Tree { digests } => {
+            let (c, l) = list_with_retries(
+                settings,
+                limiter.as_ref(),
+                progress,
+                &mut listing_retries,
+                |c| c.list_with("", true, digests),
+            )
+            .inspect_err(|_| nothing_deleted(settings, progress))?;
+            conn = Some(c);
+            Some(l)
+        }
+        Listing::Names { digests } => {
+            let (c, (l, refused)) = list_with_retries(
+                settings,
+                limiter.as_ref(),
+                progress,
+                &mut listing_retries,
+                |c| list_names(c, names, digests),
+            )?;
+            conn = Some(c);
+            // A name the server refused is reported once, here.
+            asked.retain(|n| !refused.iter().any(|(r, _)| r == n));
+            outcomes.extend(
+                refused
+                    .into_iter()
+                    .map(|(name, why)| report(progress, &name, Err(why), 0)),
+            );
+            Some(l)
+        }
+    };
+    let selection = select::expand(&asked, settings.recursive, listing.as_deref());
     if settings.output.is_some() && selection.files.len() > 1 {
         let mut shown: Vec<String> = selection.files.iter().take(3).cloned().collect();
         if selection.files.len() > 3 {
@@ -237,21 +353,59 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                 secs: started.elapsed().as_secs_f64(),
                 interrupted: false,
                 listing_retries,
+                deleted: Vec::new(),
+                dry_run: false,
             }),
         };
     };
+    if settings.dry_run && !root.exists() {
+        // No download folder yet (and a dry run makes none): everything
+        // would be fetched, nothing is there to compare or delete.
+        if let Some(c) = conn.take() {
+            c.quit();
+        }
+        outcomes.extend(
+            selection
+                .errors
+                .iter()
+                .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
+        );
+        let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
+        for name in &selection.files {
+            let size = by_path.get(name.as_str()).map(|e| e.size);
+            progress.file_kept(name, "fetch", size);
+            let mut done = Done::kept(crate::paths::local_target(&root, name).unwrap_or_default());
+            done.planned = true;
+            outcomes.push(Outcome {
+                name: name.clone(),
+                result: Ok(done),
+                unreachable: false,
+                retries: 0,
+                kept: 0,
+            });
+        }
+        return Ok(Report {
+            outcomes,
+            secs: started.elapsed().as_secs_f64(),
+            interrupted: false,
+            listing_retries,
+            deleted: Vec::new(),
+            dry_run: true,
+        });
+    }
     let mut dest =
         Dest::new(root, settings.fsync).map_err(|e| Error::io("cannot use download folder", e))?;
     if let (Some(Output::File(p)), Some(name)) = (&settings.output, selection.files.first()) {
         let file = p.file_name().map(PathBuf::from).unwrap_or_default();
         dest.rename(name, dest.root.join(file));
     }
-    let mut outcomes: Vec<Outcome> = selection
-        .errors
-        .iter()
-        .map(|(name, why)| report(progress, name, Err(why.clone()), 0))
-        .collect();
-    let mut todo = Vec::new();
+    outcomes.extend(
+        selection
+            .errors
+            .iter()
+            .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
+    );
+    let mut plans = Vec::new();
     for name in &selection.files {
         match dest.plan(name, settings.resume) {
             Err(why) => outcomes.push(report(progress, name, Err(why), 0)),
@@ -261,28 +415,60 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                     crate::paths::display_safe(name),
                     crate::paths::display_path(&p.target)
                 ));
+                let mut done = Done::kept(p.target);
+                done.skipped = true;
                 outcomes.push(Outcome {
                     name: name.clone(),
-                    result: Ok(Done {
-                        bytes: 0,
-                        secs: 0.0,
-                        path: p.target,
-                        digest: None,
-                        resumed_from: 0,
-                        skipped: true,
-                    }),
+                    result: Ok(done),
                     unreachable: false,
                     retries: 0,
                     kept: 0,
                 });
             }
-            Ok(p) => {
-                // Hash what partial downloads already hold now, not while
-                // the server is waiting for us to read.
-                dest.prehash(&p);
-                todo.push(Task::new(name, p));
-            }
+            Ok(p) => plans.push(p),
         }
+    }
+    let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
+    let pairs: Vec<(PathBuf, Option<&Entry>)> = plans
+        .iter()
+        .map(|p| (p.target.clone(), by_path.get(p.name.as_str()).copied()))
+        .collect();
+    let compare = if settings.output.is_some() {
+        Compare::None
+    } else {
+        settings.compare
+    };
+    let verdicts = sync::compare_all(compare, &dest.root, &pairs, settings.dry_run);
+    let mut todo = Vec::new();
+    for (p, verdict) in plans.into_iter().zip(verdicts) {
+        let entry = by_path.get(p.name.as_str());
+        if verdict == Verdict::Unchanged || settings.dry_run {
+            let mut done = Done::kept(p.target.clone());
+            if verdict == Verdict::Unchanged {
+                if !settings.dry_run {
+                    // A partial download of a version we already have.
+                    dest.discard(&p);
+                }
+                done.unchanged = true;
+                done.digest = entry.and_then(|e| e.digest);
+                progress.file_kept(&p.name, "unchanged", None);
+            } else {
+                done.planned = true;
+                progress.file_kept(&p.name, "fetch", entry.map(|e| e.size));
+            }
+            outcomes.push(Outcome {
+                name: p.name,
+                result: Ok(done),
+                unreachable: false,
+                retries: 0,
+                kept: 0,
+            });
+            continue;
+        }
+        // Hash what partial downloads already hold now, not while the
+        // server is waiting for us to read.
+        dest.prehash(&p);
+        todo.push(Task::new(&p.name.clone(), p));
     }
     progress.set_files(todo.len());
     let parallel = settings.parallel && settings.jobs > 1;
@@ -323,12 +509,143 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         c.quit();
     }
     outcomes.extend(dest.flush().into_iter().map(|r| settled(progress, r)));
+    let interrupted = crate::interrupt::requested();
+    let deleted = match &listing {
+        // Ctrl-C: stop here, deleting nothing.
+        Some(l) if settings.recursive && !interrupted => {
+            after_placing(settings, &dest, names, l, progress, &mut outcomes)
+        }
+        _ => Vec::new(),
+    };
     Ok(Report {
         outcomes,
         secs: started.elapsed().as_secs_f64(),
-        interrupted: crate::interrupt::requested(),
+        interrupted,
         listing_retries,
+        deleted,
+        dry_run: settings.dry_run,
     })
+}
+
+fn nothing_deleted(settings: &GetSettings, progress: &Progress) {
+    if settings.delete {
+        progress.notice("the server's listing failed, so nothing was deleted");
+    }
+}
+
+/// The folders `names` mirror with -r ("" for the whole server), from the
+/// complete listing; files named alongside are not mirrored.
+fn mirrored_folders(names: &[String], listing: &[Entry]) -> Vec<String> {
+    let mut tops: Vec<String> = Vec::new();
+    for n in names {
+        let n = n.trim_end_matches('/');
+        let top = if select::is_root(n) {
+            String::new()
+        } else if listing
+            .iter()
+            .any(|e| e.path == n && e.kind == EntryKind::Dir)
+        {
+            n.to_string()
+        } else {
+            continue;
+        };
+        if !tops.contains(&top) {
+            tops.push(top);
+        }
+    }
+    tops
+}
+
+/// After the files are in place: --delete's pass, then the folders' times.
+/// Returns what was (or, in a dry run, would be) deleted; failures join the
+/// outcomes.
+fn after_placing(
+    settings: &GetSettings,
+    dest: &Dest,
+    names: &[String],
+    listing: &[Entry],
+    progress: &Progress,
+    outcomes: &mut Vec<Outcome>,
+) -> Vec<Removed> {
+    let tops = mirrored_folders(names, listing);
+    let mut deleted = Vec::new();
+    if settings.delete {
+        let (removed, failed) = mirror::delete_extras(&dest.root, &tops, listing, settings.dry_run);
+        for r in &removed {
+            let shown = format!("{}{}", r.path, if r.folder { "/" } else { "" });
+            progress.file_kept(
+                &shown,
+                if settings.dry_run {
+                    "delete"
+                } else {
+                    "deleted"
+                },
+                None,
+            );
+        }
+        deleted = removed;
+        for (path, why) in failed {
+            outcomes.push(report(
+                progress,
+                &path,
+                Err(format!("not deleted: {why}")),
+                0,
+            ));
+        }
+    }
+    if !settings.dry_run {
+        let under = |p: &str| {
+            tops.iter()
+                .any(|t| t.is_empty() || p == t || p.starts_with(&format!("{t}/")))
+        };
+        let folders: Vec<&Entry> = listing
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir && under(&e.path))
+            .collect();
+        for (path, why) in mirror::set_folder_times(&dest.root, &folders) {
+            progress.notice(&format!(
+                "{}: cannot set the folder's time: {why}",
+                crate::paths::display_safe(&path)
+            ));
+        }
+    }
+    deleted
+}
+
+/// Lists each plain name on its own (pipelined: one round trip for all).
+/// A name the server refuses (missing, forbidden) is returned with why.
+#[allow(clippy::type_complexity)]
+fn list_names(
+    c: &mut Connection,
+    names: &[String],
+    digests: bool,
+) -> Result<(Vec<Entry>, Vec<(String, String)>), Error> {
+    let mut entries = Vec::new();
+    let mut refused = Vec::new();
+    // A bounded window of requests, like downloads: writing can never
+    // block while the server waits for us to read.
+    let mut queue = names.iter().peekable();
+    let mut in_flight: VecDeque<&String> = VecDeque::new();
+    loop {
+        while in_flight.len() < WINDOW_REQUESTS {
+            let Some(n) = queue.next() else { break };
+            c.send(&Request::List {
+                path: n.trim_end_matches('/').to_string(),
+                recursive: false,
+                digests,
+            })?;
+            in_flight.push_back(n);
+        }
+        let Some(n) = in_flight.pop_front() else {
+            break;
+        };
+        match c.read_listing() {
+            Ok(mut l) => entries.append(&mut l),
+            Err(Error::Remote(e)) => refused.push((n.clone(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((entries, refused))
 }
 
 /// The folder a file given with `-o` goes into.
@@ -339,14 +656,22 @@ fn parent_of(p: &std::path::Path) -> PathBuf {
     }
 }
 
-/// Checks, creates and resolves a download folder.
-fn open_folder(dir: &std::path::Path) -> Result<PathBuf, Error> {
+/// Checks, creates and resolves a download folder (a dry run creates
+/// nothing, not even the folder).
+fn open_folder(dir: &std::path::Path, dry_run: bool) -> Result<PathBuf, Error> {
     crate::paths::check_folder(dir).map_err(|why| {
         Error::io(
             format!("cannot create download folder {}", dir.display()),
             std::io::Error::new(std::io::ErrorKind::NotADirectory, why),
         )
     })?;
+    if dry_run {
+        return match fs::canonicalize(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::path::absolute(dir),
+            other => other,
+        }
+        .map_err(|e| Error::io(format!("cannot open download folder {}", dir.display()), e));
+    }
     fs::create_dir_all(dir).map_err(|e| {
         Error::io(
             format!("cannot create download folder {}", dir.display()),
@@ -475,17 +800,19 @@ fn stamps_from_server(
 /// How long the connection for the sizes may take to be established.
 const SIZE_PROBE: Duration = Duration::from_secs(3);
 
-/// The server's whole listing (for patterns and folders), retried like a
-/// download when the connection fails.
-fn list_with_retries(
+/// The server's listing (for patterns, folders and comparing), retried
+/// like a download when the connection fails; `attempt` counts the
+/// retries.
+fn list_with_retries<T>(
     settings: &GetSettings,
     limiter: Option<&Arc<RateLimiter>>,
     progress: &Progress,
     attempt: &mut u32,
-) -> Result<(Connection, Vec<crate::protocol::Entry>), Error> {
+    list: impl Fn(&mut Connection) -> Result<T, Error>,
+) -> Result<(Connection, T), Error> {
     loop {
         let got = connect(settings, limiter).and_then(|mut c| {
-            let l = c.list("", true)?;
+            let l = list(&mut c)?;
             Ok((c, l))
         });
         match got {
@@ -761,6 +1088,8 @@ fn settled(progress: &Progress, r: Result<Placed, (String, String)>) -> Outcome 
                 digest: Some(p.digest),
                 resumed_from: p.resumed_from,
                 skipped: false,
+                unchanged: false,
+                planned: false,
             }),
             p.retries,
         ),

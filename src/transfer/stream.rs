@@ -167,6 +167,8 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
                     digest: Some(digest),
                     resumed_from: 0,
                     skipped: false,
+                    unchanged: false,
+                    planned: false,
                 }),
                 unreachable: false,
                 retries,
@@ -182,6 +184,8 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
                 secs,
                 interrupted: false,
                 listing_retries: 0,
+                deleted: Vec::new(),
+                dry_run: false,
             });
         }
         Err(why) => {
@@ -200,5 +204,7 @@ pub fn to_stdout(settings: &GetSettings, name: &str, progress: &Progress) -> Res
         secs,
         interrupted: crate::interrupt::requested(),
         listing_retries: 0,
+        deleted: Vec::new(),
+        dry_run: false,
     })
 }
