@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/run.sh - loopback benchmark of fxfer against raw TCP and common tools.
 #
-#   bench/run.sh [--quick] [--keep] [--rerun]
+#   bench/run.sh [--quick] [--keep] [--rerun] [--net-only]
 #
-#   --quick   small data (128 MiB; 200 x 8 KiB; 8 x 16 MiB) for a smoke run
-#   --keep    keep the scratch folder (server logs, hyperfine JSON)
-#   --rerun   only the re-run scenario R, not W1-W4
+#   --quick     small data (128 MiB; 200 x 8 KiB; 8 x 16 MiB) for a smoke run
+#   --keep      keep the scratch folder (server logs, hyperfine JSON)
+#   --rerun     only the re-run scenario R, not W1-W4 or N1-N3
+#   --net-only  only the round-trip and rate-cap scenarios (N1-N3)
 #
 # Environment: DATA_DIR (default bench/.data) caches the generated data;
 # RUNS (default 5) timed runs per cell, after one warm-up run; OUT_DIR puts
@@ -19,6 +20,13 @@
 # is fetched again: fxfer --update, --checksum and its default against the
 # rsync daemon (rsync -a, and rsync -a --checksum), with a full fetch for
 # scale and the bytes each re-run puts on the wire (bench/count_proxy.py).
+# Network scenarios, through bench/delay_proxy.rs (a cargo example): N1 the
+# first 200 files of the W2 set at 0 ms round trip, N2 the same at 20 ms
+# (fxfer serial and --parallel -j 8, nginx + curl serial and
+# --parallel-max 8, the rsync daemon), N3 one 256 MiB file through a cap of
+# 200 Mbit/s per connection (fxfer serial vs --parallel -j 8).
+# FXFER_BASE=path/to/an/older/fxfer adds its rows to W1 and W3, to compare
+# two builds in one run.
 # Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
 # and where installed: raw TCP with socat (the baseline), nginx + curl,
 # rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
@@ -27,13 +35,14 @@
 # Every server binds 127.0.0.1 and is killed by PID when the script exits.
 set -uo pipefail
 
-QUICK=0 KEEP=0 RERUN_ONLY=0
+QUICK=0 KEEP=0 RERUN_ONLY=0 NET_ONLY=0
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
     --rerun) RERUN_ONLY=1 ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    --net-only) NET_ONLY=1 ;;
+    -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
   shift
@@ -52,12 +61,14 @@ die() { note "run.sh: $*"; exit 1; }
 
 for t in cargo openssl sha256sum; do have "$t" || die "$t is required"; done
 
-note "building fxfer (cargo build --release)"
-cargo build --release --quiet || die "cargo build failed"
+note "building fxfer and the delay proxy (cargo build --release)"
+cargo build --release --quiet --bin fxfer --example delay-proxy || die "cargo build failed"
 TARGET=${CARGO_TARGET_DIR:-target}
 [[ $TARGET == /* ]] || TARGET=$PWD/$TARGET
 FXFER=$TARGET/release/fxfer
 [[ -x $FXFER ]] || die "no binary at $FXFER"
+PROXY=$TARGET/release/examples/delay-proxy
+[[ -z ${FXFER_BASE:-} || -x ${FXFER_BASE:-} ]] || die "FXFER_BASE=$FXFER_BASE is not a program"
 
 # ---- scratch space and servers ------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxfer-bench.XXXXXX") || die "mktemp failed"
@@ -133,6 +144,9 @@ if [[ $(cat "$DATA/.spec" 2>/dev/null) != "$SPEC" ]]; then
   keystream 3 $((NMED * MED_MIB << 20)) | (cd "$DATA" && split -b "${MED_MIB}M" -d -a 2 --additional-suffix=.bin - m)
   echo "$SPEC" >"$DATA/.spec"
 fi
+CAP_MIB=256
+((QUICK)) && CAP_MIB=32
+[[ $(stat -c %s "$DATA/cap.bin" 2>/dev/null) == $((CAP_MIB << 20)) ]] || keystream 4 $((CAP_MIB << 20)) >"$DATA/cap.bin"
 [[ -e $DATA_DIR/.gitignore ]] || echo '*' >"$DATA_DIR/.gitignore" # a cache, never committed
 
 # Per workload: the names, the expected checksums, bytes and file count; for the
@@ -142,7 +156,15 @@ fi
 (cd "$DATA" && ls s*.bin) >"$LISTS/W2"
 (cd "$DATA" && ls m*.bin) >"$LISTS/W3"
 cp "$LISTS/W2" "$LISTS/W4"
+head -n 200 "$LISTS/W2" >"$LISTS/N1"
+cp "$LISTS/N1" "$LISTS/N2"
+echo cap.bin >"$LISTS/N3"
 declare -A BYTES FILES
+for W in N1 N2 N3; do
+  (cd "$DATA" && xargs -a "$LISTS/$W" sha256sum) >"$LISTS/$W.sha"
+  BYTES[$W]=$(cd "$DATA" && xargs -a "$LISTS/$W" stat -c %s | awk '{ s += $1 } END { print s }')
+  FILES[$W]=$(wc -l <"$LISTS/$W")
+done
 for W in W1 W2 W3 W4; do
   (cd "$DATA" && xargs -a "$LISTS/$W" sha256sum) >"$LISTS/$W.sha"
   BYTES[$W]=$(cd "$DATA" && xargs -a "$LISTS/$W" stat -c %s | awk '{ s += $1 } END { print s }')
@@ -291,7 +313,7 @@ curl_cfg() { awk -v b="http://127.0.0.1:$1/" -v o="$OUT/" '{ printf "url = \"%s%
 # ---- the cells, workload by workload so each workload's rows are measured close together
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 WORKLOADS="W1 W2 W3 W4"
-((RERUN_ONLY)) && WORKLOADS=""
+((RERUN_ONLY || NET_ONLY)) && WORKLOADS=""
 for W in $WORKLOADS; do
   if serial $W; then mode=""; else mode="--parallel -j $PAR"; fi
   if ((${#RAW_PORTS[@]})); then
@@ -307,6 +329,9 @@ for W in $WORKLOADS; do
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode}" files "$get"
   cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
+  if [[ -n ${FXFER_BASE:-} && ($W == W1 || $W == W3) ]]; then
+    cell $W "fxfer (base build)${mode:+ $mode}" files "'$FXFER_BASE' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
+  fi
   if serial $W; then curl_par=""; else curl_par="--parallel --parallel-max $PAR"; fi
   if [[ -n $NGX_PORT ]]; then
     curl_cfg "$NGX_PORT" $W
@@ -372,7 +397,7 @@ wire() { # wire NAME BASE CMD TO-PORT: bytes both ways through the counting prox
   kill "$pid" 2>/dev/null
   awk -v n="$name" '{ c += $1; s += $2 } END { printf "%s\t%d\t%d\n", n, c, s }' "$log" >>"$R_WIRE"
 }
-if have hyperfine && have python3; then
+if ((!NET_ONLY)) && have hyperfine && have python3; then
   rm -rf "$SYNC" && mkdir -p "$SYNC/src/small" "$SYNC/src/large" || die "cannot create $SYNC"
   (cd "$DATA" && xargs -a "$LISTS/W2" cp -t "$SYNC/src/small/" && ls m*.bin | head -n 8 | xargs cp -t "$SYNC/src/large/")
   find "$SYNC/src" -exec touch -h -d '2026-01-01 00:00:00' {} +
@@ -439,6 +464,48 @@ EOF
       "rsync -a --checksum rsync://127.0.0.1:@PORT@/sync/ '$OUT/'" "$RS_SYNC_PORT"
   fi
 else SKIPPED+=("R, the re-run (hyperfine or python3 not installed)"); fi
+# ---- network scenarios: a proxy of our own adds the round trip / the cap ------------
+if ((!RERUN_ONLY)); then
+proxy() { # proxy VAR TARGET_PORT ARGS...: starts a delay-proxy, puts its port in VAR
+  local var=$1 to=$2 i p="" pid
+  shift 2
+  "$PROXY" --to "127.0.0.1:$to" "$@" >"$WORK/proxy-$var.out" 2>"$WORK/proxy-$var.err" &
+  pid=$!
+  PIDS+=("$pid")
+  for ((i = 0; i < 100; i++)); do
+    p=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/proxy-$var.out")
+    [[ -n $p ]] && break
+    sleep 0.05
+  done
+  [[ -n $p ]] || die "delay-proxy did not start: $(cat "$WORK/proxy-$var.err")"
+  printf -v "$var" %s "$p"
+}
+for W in N1 N2; do
+  if [[ $W == N1 ]]; then fxp=$FX_PORT ngp=$NGX_PORT rsp=$RSYNC_PORT
+  else
+    proxy fxp "$FX_PORT" --delay-ms 10
+    [[ -n $NGX_PORT ]] && proxy ngp "$NGX_PORT" --delay-ms 10
+    [[ -n $RSYNC_PORT ]] && proxy rsp "$RSYNC_PORT" --delay-ms 10
+  fi
+  get="'$FXFER' get --config '$WORK/empty.toml' -q --port $fxp --dir '$OUT' \$(<'$LISTS/$W')"
+  cell $W "fxfer" files "$get"
+  cell $W "fxfer --parallel -j $PAR" files "$get --parallel -j $PAR"
+  if [[ -n $NGX_PORT ]]; then
+    curl_cfg "$ngp" $W
+    cell $W "nginx + curl" files "curl -sS --fail -K '$LISTS/$W.curl$ngp'"
+    cell $W "nginx + curl --parallel --parallel-max $PAR" files "curl -sS --fail --parallel --parallel-max $PAR -K '$LISTS/$W.curl$ngp'"
+  fi
+  if [[ -n $RSYNC_PORT ]]; then
+    cell $W "rsync daemon" files "rsync -a --whole-file --files-from='$LISTS/$W' rsync://127.0.0.1:$rsp/data/ '$OUT/'"
+  fi
+done
+proxy capp "$FX_PORT" --rate-mbit 200
+get="'$FXFER' get --config '$WORK/empty.toml' -q --port $capp --dir '$OUT' cap.bin"
+RUNS_SAVED=$RUNS RUNS=3
+cell N3 "fxfer" files "$get"
+cell N3 "fxfer --parallel -j $PAR" files "$get --parallel -j $PAR"
+RUNS=$RUNS_SAVED
+fi
 
 # ---- report ------------------------------------------------------------------------
 echo
@@ -446,14 +513,16 @@ echo "fxfer $(git rev-parse --short HEAD 2>/dev/null || echo '?'), $(nproc) core
   "downloads on $(df --output=fstype "$OUT" 2>/dev/null | tail -n1)," \
   "$RUNS runs + 1 warm-up per cell, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 echo "W1: 1 x $BIG_MIB MiB | W2: $NSMALL x 8 KiB serial, one connection | W3: $NMED x $MED_MIB MiB, $PAR at a time | W4: the W2 set, $PAR at a time"
+echo "N1: 200 x 8 KiB, 0 ms round trip | N2: the same through a 20 ms round trip | N3: 1 x $CAP_MIB MiB through 200 Mbit/s per connection"
 for s in "${SKIPPED[@]}"; do echo "skipped: $s"; done
 echo
 if [[ -s $RES ]]; then
-  awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" '
+  awk -F'\t' -v b1="${BYTES[W1]}" -v b3="${BYTES[W3]}" -v b6="${BYTES[N3]}" -v f2="${FILES[W2]}" -v f4="${FILES[W4]}" -v f5="${FILES[N1]}" '
     { row[++n] = $0
       if ($4 == "ok" && $2 !~ /^(raw TCP|local cp)/ && (!($1 in best) || $3 < best[$1])) best[$1] = $3 }
     END {
-      bytes["W1"] = b1; bytes["W3"] = b3; files["W2"] = f2; files["W4"] = f4
+      bytes["W1"] = b1; bytes["W3"] = b3; bytes["N3"] = b6; files["W2"] = f2; files["W4"] = f4
+      files["N1"] = f5; files["N2"] = f5
       print "| workload | system | median s | throughput | speed vs fastest non-baseline |"
       print "|---|---|---:|---:|---:|"
       for (i = 1; i <= n; i++) {
