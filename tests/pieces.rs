@@ -187,3 +187,46 @@ fn a_source_rewritten_between_pieces_is_never_delivered_as_a_mix() {
     );
     assert_eq!(tree(&s.downloads()), ["big.bin"]);
 }
+
+#[test]
+fn kept_bytes_damaged_on_disk_are_caught_before_use() {
+    let data = bytes(35, 8 * MIB);
+    let d = data.clone();
+    let s = Server::with_files(move |h| write(h, "big.bin", &d));
+    let cut = Proxy::start(
+        s.port,
+        Rules {
+            cut: Some((1, (2 * MIB + MIB / 2) as u64)),
+            ..Rules::default()
+        },
+    );
+    let o = get_via(
+        &s,
+        &cut,
+        &["--parallel", "--jobs", "2", "--retries", "0", "big.bin"],
+    );
+    assert_exit(&o, 3);
+    // Damage every kept megabyte of the part: the finished piece and what
+    // arrived of the cut one.
+    let part = s.downloads().join(fxfer::transfer::part_name("big.bin"));
+    let f = std::fs::File::options().write(true).open(&part).unwrap();
+    for at in (0..8).map(|i| i * MIB as u64 + 4096) {
+        std::os::unix::fs::FileExt::write_all_at(&f, b"damage", at).unwrap();
+    }
+    drop(f);
+    let o = get_via(
+        &s,
+        &Proxy::start(s.port, Rules::default()),
+        &["--parallel", "--jobs", "2", "big.bin"],
+    );
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join("big.bin")).unwrap() == data);
+    // The damaged rest of the cut piece was only caught by the whole
+    // file's digest: the file was fetched again from the start.
+    assert!(
+        stderr(&o).contains("does not match the server's file"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(tree(&s.downloads()), ["big.bin"]);
+}
