@@ -73,6 +73,24 @@ pub struct ServerAddrArgs {
     /// File holding the server's shared token (or set FXFER_TOKEN)
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+
+    /// Trust only a server with this key, as `fxfer serve` prints it
+    /// (SHA256:...; or set FXFER_FINGERPRINT)
+    #[arg(long, value_name = "SHA256:...")]
+    pub fingerprint: Option<String>,
+
+    /// Record a server seen for the first time without asking
+    #[arg(long)]
+    pub trust_new: bool,
+
+    /// Talk to a server started with --plaintext: no encryption, no server
+    /// identity (for a trusted link only)
+    #[arg(long, overrides_with = "no_plaintext")]
+    pub plaintext: bool,
+
+    /// Use TLS even if the config file says plaintext (the default)
+    #[arg(long, overrides_with = "plaintext")]
+    pub no_plaintext: bool,
 }
 
 /// What the client puts up with from a server.
@@ -161,6 +179,29 @@ pub struct ServeArgs {
     /// Require this shared token from clients (or set FXFER_TOKEN)
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+
+    /// Folder for the server's identity (key and certificate, created on
+    /// first start) [default: $STATE_DIRECTORY, else $XDG_DATA_HOME/fxfer]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Certificate chain (PEM) to use instead of the self-signed identity,
+    /// e.g. one issued by a CA; needs --key
+    #[arg(long, value_name = "PATH", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --cert
+    #[arg(long, value_name = "PATH", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Serve without TLS: everything crosses the network in the clear (for
+    /// a trusted link or to compare speeds); clients need --plaintext too
+    #[arg(long, overrides_with = "no_plaintext")]
+    pub plaintext: bool,
+
+    /// Serve with TLS even if the config file says plaintext (the default)
+    #[arg(long, overrides_with = "plaintext")]
+    pub no_plaintext: bool,
 
     /// List and serve dot-files too
     #[arg(long, overrides_with = "no_hidden")]

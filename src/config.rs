@@ -16,6 +16,8 @@ use crate::client::{
 use crate::error::{describe_io, Error};
 use crate::paths::expand_tilde;
 use crate::ratelimit::parse_rate;
+use crate::transport::identity::Fingerprint;
+use crate::transport::known::TrustSettings;
 
 pub const DEFAULT_IP: &str = "127.0.0.1";
 pub const DEFAULT_PORT: u16 = 9000;
@@ -73,6 +75,14 @@ pub struct ServerFile {
     pub hidden: Option<bool>,
     /// Most bytes per second sent to each connection ("10M" or a number).
     pub limit_rate: Option<RateValue>,
+    /// Folder for the server's identity (key and certificate).
+    pub state_dir: Option<PathBuf>,
+    /// Certificate chain (PEM) to use instead of the self-signed identity.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) of `cert`.
+    pub key: Option<PathBuf>,
+    /// Serve without TLS.
+    pub plaintext: Option<bool>,
 }
 
 /// A rate in the config file: "10M" or a plain number of bytes per second.
@@ -119,6 +129,12 @@ pub struct ClientFile {
     pub token_file: Option<PathBuf>,
     /// Most bytes per second for a whole download ("10M" or a number).
     pub limit_rate: Option<RateValue>,
+    /// Trust only a server with this key (`SHA256:...`).
+    pub fingerprint: Option<String>,
+    /// The known-servers file.
+    pub known_servers: Option<PathBuf>,
+    /// Talk to servers without TLS.
+    pub plaintext: Option<bool>,
 }
 
 /// Where a config file was found (for messages).
@@ -301,6 +317,12 @@ pub struct ServerSettings {
     pub hidden: bool,
     /// Most bytes per second sent to each connection.
     pub limit_rate: Option<u64>,
+    /// Without TLS.
+    pub plaintext: bool,
+    /// Where the self-signed identity is kept.
+    pub state_dir: PathBuf,
+    /// A certificate chain and key to use instead (`--cert`, `--key`).
+    pub cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServerSettings {
@@ -417,6 +439,32 @@ impl ServerSettings {
                 args.limit_rate.as_deref(),
                 f.and_then(|f| f.limit_rate.as_ref()),
             )?,
+            plaintext: switch(
+                args.plaintext,
+                args.no_plaintext,
+                f.and_then(|f| f.plaintext),
+            ),
+            state_dir: args
+                .state_dir
+                .clone()
+                .or_else(|| f.and_then(|f| f.state_dir.as_deref().map(expand_tilde)))
+                .unwrap_or_else(default_state_dir),
+            cert: match (
+                args.cert
+                    .clone()
+                    .or_else(|| f.and_then(|f| f.cert.as_deref().map(expand_tilde))),
+                args.key
+                    .clone()
+                    .or_else(|| f.and_then(|f| f.key.as_deref().map(expand_tilde))),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => {
+                    return Err(Error::Usage(
+                        "'--cert' and '--key' go together: give both or neither".into(),
+                    ))
+                }
+            },
         })
     }
 }
@@ -424,6 +472,29 @@ impl ServerSettings {
 /// Tokens shorter than this are accepted with a warning: a guesser who
 /// can try often enough would find them.
 pub const SHORT_TOKEN: usize = 16;
+
+/// A flag with a `--no-` twin over a config value, off by default.
+fn switch(on: bool, off: bool, file: Option<bool>) -> bool {
+    if on {
+        true
+    } else if off {
+        false
+    } else {
+        file.unwrap_or(false)
+    }
+}
+
+/// Where a server keeps its identity when not told: systemd's
+/// `$STATE_DIRECTORY` (from `StateDirectory=`), else `$XDG_DATA_HOME/fxfer`
+/// (or `~/.local/share/fxfer`).
+fn default_state_dir() -> PathBuf {
+    if let Some(s) = std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()) {
+        // systemd separates several folders with ':'; the first is ours.
+        let s = s.to_string_lossy().into_owned();
+        return PathBuf::from(s.split(':').next().unwrap_or(&s));
+    }
+    crate::transport::known::data_dir()
+}
 
 /// The shared token: `--token-file`, then `$FXFER_TOKEN`, then the config
 /// file's `token_file`. Surrounding white space is not part of it; a token
@@ -567,6 +638,10 @@ pub struct ServerAddr {
     pub port: u16,
     /// Shared token, when the server wants one.
     pub token: Option<Vec<u8>>,
+    /// Without TLS (`--plaintext`).
+    pub plaintext: bool,
+    /// Whom to trust.
+    pub trust: TrustSettings,
 }
 
 impl std::fmt::Display for ServerAddr {
@@ -606,8 +681,37 @@ impl ServerAddr {
                 }
                 t
             },
+            plaintext: switch(
+                args.plaintext,
+                args.no_plaintext,
+                f.and_then(|f| f.plaintext),
+            ),
+            trust: TrustSettings {
+                pin: fingerprint(args.fingerprint.as_deref(), f)?,
+                trust_new: args.trust_new,
+                file: f
+                    .and_then(|f| f.known_servers.as_deref().map(expand_tilde))
+                    .unwrap_or_else(crate::transport::known::default_file),
+            },
         })
     }
+}
+
+/// The pinned fingerprint: `--fingerprint`, then `$FXFER_FINGERPRINT`,
+/// then the config file's `fingerprint`.
+fn fingerprint(flag: Option<&str>, f: Option<&ClientFile>) -> Result<Option<Fingerprint>, Error> {
+    let env = std::env::var("FXFER_FINGERPRINT")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let (text, whence) = match (flag, env, f.and_then(|f| f.fingerprint.clone())) {
+        (Some(t), _, _) => (t.to_string(), "'--fingerprint'"),
+        (None, Some(t), _) => (t, "FXFER_FINGERPRINT"),
+        (None, None, Some(t)) => (t, "fingerprint in the config file"),
+        (None, None, None) => return Ok(None),
+    };
+    Fingerprint::parse(&text)
+        .map(Some)
+        .map_err(|e| Error::Usage(format!("{whence}: {e}")))
 }
 
 /// Where `-o` sends the one file of a `get`.

@@ -49,6 +49,9 @@ pub enum Error {
     /// The server wants a token we do not have, or refused ours.
     #[error("{addr}: {reason}")]
     Auth { addr: String, reason: String },
+    /// The server's identity is not the one we trust (or not yet known).
+    #[error("{addr}: {reason}")]
+    Untrusted { addr: String, reason: String },
     /// The server refused a request.
     #[error("{0}")]
     Remote(ErrorFrame),
@@ -76,7 +79,10 @@ impl Error {
     pub fn exit(&self) -> Exit {
         match self {
             Error::Usage(_) | Error::Config(_) => Exit::Usage,
-            Error::Connect { .. } | Error::Protocol { .. } | Error::Auth { .. } => Exit::Connection,
+            Error::Connect { .. }
+            | Error::Protocol { .. }
+            | Error::Auth { .. }
+            | Error::Untrusted { .. } => Exit::Connection,
             Error::Remote(_) | Error::Io { .. } => Exit::Failed,
         }
     }

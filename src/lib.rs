@@ -18,3 +18,4 @@ pub mod select;
 pub mod server;
 pub mod shell;
 pub mod transfer;
+pub mod transport;

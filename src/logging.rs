@@ -247,6 +247,17 @@ pub fn init_server(log_file: Option<&Path>, verbose: u8, quiet: bool) -> Result<
     Ok(())
 }
 
+/// Prints a line on stderr outside the log (the server's fingerprint),
+/// with a notice priority under journald, unless `-q` keeps stderr to
+/// errors.
+pub fn notice(line: &str) {
+    if !stderr_shows(Level::Warn) {
+        return;
+    }
+    let prefix = if stderr_is_journal() { "<5>" } else { "" };
+    let _ = writeln!(std::io::stderr(), "{prefix}{line}");
+}
+
 /// Whether server log lines at `l` reach stderr (so a message printed
 /// there anyway need not be repeated).
 pub fn stderr_shows(l: Level) -> bool {

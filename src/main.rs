@@ -52,6 +52,10 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         // The server sets up its own logging once it knows its log file.
     } else {
         logging::init_client(cli.verbose, cli.quiet);
+        use std::io::IsTerminal;
+        if io::stdin().is_terminal() && io::stderr().is_terminal() {
+            fxfer::transport::known::set_prompt(Box::new(shell::confirm_new_server));
+        }
     }
     match &cli.command {
         Command::Completions(a) => completions(a),

@@ -14,6 +14,8 @@ fn token_server() -> Server {
     let tf = dir.join("token");
     secret(&tf, TOKEN);
     Server::builder()
+        // The admission rules, in the clear (tls.rs covers them under TLS).
+        .plaintext()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--token-file")
         .arg(tf.to_str().unwrap())
@@ -133,6 +135,8 @@ fn threads(s: &Server) -> usize {
 #[test]
 fn silent_connections_take_no_session_slot_and_no_thread() {
     let s = Server::builder()
+        // The admission rules, in the clear (tls.rs covers them under TLS).
+        .plaintext()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--max-connections")
         .arg("2")
@@ -162,13 +166,15 @@ fn silent_connections_take_no_session_slot_and_no_thread() {
 fn a_refused_client_trickling_bytes_is_closed_on_one_deadline() {
     use std::io::Write;
     let s = Server::builder()
+        // The admission rules, in the clear (tls.rs covers them under TLS).
+        .plaintext()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--max-connections-per-ip")
         .arg("1")
         .start();
     let _first = hold(&s);
     // Over the address's limit: the busy sequence, then a drain.
-    let mut c = s.connect();
+    let mut c = s.tcp();
     Hello::current().write_to(&mut c).unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
     let _ = Hello::read_from(&mut r).unwrap();
@@ -201,6 +207,8 @@ fn a_refused_client_trickling_bytes_is_closed_on_one_deadline() {
 fn beyond_max_startups_connections_are_dropped_and_the_rest_still_served() {
     use std::io::Read;
     let s = Server::builder()
+        // The admission rules, in the clear (tls.rs covers them under TLS).
+        .plaintext()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--max-startups")
         .arg("5")
@@ -229,6 +237,8 @@ fn a_descriptor_storm_leaks_no_per_address_slot() {
     use std::io::{Read, Write};
     // Few descriptors, so a storm runs the server out of them.
     let s = Server::builder()
+        // The admission rules, in the clear (tls.rs covers them under TLS).
+        .plaintext()
         .files(|h| write(h, "a.txt", b"alpha"))
         .arg("--max-connections")
         .arg("8")
@@ -244,7 +254,7 @@ fn a_descriptor_storm_leaks_no_per_address_slot() {
     // Everything the storm held is given back: the address gets all six
     // of its places again (no busy reply on any), and a seventh is busy.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let mut held: Vec<_> = (0..6).map(|_| s.connect()).collect();
+    let mut held: Vec<_> = (0..6).map(|_| s.tcp()).collect();
     std::thread::sleep(std::time::Duration::from_millis(300));
     for (i, c) in held.iter_mut().enumerate() {
         c.set_nonblocking(true).unwrap();
@@ -255,7 +265,7 @@ fn a_descriptor_storm_leaks_no_per_address_slot() {
             "place {i} was refused: {got:?}"
         );
     }
-    let mut seventh = s.connect();
+    let mut seventh = s.tcp();
     seventh.write_all(&Hello::current().to_bytes()).unwrap();
     let mut r = BufReader::new(seventh);
     let _ = Hello::read_from(&mut r).unwrap();

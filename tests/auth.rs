@@ -89,17 +89,21 @@ fn the_token_works_from_flag_environment_and_config() {
 
 /// Drives the handshake by hand; returns the AUTH frame sent and whether
 /// the server accepted it.
-fn handshake(s: &Server, answer: impl FnOnce([u8; AUTH_LEN]) -> Request) -> (Request, Response) {
+fn handshake(
+    s: &Server,
+    answer: impl FnOnce([u8; AUTH_LEN], [u8; 32]) -> Request,
+) -> (Request, Response) {
     let mut c = s.connect();
     Hello::current().write_to(&mut c).unwrap();
-    let mut r = BufReader::new(c.try_clone().unwrap());
+    let binding = c.binding();
+    let mut r = BufReader::new(c);
     let h = Hello::read_from(&mut r).unwrap();
     assert_eq!(h.flags & protocol::HELLO_AUTH, protocol::HELLO_AUTH);
     let Response::AuthChallenge { nonce } = Response::read_from(&mut r).unwrap() else {
         panic!("no challenge")
     };
-    let a = answer(nonce);
-    a.write_to(&mut c).unwrap();
+    let a = answer(nonce, binding);
+    a.write_to(r.get_mut()).unwrap();
     (a, Response::read_from(&mut r).unwrap())
 }
 
@@ -108,9 +112,9 @@ fn a_recorded_handshake_cannot_be_replayed() {
     let s = token_server();
     let key = auth::key(TOKEN.as_bytes());
     let ours = [7u8; AUTH_LEN];
-    let (recorded, answer) = handshake(&s, |server| Request::Auth {
+    let (recorded, answer) = handshake(&s, |server, binding| Request::Auth {
         nonce: ours,
-        mac: auth::client_mac(&key, &server, &ours),
+        mac: auth::client_mac(&key, &server, &ours, &binding),
     });
     match answer {
         Response::AuthOk { proof } => {
@@ -120,7 +124,7 @@ fn a_recorded_handshake_cannot_be_replayed() {
         }
         other => panic!("{other:?}"),
     }
-    let (_, answer) = handshake(&s, |_| recorded);
+    let (_, answer) = handshake(&s, |_, _| recorded);
     match answer {
         Response::Error(e) => assert_eq!(e.code, ErrorCode::AuthFailed),
         other => panic!("replay accepted: {other:?}"),

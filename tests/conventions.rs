@@ -284,8 +284,25 @@ fn a_server_that_is_not_fxfer_is_recognised_within_the_handshake_time_out() {
     assert_exit(&o, 3);
     assert!(took < std::time::Duration::from_secs(15), "{took:?}");
     let err = stderr(&o);
-    assert!(err.contains("waiting for the fxfer greeting"), "{err}");
+    assert!(
+        err.contains("waiting for the TLS handshake")
+            && err.contains("something other than fxfer serve"),
+        "{err}"
+    );
     assert!(!err.contains("retrying"), "{err}");
+    // The same without TLS, where the greeting is what is waited for.
+    let started = std::time::Instant::now();
+    let o = fxfer(dir.path())
+        .args(["get", "--plaintext", "--port", &silent.to_string(), "x"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    assert!(started.elapsed() < std::time::Duration::from_secs(25));
+    assert!(
+        stderr(&o).contains("waiting for the fxfer greeting"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -357,10 +374,22 @@ fn output_dash_feeds_tar_through_a_real_pipe() {
 
 #[test]
 fn output_dash_with_a_bad_digest_exits_non_zero_after_the_bytes() {
-    let s = Server::with_files(|h| write(h, "f.bin", &bytes(5, 3 << 20)));
+    // Without TLS, which would catch the damage before the digest does.
+    let s = Server::builder()
+        .plaintext()
+        .files(|h| write(h, "f.bin", &bytes(5, 3 << 20)))
+        .start();
     let p = crate::faults::proxy(s.port, Some((1 << 20, usize::MAX)), None, usize::MAX);
     let o = fxfer(&s.work)
-        .args(["get", "--port", &p.port.to_string(), "-o", "-", "f.bin"])
+        .args([
+            "get",
+            "--plaintext",
+            "--port",
+            &p.port.to_string(),
+            "-o",
+            "-",
+            "f.bin",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 1);

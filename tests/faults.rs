@@ -202,11 +202,22 @@ pub(crate) fn proxy(
 
 #[test]
 fn corrupted_bytes_are_caught_and_never_renamed_into_place() {
-    let s = Server::with_files(|h| write(h, "f.bin", &bytes(5, 3 << 20)));
+    // Without TLS (which would catch the damage first), the digest does.
+    let s = Server::builder()
+        .plaintext()
+        .files(|h| write(h, "f.bin", &bytes(5, 3 << 20)))
+        .start();
     // Damaged on every connection: fails after one fresh retry.
     let p = proxy(s.port, Some((1 << 20, usize::MAX)), None, usize::MAX);
     let o = fxfer(&s.work)
-        .args(["get", "--json", "--port", &p.port.to_string(), "f.bin"])
+        .args([
+            "get",
+            "--plaintext",
+            "--json",
+            "--port",
+            &p.port.to_string(),
+            "f.bin",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 1);
@@ -229,7 +240,14 @@ fn corrupted_bytes_are_caught_and_never_renamed_into_place() {
     // Damaged only in the first answer: the fresh retry gets clean bytes.
     let p = proxy(s.port, Some((2 << 20, 3 << 20)), None, 1);
     let o = fxfer(&s.work)
-        .args(["get", "--json", "--port", &p.port.to_string(), "f.bin"])
+        .args([
+            "get",
+            "--plaintext",
+            "--json",
+            "--port",
+            &p.port.to_string(),
+            "f.bin",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 0);

@@ -285,7 +285,14 @@ fn a_listing_that_never_ends_is_capped() {
     let port = hostile_server(Hostile::EndlessListing).to_string();
     let work = tempfile::tempdir().unwrap();
     let o = fxfer(work.path())
-        .args(["ls", "--port", &port, "--max-list-entries", "50000"])
+        .args([
+            "ls",
+            "--plaintext",
+            "--port",
+            &port,
+            "--max-list-entries",
+            "50000",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 3);
@@ -302,7 +309,7 @@ fn a_listing_that_never_ends_is_capped() {
     )
     .unwrap();
     let o = fxfer(work.path())
-        .args(["get", "--port", &port, "--retries", "0", "*"])
+        .args(["get", "--plaintext", "--port", &port, "--retries", "0", "*"])
         .output()
         .unwrap();
     assert_exit(&o, 3);
@@ -320,7 +327,16 @@ fn a_dripping_server_is_dropped_by_speed_limit_and_max_time() {
     // Each byte comes well within --timeout, so only the rate catches it.
     let get = |extra: &[&str]| {
         fxfer(work.path())
-            .args(["get", "--port", &port, "--retries", "0", "--timeout", "5"])
+            .args([
+                "get",
+                "--plaintext",
+                "--port",
+                &port,
+                "--retries",
+                "0",
+                "--timeout",
+                "5",
+            ])
             .args(extra)
             .arg("slow.bin")
             .output()

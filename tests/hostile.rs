@@ -51,14 +51,17 @@ fn raw_get(path: &[u8], offset: u64) -> Vec<u8> {
 }
 
 /// Reads every byte the server sends until it closes (bounded).
-fn drain(r: &mut BufReader<TcpStream>) -> Vec<u8> {
+fn drain(r: &mut BufReader<Stream>) -> Vec<u8> {
     let mut all = Vec::new();
-    let _ = r.get_ref().set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = r
+        .get_ref()
+        .socket()
+        .set_read_timeout(Some(Duration::from_secs(5)));
     let _ = r.read_to_end(&mut all);
     all
 }
 
-fn expect_error(r: &mut BufReader<TcpStream>, code: ErrorCode, case: &str) {
+fn expect_error(r: &mut BufReader<Stream>, code: ErrorCode, case: &str) {
     match Response::read_from(r) {
         Ok(Response::Error(e)) => assert_eq!(e.code, code, "{case}: {e}"),
         other => panic!("{case}: expected {code:?}, got {other:?}"),
@@ -66,7 +69,7 @@ fn expect_error(r: &mut BufReader<TcpStream>, code: ErrorCode, case: &str) {
 }
 
 /// The connection is still usable: a normal GET on it succeeds.
-fn still_usable(r: &mut BufReader<TcpStream>, case: &str) {
+fn still_usable(r: &mut BufReader<Stream>, case: &str) {
     r.get_mut()
         .write_all(&req(&[Request::get("a.txt")]))
         .unwrap();
@@ -294,7 +297,7 @@ fn hostile_framing_is_refused_and_the_server_carries_on() {
     }
     // Truncated frame, then the client stops writing.
     let mut r = session(&s, &[frame::GET, 0, 0, 0, 100, 0, 5]);
-    r.get_ref().shutdown(std::net::Shutdown::Write).unwrap();
+    r.get_mut().close_write();
     assert!(drain(&mut r).len() < 64);
     // Wrong magic, a request before the handshake, HTTP, random bytes.
     let mut early = req(&[Request::get("a.txt")]);
@@ -308,7 +311,9 @@ fn hostile_framing_is_refused_and_the_server_carries_on() {
         let mut c = s.connect();
         let _ = c.write_all(&junk);
         let mut got = Vec::new();
-        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.socket()
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let _ = c.read_to_end(&mut got);
         assert!(got.is_empty(), "answered junk with {} bytes", got.len());
     }
@@ -327,7 +332,9 @@ fn hostile_framing_is_refused_and_the_server_carries_on() {
     let mut c = s.connect();
     let started = Instant::now();
     let mut buf = [0u8; 1];
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    c.socket()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
     assert!(started.elapsed() < Duration::from_secs(5));
     still_serves(&s);
@@ -402,7 +409,9 @@ fn idle_connections_are_closed_and_per_ip_limit_holds() {
     // Idle connections are dropped after a second, which frees the slots.
     let started = Instant::now();
     let mut buf = [0u8; 1];
-    a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    a.socket()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     assert_eq!(a.read(&mut buf).unwrap_or(0), 0);
     assert!(started.elapsed() < Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
@@ -548,7 +557,7 @@ fn hostile_server_names_cannot_escape_or_garble_the_terminal() {
     let work = tempfile::tempdir().unwrap();
     let dl = work.path().join("dl");
     let o = fxfer(work.path())
-        .args(["ls", "--port", &port])
+        .args(["ls", "--plaintext", "--port", &port])
         .output()
         .unwrap();
     assert_exit(&o, 0);
@@ -568,7 +577,7 @@ fn hostile_server_names_cannot_escape_or_garble_the_terminal() {
     );
     // Fetch everything the listing offers.
     let o = fxfer(work.path())
-        .args(["get", "--dir", "dl", "--port", &port, "**"])
+        .args(["get", "--plaintext", "--dir", "dl", "--port", &port, "**"])
         .output()
         .unwrap();
     assert_exit(&o, 1);
@@ -593,6 +602,7 @@ fn hostile_server_sizes_and_endless_bodies_fail_cleanly() {
         let o = fxfer(work.path())
             .args([
                 "get",
+                "--plaintext",
                 "--retries",
                 "0",
                 "--dir",
@@ -625,7 +635,15 @@ fn hostile_server_error_messages_reach_the_terminal_escaped() {
     let port = evil_server(Evil::EscapeError).to_string();
     let work = tempfile::tempdir().unwrap();
     let o = fxfer(work.path())
-        .args(["get", "--dir", "dl", "--port", &port, "ok.txt"])
+        .args([
+            "get",
+            "--plaintext",
+            "--dir",
+            "dl",
+            "--port",
+            &port,
+            "ok.txt",
+        ])
         .output()
         .unwrap();
     assert_exit(&o, 1);
@@ -657,13 +675,37 @@ fn trickling_a_request_does_not_keep_a_connection_alive() {
             break;
         }
         let mut b = [0u8; 1];
-        c.set_nonblocking(true).unwrap();
+        c.socket().set_nonblocking(true).unwrap();
         if matches!(c.read(&mut b), Ok(0)) {
             closed = true;
             break;
         }
-        c.set_nonblocking(false).unwrap();
+        c.socket().set_nonblocking(false).unwrap();
     }
     assert!(closed, "still open after {:?}", started.elapsed());
     assert!(started.elapsed() < Duration::from_secs(6));
+}
+
+#[test]
+fn missing_paths_up_to_the_length_limit_are_not_found() {
+    let s = Server::with_files(|h| write(h, "a.txt", b"alpha"));
+    let long_name = "n".repeat(300);
+    let deep = ["d/"; 2047].concat() + "x";
+    let full = "p".repeat(protocol::MAX_PATH_LEN);
+    for path in [long_name, deep, full] {
+        let mut r = session(
+            &s,
+            &req(&[
+                Request::get(path.clone()),
+                Request::List {
+                    path: path.clone(),
+                    recursive: false,
+                    digests: false,
+                },
+            ]),
+        );
+        expect_error(&mut r, ErrorCode::NotFound, &format!("GET {}", path.len()));
+        expect_error(&mut r, ErrorCode::NotFound, &format!("LIST {}", path.len()));
+        still_usable(&mut r, "after a long path");
+    }
 }

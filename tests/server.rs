@@ -23,7 +23,8 @@ fn garbage_and_http_peers_are_refused_without_harm() {
         bytes(5, 4096),
         b"FX".to_vec(),
     ] {
-        let mut c = s.connect();
+        // Before any TLS: garbage where the ClientHello should be.
+        let mut c = s.tcp();
         c.write_all(&junk).unwrap();
         let _ = c.shutdown(std::net::Shutdown::Write);
         let mut rest = Vec::new();
@@ -201,7 +202,7 @@ fn log_file_records_start_list_send_refusal_and_disconnect() {
 fn sigint_names_connected_clients_and_exits_zero() {
     let mut s = Server::with_files(small_host);
     let idle = hold(&s);
-    let local = idle.local_addr().unwrap();
+    let local = idle.socket().local_addr().unwrap();
     s.signal("-INT");
     let st = s
         .wait_exit(Duration::from_secs(15))

@@ -44,6 +44,9 @@ mod admission;
 // Fetching only what changed: times and modes, --update, --checksum,
 // --delete, --dry-run.
 mod sync;
+// TLS: eavesdroppers, server identities and trust, channel binding,
+// plaintext mismatches, broken TLS streams.
+mod tls;
 // Property tests of both decoders on random input.
 mod props;
 // The documented wire bytes against the real server; version 3 clients.

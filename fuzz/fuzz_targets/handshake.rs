@@ -25,9 +25,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let key = auth::key(b"fuzz token");
     let nonce = [7u8; AUTH_LEN];
-    let got = handshake::proof(rest, &key, &nonce);
+    let got = handshake::proof(rest, &key, &nonce, &[7; 32]);
     for n in 0..rest.len().min(PROOF_LEN + 1) {
-        let part = handshake::proof(&rest[..n], &key, &nonce);
+        let part = handshake::proof(&rest[..n], &key, &nonce, &[7; 32]);
         if part != Proof::NeedMore {
             assert_eq!(part, got, "proof decided on {n} bytes changed");
         }
@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         let mut expected = Vec::new();
         Request::Auth {
             nonce: client_nonce,
-            mac: auth::client_mac(&key, &nonce, &client_nonce),
+            mac: auth::client_mac(&key, &nonce, &client_nonce, &[7; 32]),
         }
         .write_to(&mut expected)
         .unwrap();

@@ -5,11 +5,11 @@
 //! never ends its listing, gets a clear error instead of our time or memory.
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ratelimit::RateLimiter;
+use crate::transport::Link;
 
 /// The socket's own read time-out: how soon a waiting read notices Ctrl-C.
 pub(crate) const POLL: Duration = Duration::from_millis(250);
@@ -92,7 +92,8 @@ impl Limits {
 /// matters with one connection per file). Every read and write honours the
 /// deadline; reads also keep the rate.
 pub(crate) struct Socket {
-    pub stream: Arc<TcpStream>,
+    /// The byte stream (TLS or plain), shared with the other half.
+    pub link: Link,
     /// The --limit-rate budget, when there is one.
     pub limit: Option<Arc<RateLimiter>>,
     /// How long one read may wait for data (the greeting waits less).
@@ -107,10 +108,9 @@ pub(crate) struct Socket {
 }
 
 impl Socket {
-    pub fn pair(sock: TcpStream, limits: Limits) -> (Socket, Socket) {
-        let sock = Arc::new(sock);
-        let one = |s: Arc<TcpStream>| Socket {
-            stream: s,
+    pub fn pair(link: Link, limits: Limits) -> (Socket, Socket) {
+        let one = |s: Link| Socket {
+            link: s,
             limit: None,
             timeout: limits.timeout,
             limits,
@@ -118,14 +118,14 @@ impl Socket {
             waited: Duration::ZERO,
             got: 0,
         };
-        (one(Arc::clone(&sock)), one(sock))
+        (one(link.clone()), one(link))
     }
 
     /// Sets the write time-out to what the deadline leaves (reads poll).
     fn arm_write(&mut self) -> io::Result<()> {
         let wait = self.limits.wait()?;
         if self.armed != Some(wait) {
-            self.stream.set_write_timeout(Some(wait))?;
+            self.link.lock().socket().set_write_timeout(Some(wait))?;
             self.armed = Some(wait);
         }
         Ok(())
@@ -196,7 +196,7 @@ impl Read for Socket {
             if crate::interrupt::requested() {
                 break Err(crate::interrupt::error());
             }
-            match (&*self.stream).read(&mut buf[..want]) {
+            match self.link.read(&mut buf[..want]) {
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -217,10 +217,11 @@ impl Read for Socket {
 impl Write for Socket {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm_write()?;
-        (&*self.stream).write(buf).map_err(|e| self.explain(e))
+        self.link.write(buf).map_err(|e| self.explain(e))
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.arm_write()?;
+        self.link.flush().map_err(|e| self.explain(e))
     }
 }
 

@@ -27,6 +27,10 @@ use crate::protocol::{
     Trailer,
 };
 use crate::ratelimit::RateLimiter;
+use crate::transport::identity::Fingerprint;
+use crate::transport::known::{self, Trusted};
+use crate::transport::tls::{self, ConnectFailure};
+use crate::transport::{Link, Stream};
 
 /// Buffer for frame headers and small bodies. Kept small on purpose: file
 /// data is read straight into the sink's buffers (see
@@ -94,11 +98,16 @@ pub struct Connection {
     writer: BufWriter<Socket>,
     greeted: bool,
     limits: Limits,
+    /// The server's key and why we trust it (`None` with `--plaintext`).
+    identity: Option<(Fingerprint, Trusted)>,
+    /// TLS version and cipher suite, or "plaintext".
+    transport: String,
 }
 
 impl Connection {
-    /// Opens a TCP connection and queues our greeting (sent with the first
-    /// request).
+    /// Opens a TCP connection, runs the TLS handshake and checks the
+    /// server's identity (unless `--plaintext`), and queues our greeting
+    /// (sent with the first request).
     pub fn connect(server: &ServerAddr, limits: &Limits) -> Result<Connection, Error> {
         let addr = server.to_string();
         let fail = |reason: String| Error::Connect {
@@ -142,7 +151,37 @@ impl Connection {
         if let Ok(local) = stream.local_addr() {
             log::debug!("connected to {addr} from {local}");
         }
-        let (r, w) = Socket::pair(stream, *limits);
+        let peer = stream.peer_addr().map_err(|e| fail(describe_io(&e)))?;
+        let (stream, identity) = if server.plaintext {
+            (Stream::plain(stream), None)
+        } else {
+            // Something else on that port (a web server waiting for more of
+            // a request, say) is told apart within the handshake time-out.
+            let limit = limits.timeout.min(HANDSHAKE_TIMEOUT);
+            let wait = limits.wait().map_err(|e| fail(e.to_string()))?.min(limit);
+            let s = tls::connect(
+                stream,
+                &server.host,
+                std::time::Instant::now() + wait,
+                &crate::interrupt::requested,
+            )
+            .map_err(|f| handshake_error(&addr, f, limit))?;
+            let certs = s.peer_certificates().unwrap_or_default();
+            let trusted = known::check(&server.trust, &addr, &server.host, peer.ip(), &certs)
+                .map_err(|reason| Error::Untrusted {
+                    addr: addr.clone(),
+                    reason,
+                })?;
+            let fp = certs
+                .first()
+                .and_then(|c| Fingerprint::of_cert(c).ok())
+                .expect("a trusted server showed a readable certificate");
+            log::info!("{addr}: server key {fp} ({trusted})");
+            (s, Some((fp, trusted)))
+        };
+        let transport = stream.describe();
+        log::debug!("{addr}: {transport}");
+        let (r, w) = Socket::pair(Link::new(stream), *limits);
         let mut conn = Connection {
             addr,
             timeout: limits.timeout,
@@ -152,6 +191,8 @@ impl Connection {
             writer: BufWriter::with_capacity(64 * 1024, w),
             greeted: false,
             limits: *limits,
+            identity,
+            transport,
         };
         Hello::current()
             .write_to(&mut conn.writer)
@@ -162,6 +203,16 @@ impl Connection {
             conn.greet()?;
         }
         Ok(conn)
+    }
+
+    /// The server's fingerprint and why it is trusted (`None` without TLS).
+    pub fn identity(&self) -> Option<&(Fingerprint, Trusted)> {
+        self.identity.as_ref()
+    }
+
+    /// "TLS 1.3, TLS13_AES_256_GCM_SHA384" or "plaintext (no TLS)".
+    pub fn transport(&self) -> &str {
+        &self.transport
     }
 
     fn lost(&self, e: ProtocolError) -> Error {
@@ -186,9 +237,11 @@ impl Connection {
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         self.reader.get_mut().timeout = timeout;
-        let s = &self.reader.get_ref().stream;
-        let _ = s.set_read_timeout(Some(timeout.min(limits::POLL)));
-        let _ = s.set_write_timeout(Some(timeout));
+        let link = self.reader.get_ref().link.lock();
+        let _ = link
+            .socket()
+            .set_read_timeout(Some(timeout.min(limits::POLL)));
+        let _ = link.socket().set_write_timeout(Some(timeout));
     }
 
     /// Receives at most `limit`'s rate from now on (shared with the other
@@ -282,7 +335,12 @@ impl Connection {
             // as what it is.
             if let Response::Error(e) = self.read_response()? {
                 if self.token.is_some()
-                    || matches!(e.code, ErrorCode::Busy | ErrorCode::UnsupportedVersion)
+                    || matches!(
+                        e.code,
+                        ErrorCode::Busy
+                            | ErrorCode::UnsupportedVersion
+                            | ErrorCode::TransportMismatch
+                    )
                 {
                     return Err(self.refusal(e));
                 }
@@ -324,13 +382,15 @@ impl Connection {
         let mut ours = [0u8; protocol::AUTH_LEN];
         getrandom::fill(&mut ours)
             .map_err(|e| self.auth_error(format!("no random numbers: {e}")))?;
-        let mac = protocol::auth::client_mac(&key, &server_nonce, &ours);
+        // Bound to this TLS connection: relayed elsewhere, it proves nothing.
+        let binding = self.writer.get_ref().link.lock().binding();
+        let mac = protocol::auth::client_mac(&key, &server_nonce, &ours, &binding);
         self.send(&Request::Auth { nonce: ours, mac })?;
         self.flush()?;
         match self.read_response()? {
             Response::AuthOk { proof } => {
                 if protocol::auth::verify(
-                    &protocol::auth::server_proof(&key, &server_nonce, &ours),
+                    &protocol::auth::server_proof(&key, &server_nonce, &ours, &binding),
                     &proof,
                 ) {
                     Ok(())
@@ -371,7 +431,7 @@ impl Connection {
                 addr: self.addr.clone(),
                 reason: e.to_string(),
             },
-            ErrorCode::UnsupportedVersion => Error::protocol(
+            ErrorCode::UnsupportedVersion | ErrorCode::TransportMismatch => Error::protocol(
                 format!("server {}", self.addr),
                 ProtocolError::Incompatible(e.to_string()),
             ),
@@ -393,7 +453,10 @@ impl Connection {
             Response::Error(e)
                 if matches!(
                     e.code,
-                    ErrorCode::Busy | ErrorCode::UnsupportedVersion | ErrorCode::AuthFailed
+                    ErrorCode::Busy
+                        | ErrorCode::UnsupportedVersion
+                        | ErrorCode::AuthFailed
+                        | ErrorCode::TransportMismatch
                 ) =>
             {
                 Err(self.refusal(e))
@@ -620,5 +683,69 @@ impl Connection {
     pub fn quit(mut self) {
         let _ = self.send(&Request::Quit);
         let _ = self.flush();
+        self.writer.get_ref().link.lock().close_write();
+    }
+}
+
+/// A failed TLS handshake as one clear line. A server that answers in the
+/// clear runs `--plaintext` (or predates TLS): say so, with its own words.
+fn handshake_error(addr: &str, f: ConnectFailure, limit: Duration) -> Error {
+    let incompatible =
+        |why: String| Error::protocol(format!("server {addr}"), ProtocolError::Incompatible(why));
+    match f {
+        ConnectFailure::PlaintextServer(bytes) => {
+            let mut r = &bytes[..];
+            let hello = Hello::read_from(&mut r).ok();
+            let said = match Response::read_from(&mut r) {
+                Ok(Response::Error(e)) => {
+                    let msg = crate::paths::display_safe(&e.message).into_owned();
+                    // A busy server says so before any TLS: worth a retry.
+                    if e.code == ErrorCode::Busy {
+                        return Error::Connect {
+                            addr: addr.to_string(),
+                            reason: msg,
+                        };
+                    }
+                    msg
+                }
+                _ => String::new(),
+            };
+            let version = hello.map(|h| h.version).unwrap_or(0);
+            incompatible(if !said.is_empty() {
+                said
+            } else {
+                format!(
+                    "the server answered without TLS (protocol v{version}): it runs with \
+                     --plaintext or is an older fxfer; use --plaintext to talk to it unencrypted"
+                )
+            })
+        }
+        ConnectFailure::NotTls(b) => incompatible(format!(
+            "the peer is not an fxfer server (it answered {:?})",
+            printable_start(&b)
+        )),
+        ConnectFailure::Closed => Error::Connect {
+            addr: addr.to_string(),
+            reason: "the server closed the connection during the TLS handshake \
+                     (an fxfer older than protocol v4, or not an fxfer server?)"
+                .into(),
+        },
+        ConnectFailure::Tls(e) => incompatible(format!("TLS handshake failed: {e}")),
+        ConnectFailure::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            incompatible(format!(
+                "timed out after {}s waiting for the TLS handshake; is something other \
+                 than fxfer serve listening there?",
+                limit.as_secs()
+            ))
+        }
+        ConnectFailure::Io(e) => Error::Connect {
+            addr: addr.to_string(),
+            reason: format!("TLS handshake: {}", describe_io(&e)),
+        },
     }
 }

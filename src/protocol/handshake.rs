@@ -61,7 +61,12 @@ impl Proof {
 
 /// Checks the AUTH frame at the start of `input` against the token's `key`
 /// and the nonce we sent.
-pub fn proof(input: &[u8], key: &[u8; 32], server_nonce: &[u8; AUTH_LEN]) -> Proof {
+pub fn proof(
+    input: &[u8],
+    key: &[u8; 32],
+    server_nonce: &[u8; AUTH_LEN],
+    binding: &[u8; 32],
+) -> Proof {
     if input.is_empty() {
         return Proof::NeedMore;
     }
@@ -80,7 +85,7 @@ pub fn proof(input: &[u8], key: &[u8; 32], server_nonce: &[u8; AUTH_LEN]) -> Pro
     }
     match Request::read_from(&mut &input[..PROOF_LEN]) {
         Ok(Request::Auth { nonce, mac }) => {
-            if auth::verify(&auth::client_mac(key, server_nonce, &nonce), &mac) {
+            if auth::verify(&auth::client_mac(key, server_nonce, &nonce, binding), &mac) {
                 Proof::Valid {
                     client_nonce: nonce,
                 }
@@ -95,6 +100,9 @@ pub fn proof(input: &[u8], key: &[u8; 32], server_nonce: &[u8; AUTH_LEN]) -> Pro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A channel binding, as the TLS exporter would give.
+    const B: [u8; 32] = [9; 32];
 
     #[test]
     fn every_prefix_of_a_greeting_waits_and_the_whole_one_is_read() {
@@ -115,18 +123,24 @@ mod tests {
         let mut good = Vec::new();
         Request::Auth {
             nonce: nc,
-            mac: auth::client_mac(&key, &ns, &nc),
+            mac: auth::client_mac(&key, &ns, &nc, &B),
         }
         .write_to(&mut good)
         .unwrap();
         for n in 0..PROOF_LEN {
-            assert_eq!(proof(&good[..n], &key, &ns), Proof::NeedMore, "{n}");
+            assert_eq!(proof(&good[..n], &key, &ns, &B), Proof::NeedMore, "{n}");
         }
-        assert_eq!(proof(&good, &key, &ns), Proof::Valid { client_nonce: nc });
-        assert_eq!(proof(&good, &auth::key(b"other"), &ns), Proof::Wrong);
-        assert_eq!(proof(&[frame::LIST, 0, 0, 0, 1], &key, &ns), Proof::NotAuth);
         assert_eq!(
-            proof(&[frame::AUTH, 0, 0, 0, 1, 0], &key, &ns),
+            proof(&good, &key, &ns, &B),
+            Proof::Valid { client_nonce: nc }
+        );
+        assert_eq!(proof(&good, &auth::key(b"other"), &ns, &B), Proof::Wrong);
+        assert_eq!(
+            proof(&[frame::LIST, 0, 0, 0, 1], &key, &ns, &B),
+            Proof::NotAuth
+        );
+        assert_eq!(
+            proof(&[frame::AUTH, 0, 0, 0, 1, 0], &key, &ns, &B),
             Proof::Malformed
         );
         assert!(Proof::Wrong.is_guess() && !Proof::NotAuth.is_guess());

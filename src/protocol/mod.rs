@@ -1,5 +1,6 @@
-//! The fxfer wire protocol, version 4: handshake, frames, requests and
-//! responses, encoded and decoded over any `Read`/`Write`.
+//! The fxfer wire protocol, version 6: handshake, frames, requests and
+//! responses, encoded and decoded over any `Read`/`Write`. Since version 6
+//! it runs inside TLS 1.3 (see `transport`), which this module never sees.
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
 //! server and client wrap it around a `TcpStream`, the tests around a
@@ -45,11 +46,12 @@ pub const MAGIC: [u8; 4] = *b"FXFR";
 /// added ranged GETs answered with a BLAKE3 subtree chaining value; version
 /// 5 added permission bits to listings and FILE headers, digests in
 /// listings on request, and LIST of a single file (fetching only what
-/// changed).
-pub const VERSION: u16 = 5;
-/// Every protocol version this build can speak (a server answers each
-/// client in its own version).
-pub const SUPPORTED_VERSIONS: &[u16] = &[3, 4, 5];
+/// changed); version 6 runs inside TLS 1.3 and binds the token proofs to
+/// the TLS channel.
+pub const VERSION: u16 = 6;
+/// Every protocol version this build can speak. Only 6: older clients
+/// speak no TLS, and their token proofs are not bound to a channel.
+pub const SUPPORTED_VERSIONS: &[u16] = &[6];
 /// The first version with ranged GETs.
 pub const RANGE_VERSION: u16 = 4;
 /// The first version whose listings and FILE headers carry permission bits
@@ -608,6 +610,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// No token, or a wrong one.
     AuthFailed,
+    /// One side uses TLS and the other does not (`--plaintext`).
+    TransportMismatch,
     /// A code this build does not know (from a newer peer).
     Other(u16),
 }
@@ -625,6 +629,7 @@ impl ErrorCode {
             ErrorCode::SourceChanged => 8,
             ErrorCode::PermissionDenied => 9,
             ErrorCode::AuthFailed => 10,
+            ErrorCode::TransportMismatch => 11,
             ErrorCode::Other(c) => c,
         }
     }
@@ -641,6 +646,7 @@ impl ErrorCode {
             8 => ErrorCode::SourceChanged,
             9 => ErrorCode::PermissionDenied,
             10 => ErrorCode::AuthFailed,
+            11 => ErrorCode::TransportMismatch,
             c => ErrorCode::Other(c),
         }
     }
@@ -658,6 +664,7 @@ impl ErrorCode {
             ErrorCode::SourceChanged => "file changed while being sent",
             ErrorCode::PermissionDenied => "permission denied",
             ErrorCode::AuthFailed => "authentication failed",
+            ErrorCode::TransportMismatch => "TLS on one side only",
             ErrorCode::Other(_) => "unknown error",
         }
     }
@@ -1039,39 +1046,45 @@ pub fn write_auth_ok<W: Write + ?Sized>(w: &mut W, proof: &[u8; AUTH_LEN]) -> Re
 
 /// The token handshake's arithmetic, shared by both sides. The token never
 /// crosses the wire: each side proves it knows the token with a BLAKE3
-/// keyed hash over both nonces, so a recorded exchange cannot be replayed
-/// (the server's nonce is fresh for every connection).
+/// keyed hash over both nonces and the channel binding (a TLS exporter
+/// value unique to the connection), so a recorded exchange cannot be
+/// replayed (the server's nonce is fresh for every connection) and a proof
+/// relayed from another connection is worthless (its binding differs).
 pub mod auth {
     use super::AUTH_LEN;
 
-    const CONTEXT: &str = "fxfer 2026-11 token authentication v3";
+    const CONTEXT: &str = "fxfer 2026-12 token authentication v6";
 
     /// The MAC key derived from a shared token.
     pub fn key(token: &[u8]) -> [u8; 32] {
         blake3::derive_key(CONTEXT, token)
     }
 
-    /// What the client sends: proof over (server nonce, client nonce).
+    /// What the client sends: proof over (server nonce, client nonce,
+    /// channel binding).
     pub fn client_mac(
         key: &[u8; 32],
         server: &[u8; AUTH_LEN],
         client: &[u8; AUTH_LEN],
+        binding: &[u8; 32],
     ) -> [u8; 32] {
-        mac(key, b"client", server, client)
+        mac(key, b"client", server, client, binding)
     }
 
-    /// What the server answers: proof over (client nonce, server nonce).
+    /// What the server answers: proof over (client nonce, server nonce,
+    /// channel binding).
     pub fn server_proof(
         key: &[u8; 32],
         server: &[u8; AUTH_LEN],
         client: &[u8; AUTH_LEN],
+        binding: &[u8; 32],
     ) -> [u8; 32] {
-        mac(key, b"server", client, server)
+        mac(key, b"server", client, server, binding)
     }
 
-    fn mac(key: &[u8; 32], who: &[u8], a: &[u8], b: &[u8]) -> [u8; 32] {
+    fn mac(key: &[u8; 32], who: &[u8], a: &[u8], b: &[u8], binding: &[u8]) -> [u8; 32] {
         let mut h = blake3::Hasher::new_keyed(key);
-        h.update(who).update(a).update(b);
+        h.update(who).update(a).update(b).update(binding);
         *h.finalize().as_bytes()
     }
 

@@ -437,19 +437,27 @@ fn random_garbage_never_panics() {
 }
 
 #[test]
-fn auth_proofs_depend_on_token_and_both_nonces() {
+fn auth_proofs_depend_on_token_both_nonces_and_the_channel() {
     let k = auth::key(b"correct horse battery staple");
-    let (s, c) = ([1u8; AUTH_LEN], [2u8; AUTH_LEN]);
-    let m = auth::client_mac(&k, &s, &c);
-    assert!(auth::verify(&m, &auth::client_mac(&k, &s, &c)));
+    let (s, c, ch) = ([1u8; AUTH_LEN], [2u8; AUTH_LEN], [9u8; 32]);
+    let m = auth::client_mac(&k, &s, &c, &ch);
+    assert!(auth::verify(&m, &auth::client_mac(&k, &s, &c, &ch)));
     assert!(!auth::verify(
         &m,
-        &auth::client_mac(&auth::key(b"wrong"), &s, &c)
+        &auth::client_mac(&auth::key(b"wrong"), &s, &c, &ch)
     ));
-    assert!(!auth::verify(&m, &auth::client_mac(&k, &[3; AUTH_LEN], &c)));
-    assert!(!auth::verify(&m, &auth::client_mac(&k, &s, &[3; AUTH_LEN])));
+    assert!(!auth::verify(
+        &m,
+        &auth::client_mac(&k, &[3; AUTH_LEN], &c, &ch)
+    ));
+    assert!(!auth::verify(
+        &m,
+        &auth::client_mac(&k, &s, &[3; AUTH_LEN], &ch)
+    ));
+    // A proof made on another channel (a relay) does not verify here.
+    assert!(!auth::verify(&m, &auth::client_mac(&k, &s, &c, &[8; 32])));
     // The server's proof is not the client's MAC reflected back.
-    assert!(!auth::verify(&m, &auth::server_proof(&k, &s, &c)));
+    assert!(!auth::verify(&m, &auth::server_proof(&k, &s, &c, &ch)));
 }
 
 #[test]
@@ -622,3 +630,37 @@ fn req(rs: &[Request]) -> Vec<u8> {
     }
     v
 }
+
+/// The values of the worked examples in docs/PROTOCOL.md (sections 3.7.4
+/// and 12.3).
+#[test]
+fn the_documented_examples_hold() {
+    let hex = |x: &[u8]| x.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let k = auth::key(b"s3cret-example-token");
+    let ns: [u8; 32] = std::array::from_fn(|i| i as u8);
+    let nc: [u8; 32] = std::array::from_fn(|i| 0x80 + i as u8);
+    let b: [u8; 32] = std::array::from_fn(|i| 0x40 + i as u8);
+    assert_eq!(
+        hex(&k),
+        "973fd2bdc38ffd3441698c5cb40af6aa2e0f615d1ec1ecd323c01d88404b60d3"
+    );
+    assert_eq!(
+        hex(&auth::client_mac(&k, &ns, &nc, &b)),
+        "fcd2216173a70c4862167c52fbdaf4bb8c3c22c3c9de78c0fd6a1f3256a6e22a"
+    );
+    assert_eq!(
+        hex(&auth::server_proof(&k, &ns, &nc, &b)),
+        "42732555ce5ce35136ebe4c6b4d3dbc5895c80f74061f9466b320fc02f4915e0"
+    );
+    let spki: Vec<u8> = (0..SPKI_HEX.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&SPKI_HEX[i..i + 2], 16).unwrap())
+        .collect();
+    let fp = crate::transport::identity::Fingerprint::of_spki(&spki);
+    assert_eq!(
+        fp.to_string(),
+        "SHA256:QtHDYFbiYwUKho/H3WV0LhZnWoAoZPnsCqSkGggRwZg"
+    );
+}
+
+const SPKI_HEX: &str = "3059301306072a8648ce3d020106082a8648ce3d03010703420004035bb14bfcfae23ff4c542a77bde56ecdea46da87c8ebbb5482ec59360e2b55f4c757356606feec2ffdf1009f45f71a4d5bd06acb3cfdc6acb13a48bc2bcbd8b";

@@ -40,6 +40,7 @@ use rustix::event::epoll;
 use super::{IpSlot, Registry, Shared};
 use crate::error::describe_io;
 use crate::protocol::{self, handshake, ErrorCode, ErrorFrame, Hello};
+use crate::transport::tls::{self as tlsx, BINDING_LABEL, BINDING_LEN, TLS_HANDSHAKE};
 
 /// After a refusal: the longest we keep sending our reply and reading
 /// what the client still sends, in all.
@@ -136,26 +137,105 @@ pub struct Admitted {
     /// The protocol version the client greeted with (one we speak): the
     /// session reads its requests by that version's rules.
     pub version: u16,
+    /// The TLS connection, when the server speaks TLS (it may still hold
+    /// decrypted bytes and encrypted ones not yet sent).
+    pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
-/// How bytes move during the handshake. Plain TCP today; a TLS step
-/// (rustls `ServerConnection`) slots in as another variant whose `read`
-/// and `write` go through the TLS state machine.
+/// How bytes move during the handshake: plain TCP, or through rustls's
+/// TLS state machine, driven here without I/O of its own (`read_tls`,
+/// `process_new_packets`, `write_tls` on the non-blocking socket).
 enum Wire {
     Plain,
+    /// `decided`: the first byte showed a TLS ClientHello.
+    Tls {
+        conn: Box<rustls::ServerConnection>,
+        decided: bool,
+    },
 }
 
 impl Wire {
     fn read(&mut self, s: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Wire::Plain => s.read(buf),
+        let Wire::Tls { conn, .. } = self else {
+            return s.read(buf);
+        };
+        loop {
+            match conn.reader().read(buf) {
+                // 0: the client's close_notify.
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            let mut raw = [0u8; 4096];
+            let n = s.read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut data = &raw[..n];
+            while !data.is_empty() {
+                conn.read_tls(&mut data)?;
+                if let Err(e) = conn.process_new_packets() {
+                    // The alert that says why, if the socket takes it.
+                    let _ = Self::flush_conn(conn, s);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            // Our handshake messages go out now, or from the next flush.
+            match Self::flush_conn(conn, s) {
+                Err(e) if e.kind() != io::ErrorKind::WouldBlock => return Err(e),
+                _ => {}
+            }
         }
     }
 
     fn write(&mut self, s: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Wire::Plain => s.write(buf),
+        let Wire::Tls { conn, .. } = self else {
+            return s.write(buf);
+        };
+        // Held by rustls until the handshake is done, then encrypted.
+        let n = conn.writer().write(buf)?;
+        match Self::flush_conn(conn, s) {
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => Err(e),
+            _ => Ok(n),
         }
+    }
+
+    /// Sends what TLS holds for the client; `WouldBlock` when some is left.
+    fn flush(&mut self, s: &mut TcpStream) -> io::Result<()> {
+        match self {
+            Wire::Plain => Ok(()),
+            Wire::Tls { conn, .. } => Self::flush_conn(conn, s),
+        }
+    }
+
+    fn flush_conn(conn: &mut rustls::ServerConnection, s: &mut TcpStream) -> io::Result<()> {
+        while conn.wants_write() {
+            conn.write_tls(s)?;
+        }
+        Ok(())
+    }
+
+    fn wants_write(&self) -> bool {
+        matches!(self, Wire::Tls { conn, .. } if conn.wants_write())
+    }
+
+    /// The channel binding the token MACs cover (zeros without TLS).
+    fn binding(&self) -> [u8; BINDING_LEN] {
+        let mut out = [0u8; BINDING_LEN];
+        if let Wire::Tls { conn, .. } = self {
+            if conn
+                .export_keying_material(&mut out, BINDING_LABEL, None)
+                .is_err()
+            {
+                out = [0u8; BINDING_LEN];
+            }
+        }
+        out
+    }
+
+    /// Still in the TLS handshake.
+    fn handshaking(&self) -> bool {
+        matches!(self, Wire::Tls { conn, .. } if conn.is_handshaking())
     }
 }
 
@@ -184,6 +264,8 @@ struct Pending {
     out: Vec<u8>,
     sent: usize,
     shut: bool,
+    /// A TLS server whose client greeted in the clear (`--plaintext`).
+    plain_client: bool,
     /// The version of the client's greeting, once it came.
     version: u16,
 }
@@ -230,12 +312,48 @@ impl Pending {
         }
         self.out.clear();
         self.sent = 0;
-        Ok(())
+        self.wire.flush(&mut self.stream)
+    }
+
+    /// On a TLS server, looks at the first byte before anything is read:
+    /// a TLS ClientHello, an fxfer greeting in the clear (a `--plaintext`
+    /// client, answered in the clear), or garbage.
+    fn classify(&mut self) -> io::Result<()> {
+        let Wire::Tls { decided: false, .. } = &self.wire else {
+            return Ok(());
+        };
+        let mut first = [0u8; 1];
+        match self.stream.peek(&mut first) {
+            Ok(0) => Ok(()),
+            Ok(_) if first[0] == TLS_HANDSHAKE => {
+                if let Wire::Tls { decided, .. } = &mut self.wire {
+                    *decided = true;
+                }
+                Ok(())
+            }
+            Ok(_) if first[0] == protocol::MAGIC[0] => {
+                self.wire = Wire::Plain;
+                self.plain_client = true;
+                Ok(())
+            }
+            Ok(_) => {
+                warn!(
+                    "{}: refused: not an fxfer client (no TLS ClientHello; first byte 0x{:02x})",
+                    self.peer, first[0]
+                );
+                Err(io::Error::new(io::ErrorKind::InvalidInput, "not TLS"))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads what has arrived (up to [`MAX_EARLY`] kept); `Ok(true)` at end
     /// of stream.
     fn fill(&mut self) -> io::Result<bool> {
+        match self.classify() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            r => r?,
+        }
         let mut buf = [0u8; 512];
         loop {
             let room = MAX_EARLY.saturating_sub(self.input.len());
@@ -437,15 +555,29 @@ impl Loop {
             peer,
             slot: slot.unwrap_or_else(|| IpSlot::none(&self.registry)),
             deadline: now + shared.settings.handshake_timeout,
-            wire: Wire::Plain,
+            wire: match &shared.tls {
+                Some(cfg) => Wire::Tls {
+                    conn: Box::new(tlsx::Accepting::connection(cfg)),
+                    decided: false,
+                },
+                None => Wire::Plain,
+            },
             state: State::Greeting,
             input: Vec::new(),
             out: Vec::new(),
             sent: 0,
             shut: false,
+            plain_client: false,
             version: protocol::VERSION,
             shared,
         };
+        let refused_at_once =
+            self.registry.penalties.pending(peer.ip(), now).is_some() || !p.slot.held();
+        if refused_at_once {
+            // Decided before reading anything: answered in the clear, so a
+            // refusal costs no cryptography.
+            p.wire = Wire::Plain;
+        }
         if let Some(wait) = self.registry.penalties.pending(peer.ip(), now) {
             warn!(
                 "{peer}: refused: failed token proofs from {}; {}s of penalty left",
@@ -535,6 +667,11 @@ impl Loop {
             match &p.state {
                 State::Closing { .. } => {
                     if !p.shut {
+                        if let Wire::Tls { conn, .. } = &mut p.wire {
+                            // An orderly end inside TLS, after the refusal.
+                            conn.send_close_notify();
+                            let _ = Wire::flush_conn(conn, &mut p.stream);
+                        }
                         let _ = p.stream.shutdown(Shutdown::Write);
                         p.shut = true;
                     }
@@ -548,6 +685,13 @@ impl Loop {
             }
             let eof = match p.fill() {
                 Ok(eof) => eof,
+                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                    warn!("{}: refused: TLS handshake failed: {e}", p.peer);
+                    return Step::Close("TLS handshake failed");
+                }
+                Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+                    return Step::Close("not TLS");
+                }
                 Err(_) => return Step::Close("connection lost"),
             };
             let held = p.input.len();
@@ -555,7 +699,7 @@ impl Loop {
                 return step;
             }
             // A reply was queued or a message consumed: go round again.
-            if !p.out.is_empty() || p.input.len() != held {
+            if !p.out.is_empty() || p.input.len() != held || p.wire.wants_write() {
                 continue;
             }
             return if eof {
@@ -572,6 +716,25 @@ impl Loop {
         match p.state {
             State::Greeting => match handshake::greeting(&p.input) {
                 handshake::Greeting::NeedMore => None,
+                handshake::Greeting::NotFxfer
+                    if p.shared.tls.is_none() && p.input.first() == Some(&TLS_HANDSHAKE) =>
+                {
+                    // A TLS ClientHello: the client did not ask for
+                    // --plaintext. Said in the clear.
+                    warn!(
+                        "{}: refused: client wants TLS, this server runs --plaintext",
+                        p.peer
+                    );
+                    p.input.clear();
+                    p.refuse(
+                        true,
+                        ErrorCode::TransportMismatch,
+                        "this server runs without TLS (--plaintext); connect with \
+                         --plaintext to use it unencrypted",
+                        now,
+                    );
+                    None
+                }
                 handshake::Greeting::NotFxfer => {
                     warn!("{}: refused: not an fxfer client (bad magic bytes)", p.peer);
                     Some(Step::Close("bad magic"))
@@ -587,7 +750,10 @@ impl Loop {
             },
             State::Proof { nonce } => {
                 let key = p.shared.auth_key.expect("a challenge means a token");
-                let got = handshake::proof(&p.input, &key, &nonce);
+                // Bound to this TLS connection: a proof relayed from another
+                // one does not verify.
+                let binding = p.wire.binding();
+                let got = handshake::proof(&p.input, &key, &nonce, &binding);
                 let why = match got {
                     handshake::Proof::NeedMore => return None,
                     handshake::Proof::Valid { client_nonce } => {
@@ -599,7 +765,7 @@ impl Loop {
                         }
                         let _ = protocol::write_auth_ok(
                             &mut p.out,
-                            &protocol::auth::server_proof(&key, &nonce, &client_nonce),
+                            &protocol::auth::server_proof(&key, &nonce, &client_nonce, &binding),
                         );
                         return Some(Step::Done);
                     }
@@ -618,6 +784,30 @@ impl Loop {
     /// challenge for the token, or finish.
     fn greeted(&mut self, p: &mut Pending, hello: Hello, now: Instant) {
         p.version = hello.version;
+        if p.plain_client {
+            // At a TLS server, in the clear: refused, in the clear.
+            let (code, msg) = if protocol::is_supported(hello.version) {
+                (
+                    ErrorCode::TransportMismatch,
+                    "this server requires TLS; connect without --plaintext".to_string(),
+                )
+            } else {
+                (
+                    ErrorCode::UnsupportedVersion,
+                    format!(
+                        "unsupported protocol version {}; this server speaks version {} over TLS",
+                        hello.version,
+                        protocol::supported_versions_text()
+                    ),
+                )
+            };
+            warn!(
+                "{}: refused: client spoke without TLS (protocol v{}; --plaintext?)",
+                p.peer, hello.version
+            );
+            p.refuse(true, code, &msg, now);
+            return;
+        }
         if !protocol::is_supported(hello.version) {
             let msg = format!(
                 "unsupported protocol version {}; this server speaks version{} {}",
@@ -762,10 +952,14 @@ impl Loop {
                 }
                 State::Greeting => {
                     self.tally.expired += 1;
-                    debug!(
-                        "{}: closed: no greeting within the handshake time-out",
-                        p.peer
-                    );
+                    if p.wire.handshaking() {
+                        warn!("{}: refused: TLS handshake timed out", p.peer);
+                    } else {
+                        debug!(
+                            "{}: closed: no greeting within the handshake time-out",
+                            p.peer
+                        );
+                    }
                     false
                 }
                 State::Closing { .. } => false,
@@ -795,6 +989,7 @@ impl Loop {
             mut out,
             sent,
             version,
+            wire,
             ..
         } = p;
         if stream.set_nonblocking(false).is_err() {
@@ -810,6 +1005,10 @@ impl Loop {
             early: input,
             owed: out,
             version,
+            tls: match wire {
+                Wire::Tls { conn, .. } => Some(conn),
+                Wire::Plain => None,
+            },
         });
     }
 

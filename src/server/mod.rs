@@ -31,6 +31,8 @@ use crate::error::{describe_io, Error};
 use crate::logging;
 use crate::paths::Root;
 use crate::protocol;
+use crate::transport::identity::{self, Fingerprint};
+use crate::transport::tls;
 
 /// Stack for connection threads: sessions keep their buffers on the heap,
 /// so a small stack keeps thousands of connections cheap.
@@ -114,6 +116,10 @@ pub(crate) struct Shared {
     pub settings: ServerSettings,
     /// MAC key derived from the shared token, when one is required.
     pub auth_key: Option<[u8; 32]>,
+    /// TLS configuration (`None` with `--plaintext`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The server's fingerprint and where its identity came from.
+    pub identity: Option<(Fingerprint, String)>,
     /// The connected clients, the same across reloads.
     pub registry: Arc<Registry>,
 }
@@ -155,13 +161,39 @@ impl Shared {
         })
         .map_err(Error::Usage)?;
         log::debug!("open-file limit {limit} (about {need} needed)");
+        let root = Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?;
+        // The identity is read (or made) again on reload: the same key from
+        // the state folder, or a renewed --cert from its files.
+        let (tls, identity) = if settings.plaintext {
+            (None, None)
+        } else {
+            let id = match &settings.cert {
+                Some((cert, key)) => identity::from_files(cert, key)?,
+                None => identity::load_or_create(&settings.state_dir)?,
+            };
+            let cfg = tls::server_config(&id).map_err(Error::Config)?;
+            (Some(cfg), Some((id.fingerprint, id.origin)))
+        };
         Ok(Shared {
-            root: Root::new(&settings.dir, settings.hidden).map_err(Error::Usage)?,
+            root,
             digests,
             auth_key: settings.token.as_deref().map(protocol::auth::key),
+            tls,
+            identity,
             settings,
             registry,
         })
+    }
+
+    /// The start-up (and reload) line about encryption.
+    fn log_identity(&self) {
+        match &self.identity {
+            Some((fp, origin)) => info!("TLS 1.3; {origin}; fingerprint {fp}"),
+            None => warn!(
+                "running without TLS (--plaintext): names and files cross the network in \
+                 the clear, and clients cannot tell this server from an impostor"
+            ),
+        }
     }
 }
 
@@ -298,6 +330,11 @@ impl Server {
         Arc::clone(&self.current.read().unwrap())
     }
 
+    /// The fingerprint clients pin (`None` with `--plaintext`).
+    pub fn fingerprint(&self) -> Option<Fingerprint> {
+        self.current().identity.as_ref().map(|(f, _)| *f)
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
@@ -315,6 +352,11 @@ impl Server {
             first.settings.max_connections,
             protocol::VERSION
         );
+        first.log_identity();
+        if let Some((fp, _)) = &first.identity {
+            // What clients pin; on stderr so stdout keeps its one line.
+            logging::notice(&format!("fingerprint {fp}"));
+        }
         if first.auth_key.is_some() {
             info!("clients must prove they know the shared token");
         }

@@ -5,7 +5,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,7 @@ use crate::protocol::{
     Stamp, Trailer,
 };
 use crate::ratelimit::RateLimiter;
+use crate::transport::{Link, Stream};
 
 /// Bodies up to this size are read into memory and leave in the same write
 /// as their header and trailer: small files cost one syscall, not three.
@@ -65,20 +66,20 @@ pub(super) fn run(admitted: Admitted) {
 
 /// The session's socket, shared by its reader, its writer and the
 /// registry (one descriptor, never duplicated).
-pub(super) struct Sock(Arc<TcpStream>);
+pub(super) struct Sock(Link);
 
 impl Read for Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0).read(buf)
+        self.0.read(buf)
     }
 }
 
 impl Write for Sock {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0).write(buf)
+        self.0.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        Ok(())
+        self.0.flush()
     }
 }
 
@@ -110,21 +111,23 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         early,
         owed,
         version: agreed,
+        tls,
         slot: _slot,
     } = a;
     let shared = &*shared;
     let cfg = &shared.settings;
     stream.set_read_timeout(Some(cfg.idle_timeout))?;
     stream.set_write_timeout(Some(cfg.write_timeout))?;
+    let link = Link::new(Stream::server(tls.map(|b| *b), stream));
     let mut reader = BufReader::with_capacity(
         16 * 1024,
         Incoming {
             early,
             at: 0,
-            sock: Sock(Arc::clone(&stream)),
+            sock: Sock(link.clone()),
         },
     );
-    let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, Sock(stream));
+    let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, Sock(link));
     // The handshake phase's last words (our greeting, AUTH_OK) go out with
     // the first answer.
     writer.write_all(&owed)?;
@@ -149,6 +152,9 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         let req = match Request::read_versioned(&mut Timed::new(&mut reader, deadline), agreed) {
             Ok(r) => r,
             Err(ProtocolError::Closed) => return Ok("client hung up".into()),
+            Err(ProtocolError::Io(_)) if shared.registry.shutting_down.load(Ordering::SeqCst) => {
+                return Ok("server shutting down".into());
+            }
             Err(ProtocolError::Io(e)) => {
                 return Ok(format!("connection lost: {}", describe_io(&e)));
             }
@@ -168,6 +174,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         match req {
             Request::Quit => {
                 writer.flush()?;
+                writer.get_ref().0.lock().close_write();
                 return Ok("client quit".into());
             }
             Request::Auth { .. } => {
@@ -238,7 +245,13 @@ impl Read for Timed<'_> {
                     "no whole request within the idle time-out",
                 ));
             }
-            self.r.get_ref().sock.0.set_read_timeout(Some(left))?;
+            self.r
+                .get_ref()
+                .sock
+                .0
+                .lock()
+                .socket()
+                .set_read_timeout(Some(left))?;
         }
         self.r.read(buf)
     }
@@ -257,8 +270,11 @@ fn holds_complete_frame(buf: &[u8]) -> bool {
 /// one deadline in all, not one per read, so a client trickling bytes
 /// cannot stretch it.
 fn linger_close(reader: &mut BufReader<Incoming>) {
-    let sock = Arc::clone(&reader.get_ref().sock.0);
-    let _ = sock.shutdown(std::net::Shutdown::Write);
+    let sock = {
+        let mut stream = reader.get_ref().sock.0.lock();
+        stream.close_write();
+        Arc::clone(stream.socket())
+    };
     let deadline = Instant::now() + admission::CLOSE_GRACE;
     let mut sink = [0u8; 8192];
     let mut budget = 1024 * 1024;
@@ -267,7 +283,8 @@ fn linger_close(reader: &mut BufReader<Incoming>) {
         if left.is_zero() || sock.set_read_timeout(Some(left)).is_err() {
             break;
         }
-        match reader.get_mut().read(&mut sink) {
+        // Raw: what it says no longer matters.
+        match (&*sock).read(&mut sink) {
             Ok(0) | Err(_) => break,
             Ok(n) => budget -= n.min(budget),
         }
@@ -306,6 +323,11 @@ fn refusal_frame(r: Refusal, want: Want) -> (ErrorCode, String) {
 }
 
 fn io_frame(e: &io::Error) -> (ErrorCode, String) {
+    // A name longer than the system allows (a 4,096-byte path is within
+    // the protocol's limit but not the kernel's) cannot exist.
+    if e.raw_os_error() == Some(libc::ENAMETOOLONG) {
+        return (ErrorCode::NotFound, "no such file on the server".into());
+    }
     let code = match e.kind() {
         io::ErrorKind::PermissionDenied => ErrorCode::PermissionDenied,
         io::ErrorKind::NotFound => ErrorCode::NotFound,
@@ -750,44 +772,34 @@ fn pace(l: &RateLimiter, mut n: u64) {
     }
 }
 
-/// Sends `body` bytes of the file from `offset` as DATA frames, each body
-/// with sendfile(2): the bytes go from the page cache to the socket without
-/// a copy through this process. A file that ends early is an
-/// `UnexpectedEof` error.
+/// Sends `body` bytes of the file from `offset` as DATA frames, at the
+/// limiter's pace when there is one. Without TLS each body goes out with
+/// sendfile(2), from the page cache to the socket without a copy through
+/// this process. A file that ends early is an `UnexpectedEof` error.
 fn send_body(
-    sock: &TcpStream,
+    link: &Link,
     file: &File,
     offset: u64,
     body: u64,
     limiter: Option<&RateLimiter>,
 ) -> io::Result<()> {
+    let mut stream = link.lock();
+    let mut buf = Vec::new();
     let mut pos = offset;
     let end = offset + body;
     while pos < end {
         let n = (end - pos).min(CHUNK);
-        protocol::write_data_header(&mut &*sock, n as u32).map_err(|e| match e {
+        protocol::write_data_header(&mut *stream, n as u32).map_err(|e| match e {
             ProtocolError::Io(e) => e,
             other => io::Error::other(other.to_string()),
         })?;
         let mut left = n;
         while left > 0 {
             let want = left.min(usize::MAX as u64) as usize;
-            let n = limiter.map_or(want, |l| l.grant(want));
-            let r = rfs::sendfile(sock, file, Some(&mut pos), n);
-            if let Some(l) = limiter {
-                l.refund(n - r.unwrap_or(0));
-            }
-            match r {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "source file shrank during transfer",
-                    ))
-                }
-                Ok(sent) => left -= sent as u64,
-                Err(e) if e == rustix::io::Errno::INTR => {}
-                Err(e) => return Err(e.into()),
-            }
+            let granted = limiter.map_or(want, |l| l.grant(want)) as u64;
+            stream.send_file(file, pos, granted, &mut buf)?;
+            pos += granted;
+            left -= granted;
         }
     }
     Ok(())

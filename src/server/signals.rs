@@ -133,6 +133,9 @@ fn reload(current: &RwLock<Arc<Shared>>, reloader: Option<&Reloader>, local: Soc
         warn!("{w}");
     }
     let line = status(&new, local);
+    if new.identity.as_ref().map(|i| i.0) != old.identity.as_ref().map(|i| i.0) {
+        new.log_identity();
+    }
     *current.write().unwrap() = Arc::new(new);
     notify::ready(&line);
 }

@@ -26,6 +26,7 @@ use crate::error::{Error, Exit};
 use crate::human;
 use crate::paths::{check_folder, expand_tilde};
 use crate::protocol::{self, Entry, EntryKind};
+use crate::transport::identity::Fingerprint;
 use browser::{Browser, Outcome};
 
 const MENU: [&str; 4] = [
@@ -369,6 +370,18 @@ impl Session {
         let total: u64 = files.iter().map(|e| e.size).sum();
         self.say(&format!("Server:          {}", self.settings.server));
         self.say(&format!("Protocol:        fxfer v{}", protocol::VERSION));
+        if let Some(c) = &self.conn {
+            self.say(&format!("Transport:       {}", c.transport()));
+            match c.identity() {
+                Some((fp, why)) => {
+                    self.say(&format!("Fingerprint:     {fp}"));
+                    self.say(&format!("Trusted because: {why}"));
+                }
+                None => {
+                    self.say("Fingerprint:     none (plaintext: the server is not authenticated)")
+                }
+            }
+        }
         self.say(&format!("Files:           {}", files.len()));
         self.say(&format!("Folders:         {}", entries.len() - files.len()));
         self.say(&format!("Total size:      {}", human::size(total)));
@@ -378,4 +391,21 @@ impl Session {
         ));
         Ok(true)
     }
+}
+
+/// Asks at the terminal whether to trust a server seen for the first time
+/// (installed by `main` when stdin and stderr are terminals).
+pub fn confirm_new_server(addr: &str, fp: &Fingerprint) -> bool {
+    let term = Term::stderr();
+    let _ = term.write_line(&format!(
+        "The server {addr} is not known yet. Its key fingerprint is\n  {fp}\n\
+         Compare it with the `fingerprint` line `fxfer serve` printed on the server."
+    ));
+    dialoguer::Confirm::new()
+        .with_prompt("Trust this server and remember it?")
+        .default(false)
+        .interact_on_opt(&term)
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }

@@ -887,7 +887,10 @@ fn transient(e: &Error, settings: &GetSettings) -> bool {
 fn connection_level(e: &Error) -> bool {
     matches!(
         e,
-        Error::Connect { .. } | Error::Protocol { .. } | Error::Auth { .. }
+        Error::Connect { .. }
+            | Error::Protocol { .. }
+            | Error::Auth { .. }
+            | Error::Untrusted { .. }
     )
 }
 

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 
 use fxfer::protocol::{Hello, Request};
+pub use fxfer::transport::Stream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
@@ -17,14 +18,20 @@ use std::time::{Duration, Instant};
 pub const BIN: &str = env!("CARGO_BIN_EXE_fxfer");
 
 /// A `Command` for the fxfer binary with a clean environment: no user
-/// config, no FXFER_* variables, HOME inside the test folder.
+/// config, no FXFER_* variables, HOME and every XDG folder (identities,
+/// known servers) inside the test folder.
 pub fn fxfer(cwd: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.current_dir(cwd)
         .env_remove("FXFER_CONFIG")
         .env_remove("FXFER_LOG")
+        .env_remove("FXFER_FINGERPRINT")
+        .env_remove("STATE_DIRECTORY")
         .env("HOME", cwd)
         .env("XDG_CONFIG_HOME", cwd.join(".config"))
+        .env("XDG_DATA_HOME", cwd.join(".local/share"))
+        .env("XDG_STATE_HOME", cwd.join(".local/state"))
+        .env("XDG_CACHE_HOME", cwd.join(".cache"))
         .env("NO_COLOR", "1")
         .stdin(Stdio::null());
     c
@@ -92,6 +99,8 @@ pub struct Server {
     /// Working folder for server and clients (log, downloads, config).
     pub work: PathBuf,
     pub log: PathBuf,
+    /// Started with --plaintext (its clients get --plaintext too).
+    pub plaintext: bool,
     stderr: Arc<Mutex<String>>,
     stderr_file: Option<PathBuf>,
     _tmp: tempfile::TempDir,
@@ -109,9 +118,26 @@ pub struct ServerBuilder {
     stderr_file: Option<PathBuf>,
     port: u16,
     nofile: Option<u64>,
+    plaintext: bool,
+    work: Option<PathBuf>,
 }
 
 impl ServerBuilder {
+    /// Serves without TLS (`--plaintext`); clients made by
+    /// [`Server::client`] get `--plaintext` too.
+    pub fn plaintext(mut self) -> Self {
+        self.plaintext = true;
+        self.args.push("--plaintext".into());
+        self
+    }
+
+    /// Runs in an existing work folder (sharing its identity and known
+    /// servers) instead of a new one.
+    pub fn work(mut self, dir: &Path) -> Self {
+        self.work = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn arg(mut self, a: &str) -> Self {
         self.args.push(a.to_string());
         self
@@ -168,7 +194,7 @@ impl ServerBuilder {
     pub fn start(self) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let host = self.host.unwrap_or_else(|| tmp.path().join("host"));
-        let work = tmp.path().join("work");
+        let work = self.work.unwrap_or_else(|| tmp.path().join("work"));
         std::fs::create_dir_all(&host).unwrap();
         std::fs::create_dir_all(&work).unwrap();
         if let Some(f) = self.setup {
@@ -204,6 +230,7 @@ impl ServerBuilder {
             host,
             work,
             log,
+            plaintext: self.plaintext,
             stderr,
             stderr_file: self.stderr_file,
             _tmp: tmp,
@@ -302,6 +329,8 @@ impl Server {
             port: 0,
             stderr_file: None,
             nofile: None,
+            plaintext: false,
+            work: None,
         }
     }
 
@@ -313,7 +342,23 @@ impl Server {
     pub fn client(&self, sub: &str) -> Command {
         let mut c = fxfer(&self.work);
         c.arg(sub).arg("--port").arg(self.port.to_string());
+        if self.plaintext {
+            c.arg("--plaintext");
+        }
         c
+    }
+
+    /// The fingerprint the server printed on stderr at start.
+    pub fn fingerprint(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let err = self.stderr();
+            if let Some(l) = err.lines().find_map(|l| l.strip_prefix("fingerprint ")) {
+                return l.trim().to_string();
+            }
+            assert!(Instant::now() < deadline, "no fingerprint line: {err}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn get(&self, extra: &[&str]) -> Output {
@@ -324,10 +369,28 @@ impl Server {
         self.work.join("downloads")
     }
 
-    pub fn connect(&self) -> TcpStream {
+    /// A raw TCP connection (no TLS).
+    pub fn tcp(&self) -> TcpStream {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s
+    }
+
+    /// A connection to speak the protocol on by hand: TLS (without any
+    /// trust check) unless the server runs --plaintext.
+    pub fn connect(&self) -> Stream {
+        let s = self.tcp();
+        if self.plaintext {
+            Stream::plain(s)
+        } else {
+            fxfer::transport::tls::connect(
+                s,
+                "127.0.0.1",
+                Instant::now() + Duration::from_secs(10),
+                &|| false,
+            )
+            .unwrap_or_else(|e| panic!("TLS handshake: {e:?}"))
+        }
     }
 
     pub fn log_text(&self) -> String {
@@ -424,7 +487,7 @@ pub fn req(requests: &[Request]) -> Vec<u8> {
 
 /// A raw connection: our greeting and `frames` in one write, then the
 /// server's greeting read (and checked) off the reader.
-pub fn session(s: &Server, frames: &[u8]) -> BufReader<TcpStream> {
+pub fn session(s: &Server, frames: &[u8]) -> BufReader<Stream> {
     let mut c = s.connect();
     let mut msg = Hello::current().to_bytes().to_vec();
     msg.extend_from_slice(frames);
@@ -439,7 +502,7 @@ pub fn session(s: &Server, frames: &[u8]) -> BufReader<TcpStream> {
 
 /// A connection that finished the handshake and then sits idle, holding
 /// one of the server's slots.
-pub fn hold(s: &Server) -> TcpStream {
+pub fn hold(s: &Server) -> Stream {
     let mut c = s.connect();
     Hello::current().write_to(&mut c).unwrap();
     let mut h = [0u8; 8];

@@ -1,0 +1,563 @@
+//! TLS by default: what an eavesdropper sees, server identities and the
+//! known-servers file, pins, token auth bound to the channel, plaintext
+//! mismatches, and broken or hostile TLS streams.
+
+use crate::util::*;
+use fxfer::protocol::{self, auth, ErrorCode, Hello, Request, Response, AUTH_LEN};
+use fxfer::transport::{identity, tls};
+use std::io::{BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the proxy does to the server's bytes on their way to the client.
+#[derive(Clone, Copy)]
+enum Tamper {
+    None,
+    /// End both directions after this many bytes from the server.
+    CutAt(usize),
+    /// Flip one bit of the server's stream at this position.
+    FlipAt(usize),
+}
+
+/// A TCP proxy in front of a server: records everything it forwards (both
+/// directions), can be pointed at another server, and can damage the
+/// server's stream.
+struct Proxy {
+    addr: String,
+    port: u16,
+    backend: Arc<AtomicU16>,
+    capture: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Proxy {
+    fn start(ip: &str, backend: u16, tamper: Tamper) -> Proxy {
+        let l = TcpListener::bind((ip, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let to = Arc::new(AtomicU16::new(backend));
+        let capture = Arc::new(Mutex::new(Vec::new()));
+        let (to2, cap2) = (Arc::clone(&to), Arc::clone(&capture));
+        std::thread::spawn(move || {
+            for c in l.incoming().take(32) {
+                let Ok(client) = c else { break };
+                let server = TcpStream::connect(("127.0.0.1", to2.load(Ordering::SeqCst))).unwrap();
+                let (c_r, s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let cap = Arc::clone(&cap2);
+                std::thread::spawn(move || pump(c_r, s_w, &cap, Tamper::None));
+                let cap = Arc::clone(&cap2);
+                std::thread::spawn(move || pump(server, client, &cap, tamper));
+            }
+        });
+        Proxy {
+            addr: ip.to_string(),
+            port,
+            backend: to,
+            capture,
+        }
+    }
+
+    fn captured(&self) -> Vec<u8> {
+        self.capture.lock().unwrap().clone()
+    }
+
+    /// A client command aimed at the proxy, run in `work`.
+    fn client(&self, work: &Path, sub: &str) -> std::process::Command {
+        let mut c = fxfer(work);
+        c.args([sub, "--ip", &self.addr, "--port", &self.port.to_string()]);
+        c
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, cap: &Mutex<Vec<u8>>, tamper: Tamper) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = 0usize;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut end = n;
+        match tamper {
+            Tamper::CutAt(at) if pos + n >= at => end = at - pos,
+            Tamper::FlipAt(at) if (pos..pos + n).contains(&at) => buf[at - pos] ^= 0x10,
+            _ => {}
+        }
+        cap.lock().unwrap().extend_from_slice(&buf[..end]);
+        if to.write_all(&buf[..end]).is_err() || end < n {
+            break;
+        }
+        pos += n;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn known_servers(work: &Path) -> std::path::PathBuf {
+    work.join(".local/share/fxfer/known_servers")
+}
+
+const SECRET_NAME: &str = "quarterly-secret-plans.txt";
+
+#[test]
+fn a_recording_proxy_sees_neither_file_names_nor_file_bytes() {
+    let data = bytes(40, 300_000);
+    let d2 = data.clone();
+    let s = Server::with_files(move |h| write(h, SECRET_NAME, &d2));
+    let p = Proxy::start("127.0.0.1", s.port, Tamper::None);
+    let o = p.client(&s.work, "ls").output().unwrap();
+    assert_exit(&o, 0);
+    assert!(stdout(&o).contains(SECRET_NAME));
+    let o = p.client(&s.work, "get").arg(SECRET_NAME).output().unwrap();
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join(SECRET_NAME)).unwrap() == data);
+    let cap = p.captured();
+    assert!(cap.len() > data.len(), "the proxy saw the whole exchange");
+    assert!(
+        !contains(&cap, SECRET_NAME.as_bytes()),
+        "file name in the clear"
+    );
+    assert!(!contains(&cap, b"FXFR"), "protocol greeting in the clear");
+    for at in [0, 1000, 150_000, 299_000] {
+        assert!(
+            !contains(&cap, &data[at..at + 32]),
+            "file bytes at {at} in the clear"
+        );
+    }
+
+    // The same proxy in front of a --plaintext server sees everything: the
+    // check above can fail.
+    let plain = Server::builder()
+        .plaintext()
+        .files(move |h| write(h, SECRET_NAME, &data))
+        .start();
+    let p = Proxy::start("127.0.0.1", plain.port, Tamper::None);
+    let o = p
+        .client(&plain.work, "get")
+        .args(["--plaintext", SECRET_NAME])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert!(contains(&p.captured(), SECRET_NAME.as_bytes()));
+}
+
+#[test]
+fn another_identity_behind_a_known_address_is_refused() {
+    let a = Server::with_files(|h| write(h, "a.txt", b"from the real server"));
+    let b = Server::with_files(|h| write(h, "a.txt", b"from an impostor"));
+    let (fa, fb) = (a.fingerprint(), b.fingerprint());
+    assert_ne!(fa, fb, "each server has its own identity");
+    let p = Proxy::start("127.0.0.1", a.port, Tamper::None);
+    // First contact on 127.0.0.1: recorded without asking.
+    let o = p.client(&a.work, "get").arg("a.txt").output().unwrap();
+    assert_exit(&o, 0);
+    let file = known_servers(&a.work);
+    let before = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(before, format!("127.0.0.1:{} {fa}\n", p.port));
+
+    // Another server behind the same address: refused, nothing written.
+    p.backend.store(b.port, Ordering::SeqCst);
+    std::fs::remove_dir_all(a.downloads()).unwrap();
+    for sub in ["get", "ls"] {
+        let mut c = p.client(&a.work, sub);
+        if sub == "get" {
+            c.args(["--parallel", "a.txt"]);
+        }
+        let o = c.output().unwrap();
+        assert_exit(&o, 3);
+        let err = stderr(&o);
+        assert!(err.contains("SERVER KEY CHANGED"), "{err}");
+        assert!(err.contains(&fa) && err.contains(&fb), "{err}");
+        assert!(
+            err.contains(&format!("line 1 of {}", file.display())),
+            "{err}"
+        );
+        assert!(tree(&a.work.join("downloads")).is_empty());
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+    assert!(
+        !b.log_text().contains("sent \"a.txt\""),
+        "nothing was asked"
+    );
+
+    // Back to the real server: trusted again.
+    p.backend.store(a.port, Ordering::SeqCst);
+    let o = p.client(&a.work, "get").arg("a.txt").output().unwrap();
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn a_pin_is_checked_and_bypasses_the_known_servers_file() {
+    let s = Server::with_files(|h| write(h, "a.txt", b"alpha"));
+    let fp = s.fingerprint();
+    let other = identity::Fingerprint([7; 32]).to_string();
+    let o = s
+        .client("ls")
+        .args(["--fingerprint", &other])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("does not match --fingerprint") && err.contains(&fp) && err.contains(&other),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let o = s
+        .client("get")
+        .args(["--fingerprint", &fp, "a.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let o = s
+        .client("ls")
+        .env("FXFER_FINGERPRINT", &fp)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert!(!known_servers(&s.work).exists(), "a pin records nothing");
+    let o = s
+        .client("ls")
+        .args(["--fingerprint", "SHA256:nope"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 2);
+}
+
+#[test]
+fn a_new_server_off_localhost_needs_a_pin_or_trust_new() {
+    let s = Server::with_files(|h| write(h, "a.txt", b"alpha"));
+    let fp = s.fingerprint();
+    // 127.0.0.2 is not this machine's 127.0.0.1: not taken on trust.
+    let p = Proxy::start("127.0.0.2", s.port, Tamper::None);
+    let o = p.client(&s.work, "get").arg("a.txt").output().unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown server")
+            && err.contains(&format!("--fingerprint {fp}"))
+            && err.contains("--trust-new"),
+        "{err}"
+    );
+    assert!(!known_servers(&s.work).exists());
+    assert!(!s.downloads().join("a.txt").exists());
+    let o = p
+        .client(&s.work, "get")
+        .args(["--trust-new", "a.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(
+        std::fs::read_to_string(known_servers(&s.work)).unwrap(),
+        format!("127.0.0.2:{} {fp}\n", p.port)
+    );
+    // Known now: no flag needed.
+    let o = p.client(&s.work, "ls").output().unwrap();
+    assert_exit(&o, 0);
+}
+
+#[test]
+fn plaintext_and_tls_mismatches_fail_clearly_both_ways() {
+    let tls_server = Server::with_files(|h| write(h, "a.txt", b"alpha"));
+    let o = tls_server
+        .client("get")
+        .args(["--plaintext", "a.txt"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("requires TLS") && err.contains("without --plaintext"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(tls_server
+        .wait_log("client spoke without TLS")
+        .contains("refused"));
+
+    let plain = Server::builder()
+        .plaintext()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .start();
+    let o = fxfer(&plain.work)
+        .args(["ls", "--port", &plain.port.to_string()])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    assert!(
+        err.contains("runs without TLS") && err.contains("connect with --plaintext"),
+        "{err}"
+    );
+    assert!(plain
+        .wait_log("client wants TLS")
+        .contains("this server runs --plaintext"));
+    // Neither server was hurt.
+    for s in [&tls_server, &plain] {
+        let o = s.client("get").arg("a.txt").output().unwrap();
+        assert_exit(&o, 0);
+    }
+    assert!(plain.stderr().contains("without TLS"), "{}", plain.stderr());
+}
+
+#[test]
+fn a_cut_or_damaged_tls_stream_never_leaves_a_file_under_its_name() {
+    let data = bytes(41, 3 << 20);
+    let d2 = data.clone();
+    let s = Server::with_files(move |h| write(h, "f.bin", &d2));
+    for tamper in [
+        Tamper::CutAt(1 << 20),
+        Tamper::FlipAt(2 << 20),
+        Tamper::CutAt(300),
+        Tamper::FlipAt(100),
+    ] {
+        let p = Proxy::start("127.0.0.1", s.port, tamper);
+        let o = p
+            .client(&s.work, "get")
+            .args(["--retries", "0", "f.bin"])
+            .output()
+            .unwrap();
+        assert_ne!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(!s.downloads().join("f.bin").exists());
+        // A clear line or two, never a panic.
+        let err = stderr(&o);
+        assert!(
+            err.lines().count() <= 3 && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    // What was kept is genuine: a clean run resumes it and verifies.
+    let o = s.client("get").arg("f.bin").output().unwrap();
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join("f.bin")).unwrap() == data);
+    assert!(tree(&s.downloads()) == ["f.bin"]);
+}
+
+#[test]
+fn garbage_half_open_and_silent_tls_handshakes_are_dropped() {
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--handshake-timeout")
+        .arg("1")
+        .start();
+    // Silent, and half a ClientHello (a record header promising 512 bytes).
+    for opening in [&[][..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00][..]] {
+        let mut c = s.tcp();
+        c.write_all(opening).unwrap();
+        let started = Instant::now();
+        let mut got = Vec::new();
+        let _ = c.read_to_end(&mut got);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(got.is_empty(), "{got:?}");
+    }
+    assert!(s.wait_log("TLS handshake timed out").contains("refused"));
+    // A ClientHello that is not TLS inside.
+    let mut c = s.tcp();
+    c.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(got.len() < 16, "at most an alert: {got:?}");
+    assert!(s.wait_log("TLS handshake failed").contains("refused"));
+    let o = s.client("get").arg("a.txt").output().unwrap();
+    assert_exit(&o, 0);
+}
+
+/// A test impostor: the client was led to it (a wrong address) and trusts
+/// it; it relays the real server's token challenge to the client and the
+/// client's proof back, on every connection the client makes, until `done`.
+/// Returns how many relayed proofs the real server accepted.
+fn relay_token_handshakes(
+    impostor: TcpListener,
+    real_port: u16,
+    state: &Path,
+    done: &AtomicBool,
+) -> usize {
+    let id = identity::load_or_create(state).unwrap();
+    let cfg = tls::server_config(&id).unwrap();
+    impostor.set_nonblocking(true).unwrap();
+    let mut accepted = 0;
+    let mut seen = 0u8;
+    while !done.load(Ordering::SeqCst) {
+        match impostor.accept() {
+            Ok((sock, _)) => {
+                sock.set_nonblocking(false).unwrap();
+                let from = std::net::Ipv4Addr::new(127, 0, 0, 4 + seen);
+                seen += 1;
+                accepted += usize::from(relay_one(sock, &cfg, real_port, from));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    accepted
+}
+
+/// Relays one token handshake; whether the server sent AUTH_OK.
+fn relay_one(
+    sock: TcpStream,
+    cfg: &Arc<rustls::ServerConfig>,
+    real_port: u16,
+    from: std::net::Ipv4Addr,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let Ok(client) = tls::accept_blocking(sock, cfg, deadline) else {
+        return false;
+    };
+    // Each from a source address of its own: a failed proof earns its
+    // source a penalty (the test's own, above, 127.0.0.1's).
+    let real = connect_from(from, real_port);
+    real.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // (A second try of the client's meets the penalty its first earned.)
+    let Ok(server) = tls::connect(real, "127.0.0.1", deadline, &|| false) else {
+        return false;
+    };
+    let (mut c, mut s) = (BufReader::new(client), BufReader::new(server));
+    let mut hello = [0u8; 8];
+    if c.read_exact(&mut hello).is_err() {
+        return false;
+    }
+    s.get_mut().write_all(&hello).unwrap();
+    // Greeting + AUTH_CHALLENGE from the server, AUTH from the client,
+    // then the server's verdict, each passed on unchanged.
+    let mut greet = [0u8; 8 + 5 + AUTH_LEN];
+    s.read_exact(&mut greet).unwrap();
+    c.get_mut().write_all(&greet).unwrap();
+    let mut auth_frame = [0u8; 5 + 2 * AUTH_LEN];
+    if c.read_exact(&mut auth_frame).is_err() {
+        return false;
+    }
+    s.get_mut().write_all(&auth_frame).unwrap();
+    let verdict = Response::read_from(&mut s);
+    if let Ok(Response::Error(e)) = &verdict {
+        let _ = protocol::write_error(c.get_mut(), e);
+    }
+    matches!(verdict, Ok(Response::AuthOk { .. }))
+}
+
+#[test]
+fn the_token_works_over_tls_and_a_relayed_proof_fails() {
+    const TOKEN: &str = "tls-bound-token-0123456789";
+    let tf = tempfile::tempdir().unwrap().keep().join("token");
+    secret(&tf, TOKEN);
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--token-file")
+        .arg(tf.to_str().unwrap())
+        .start();
+    let o = s
+        .client("get")
+        .env("FXFER_TOKEN", TOKEN)
+        .arg("a.txt")
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert!(s.wait_log(": authenticated").contains(": authenticated"));
+
+    // A proof made for one TLS connection fails on another.
+    let key = auth::key(TOKEN.as_bytes());
+    let mut c = BufReader::new(s.connect());
+    Hello::current().write_to(c.get_mut()).unwrap();
+    let binding = c.get_ref().binding();
+    Hello::read_from(&mut c).unwrap();
+    let Response::AuthChallenge { nonce } = Response::read_from(&mut c).unwrap() else {
+        panic!("no challenge")
+    };
+    let ours = [5u8; AUTH_LEN];
+    let mut elsewhere = binding;
+    elsewhere[0] ^= 1;
+    Request::Auth {
+        nonce: ours,
+        mac: auth::client_mac(&key, &nonce, &ours, &elsewhere),
+    }
+    .write_to(c.get_mut())
+    .unwrap();
+    match Response::read_from(&mut c).unwrap() {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::AuthFailed),
+        other => panic!("accepted: {other:?}"),
+    }
+
+    // An impostor relaying the real exchange gets nowhere, and the client,
+    // which trusted the impostor, receives nothing.
+    let impostor = TcpListener::bind("127.0.0.1:0").unwrap();
+    let iport = impostor.local_addr().unwrap().port();
+    let state = s.work.join("impostor-state");
+    let (real, st) = (s.port, state.clone());
+    let done = Arc::new(AtomicBool::new(false));
+    let d2 = Arc::clone(&done);
+    let relay = std::thread::spawn(move || relay_token_handshakes(impostor, real, &st, &d2));
+    let o = fxfer(&s.work)
+        .args([
+            "get",
+            "--retries",
+            "0",
+            "--port",
+            &iport.to_string(),
+            "a.txt",
+        ])
+        .env("FXFER_TOKEN", TOKEN)
+        .current_dir(&s.work)
+        .arg("--dir")
+        .arg("relayed")
+        .output()
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(relay.join().unwrap(), 0, "a relayed proof was accepted");
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("authentication failed: wrong token"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.work.join("relayed/a.txt").exists());
+    assert!(s.wait_log("wrong token").matches("wrong token").count() >= 2);
+}
+
+#[test]
+fn a_reader_that_stops_is_dropped_after_one_write_timeout() {
+    for plaintext in [false, true] {
+        let mut b = Server::builder()
+            .files(|h| write(h, "big.bin", &vec![0u8; 64 << 20]))
+            .arg("--write-timeout")
+            .arg("1");
+        if plaintext {
+            b = b.plaintext();
+        }
+        let s = b.start();
+        let r = session(&s, &req(&[Request::get("big.bin")]));
+        // Read nothing more: the socket buffers fill, the server stalls.
+        let started = Instant::now();
+        let log = s.wait_log("stopped reading");
+        let took = started.elapsed();
+        assert!(log.contains("write timed out"), "{log}");
+        // One time-out (plus filling the buffers), not several.
+        assert!(
+            took < Duration::from_millis(2900),
+            "plaintext {plaintext}: {took:?}"
+        );
+        drop(r);
+    }
+}
+
+#[test]
+fn a_refusal_at_acceptance_reaches_a_tls_client_in_the_clear() {
+    let s = Server::builder()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-connections-per-ip")
+        .arg("1")
+        .start();
+    let held = hold(&s);
+    let o = s.client("ls").args(["--timeout", "5"]).output().unwrap();
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("too many connections from your address"),
+        "{}",
+        stderr(&o)
+    );
+    drop(held);
+}
