@@ -130,6 +130,27 @@ fn changed_source_restarts_a_resume_from_zero() {
     assert_eq!(tree(&dl), ["f.bin"], "no partial lingers");
 }
 
+#[test]
+fn a_file_too_small_to_resume_clears_the_partial_of_its_larger_past() {
+    // Listed (a pattern), so the client knows the file is small and never
+    // looks for its note; the leftover part and note must still go.
+    let s = Server::with_files(|h| write(h, "f.bin", &bytes(3, 8 << 10)));
+    let dl = s.work.join("downloads");
+    std::fs::create_dir_all(&dl).unwrap();
+    std::fs::write(dl.join(part_name("f.bin")), bytes(2, 1 << 20)).unwrap();
+    std::fs::write(dl.join(note_name("f.bin")), "fxfer-resume 1\n4194304 1 0\n").unwrap();
+    for extra in [&[][..], &["--parallel", "-j", "2"][..]] {
+        let o = s.get(&[extra, &["--json", "f*"]].concat());
+        assert_exit(&o, 0);
+        assert_eq!(json(&o)["files"][0]["resumed_from"], 0);
+        assert!(std::fs::read(dl.join("f.bin")).unwrap() == bytes(3, 8 << 10));
+        assert_eq!(tree(&dl), ["f.bin"], "no partial lingers");
+        std::fs::remove_file(dl.join("f.bin")).unwrap();
+        std::fs::write(dl.join(part_name("f.bin")), bytes(2, 1 << 20)).unwrap();
+        std::fs::write(dl.join(note_name("f.bin")), "fxfer-resume 1\n4194304 1 0\n").unwrap();
+    }
+}
+
 /// A TCP proxy between client and server that damages the server's
 /// answers: flips one byte in every `flip.0` bytes of the first `flip.1`
 /// bytes, or ends the stream

@@ -15,6 +15,7 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -81,10 +82,11 @@ pub struct Folder {
     fd: OwnedFd,
 }
 
-/// One folder beneath the download folder, held open.
-#[derive(Debug)]
+/// One folder beneath the download folder, held open. Clones share the
+/// descriptor: a run opens each folder once, not once per file.
+#[derive(Debug, Clone)]
 pub struct Dir {
-    fd: OwnedFd,
+    fd: Arc<OwnedFd>,
     /// Where it is, for messages only.
     path: PathBuf,
 }
@@ -127,7 +129,12 @@ impl Folder {
     pub fn dir(&self, rel: &Path, create: bool) -> io::Result<Option<Dir>> {
         let path = self.root.join(rel);
         match self.beneath(rel) {
-            Ok(fd) => return Ok(Some(Dir { fd, path })),
+            Ok(fd) => {
+                return Ok(Some(Dir {
+                    fd: Arc::new(fd),
+                    path,
+                }))
+            }
             Err(e) if (e == Errno::NOENT || e == Errno::NOTDIR) && create => {}
             Err(e) if e == Errno::NOENT || e == Errno::NOTDIR => return Ok(None),
             Err(e) => return Err(self.refused(&path, e)),
@@ -157,7 +164,10 @@ impl Folder {
                 Err(e) => return Err(self.refused(&self.root.join(&so_far), e)),
             };
         }
-        Ok(Some(Dir { fd: parent, path }))
+        Ok(Some(Dir {
+            fd: Arc::new(parent),
+            path,
+        }))
     }
 
     fn refused(&self, path: &Path, e: Errno) -> io::Error {
@@ -243,6 +253,20 @@ impl Dir {
         }
         rfs::fcntl_setfl(&fd, rfs::fcntl_getfl(&fd)? - OFlags::NONBLOCK)?;
         Ok(File::from(fd))
+    }
+
+    /// The names in this folder that end in `suffix`: one pass over the
+    /// folder instead of a lookup per name.
+    pub fn names_ending(&self, suffix: &str) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in rfs::Dir::read_from(&self.fd)? {
+            if let Ok(n) = e?.file_name().to_str() {
+                if n.ends_with(suffix) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+        Ok(names)
     }
 
     /// What is at `name` (a symlink itself, not what it points to).

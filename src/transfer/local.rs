@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
+use super::folder::{is_reserved, note_name, part_name, Dir, Folder, RESUME_SUFFIX};
 use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
 use crate::paths::{display_path, display_safe, local_target};
@@ -116,6 +116,16 @@ pub struct Dest {
     /// for the folder's lock inside the kernel, where waiters spin and burn
     /// the CPU the transfers need; here they sleep.
     creating: Mutex<HashMap<PathBuf, Arc<Mutex<()>>>>,
+    /// Folders beneath the download folder, each opened (and confined)
+    /// once per run and shared by every file in it: opening one per file
+    /// cost a path walk per file, and many small files are bound by such
+    /// system calls.
+    dirs: Mutex<HashMap<PathBuf, Dir>>,
+    /// The resume notes in each folder, read in one pass when the first
+    /// plan there is made (and added to as we write notes), so a folder
+    /// of fresh downloads costs one directory read, not a failed open per
+    /// file.
+    notes: Mutex<HashMap<PathBuf, HashSet<String>>>,
     /// A name saved under a path of its own choosing (`-o FILE`).
     renamed: Option<(String, PathBuf)>,
 }
@@ -197,8 +207,49 @@ impl Dest {
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
             creating: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            notes: Mutex::new(HashMap::new()),
             renamed: None,
         })
+    }
+
+    /// The folder `rel` beneath the download folder, opened once and then
+    /// shared (see [`Folder::dir`]; a folder found missing is not
+    /// remembered, so a later `create` still makes it).
+    fn dir(&self, rel: &Path, create: bool) -> io::Result<Option<Dir>> {
+        if let Some(d) = self.dirs.lock().unwrap().get(rel) {
+            return Ok(Some(d.clone()));
+        }
+        let d = self.folder.dir(rel, create)?;
+        if let Some(d) = &d {
+            self.dirs
+                .lock()
+                .unwrap()
+                .entry(rel.to_path_buf())
+                .or_insert_with(|| d.clone());
+        }
+        Ok(d)
+    }
+
+    /// Whether `d` (the folder `rel`) may hold the note `name`: false only
+    /// when a read of the folder found none such.
+    fn may_have_note(&self, rel: &Path, d: &Dir, name: &str) -> bool {
+        let mut notes = self.notes.lock().unwrap();
+        if !notes.contains_key(rel) {
+            match d.names_ending(RESUME_SUFFIX) {
+                Ok(n) => notes.insert(rel.to_path_buf(), n.into_iter().collect()),
+                Err(_) => return true,
+            };
+        }
+        notes[rel].contains(name)
+    }
+
+    /// Remembers that `plan`'s note exists now (we wrote it), for a retry
+    /// later in this run.
+    fn noted(&self, plan: &Plan) {
+        if let Some(n) = self.notes.lock().unwrap().get_mut(&plan.dir) {
+            n.insert(plan.note_name.clone());
+        }
     }
 
     /// Saves `name` at `target` (in the download folder) instead of under
@@ -209,7 +260,11 @@ impl Dest {
 
     /// Where `name` goes, and what we already have of it. With `resume`
     /// off, or without a readable note, any partial copy is ignored.
-    pub fn plan(&self, name: &str, resume: bool) -> Result<Plan, String> {
+    ///
+    /// `size` is the file's size on the server when known: a file too
+    /// small to resume starts over, so no note is looked for (that lookup
+    /// was one system call per file for nothing).
+    pub fn plan(&self, name: &str, resume: bool, size: Option<u64>) -> Result<Plan, String> {
         let refuse = |why: &dyn std::fmt::Display| {
             format!("refusing to save {:?}: {why}", display_safe(name))
         };
@@ -248,9 +303,12 @@ impl Dest {
             offset: 0,
             stamp: None,
         };
-        if resume {
-            if let Ok(Some(d)) = self.folder.dir(&plan.dir, false) {
-                if let Some(stamp) = read_note(&d, &plan.note_name) {
+        if resume && size.is_none_or(|s| s >= RESUME_MIN) {
+            if let Ok(Some(d)) = self.dir(&plan.dir, false) {
+                let note = self
+                    .may_have_note(&plan.dir, &d, &plan.note_name)
+                    .then(|| read_note(&d, &plan.note_name));
+                if let Some(stamp) = note.flatten() {
                     if let Some(st) = d
                         .stat(&plan.part_name)
                         .filter(|_| d.is_file(&plan.part_name))
@@ -271,7 +329,7 @@ impl Dest {
     /// writing it right now.
     pub fn discard(&self, plan: &Plan) {
         self.hashed.lock().unwrap().remove(&plan.part);
-        let Ok(Some(d)) = self.folder.dir(&plan.dir, false) else {
+        let Ok(Some(d)) = self.dir(&plan.dir, false) else {
             return;
         };
         if claim_leftover(&d, &plan.part_name).is_err() {
@@ -284,7 +342,7 @@ impl Dest {
     /// Whether something (anything, even a dangling symlink) already has
     /// the target's name.
     pub fn exists(&self, plan: &Plan) -> bool {
-        matches!(self.folder.dir(&plan.dir, false), Ok(Some(d)) if d.stat(&plan.file).is_some())
+        matches!(self.dir(&plan.dir, false), Ok(Some(d)) if d.stat(&plan.file).is_some())
     }
 
     /// Hashes the bytes a resumable plan already has, ahead of time.
@@ -293,7 +351,7 @@ impl Dest {
             return;
         }
         let mut hasher = blake3::Hasher::new();
-        let part = match self.folder.dir(&plan.dir, false) {
+        let part = match self.dir(&plan.dir, false) {
             Ok(Some(d)) => d.open(&plan.part_name, false),
             _ => return,
         };
@@ -445,8 +503,7 @@ impl Arrived {
 
 /// The folder `plan`'s part goes in, created if need be.
 fn part_dir(dest: &Dest, plan: &Plan) -> io::Result<Dir> {
-    dest.folder
-        .dir(&plan.dir, true)?
+    dest.dir(&plan.dir, true)?
         .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
 }
 
@@ -482,12 +539,14 @@ pub(super) fn write_note_with(
     let text = format!("{magic}\n{} {} {}\n{extra}", s.size, s.mtime, s.mtime_nanos);
     part_dir(dest, plan)?
         .write_new(&plan.note_name, text.as_bytes())
-        .map_err(|e| fail("cannot write", &plan.note, &e))
+        .map_err(|e| fail("cannot write", &plan.note, &e))?;
+    dest.noted(plan);
+    Ok(())
 }
 
 /// Reads a note written by [`write_note_with`]: its stamp and the rest.
 pub(super) fn read_note_with(dest: &Dest, plan: &Plan, magic: &str) -> Option<(Stamp, String)> {
-    let dir = dest.folder.dir(&plan.dir, false).ok()??;
+    let dir = dest.dir(&plan.dir, false).ok()??;
     let mut text = String::new();
     dir.open(&plan.note_name, false)
         .ok()?
@@ -903,6 +962,9 @@ impl<'a> LocalFile<'a> {
                 claim_leftover(dir, name)?;
                 dir.remove(name)
                     .map_err(|e| fail("cannot replace", part, &e))?;
+                // Its note goes too: the plan of a file now too small to
+                // resume never looked for one, and it would only linger.
+                let _ = dir.remove(&self.plan.note_name);
                 create()
             }
             other => other,
@@ -918,7 +980,6 @@ impl FileSink for LocalFile<'_> {
     fn start(&mut self, header: &FileHeader) -> io::Result<()> {
         let dir = self
             .dest
-            .folder
             .dir(&self.plan.dir, true)?
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         let file = if header.offset > 0 {
@@ -928,6 +989,7 @@ impl FileSink for LocalFile<'_> {
             if header.size >= RESUME_MIN {
                 write_note(&dir, &self.plan.note_name, &header.stamp())
                     .map_err(|e| fail("cannot write", &self.plan.note, &e))?;
+                self.dest.noted(self.plan);
             } else if self.plan.stamp.is_some() {
                 let _ = dir.remove(&self.plan.note_name);
             }

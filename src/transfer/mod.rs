@@ -405,9 +405,11 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             .iter()
             .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
     );
+    let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
     let mut plans = Vec::new();
     for name in &selection.files {
-        match dest.plan(name, settings.resume) {
+        let size = by_path.get(name.as_str()).map(|e| e.size);
+        match dest.plan(name, settings.resume, size) {
             Err(why) => outcomes.push(report(progress, name, Err(why), 0)),
             Ok(p) if settings.no_clobber && dest.exists(&p) => {
                 progress.notice(&format!(
@@ -428,7 +430,6 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             Ok(p) => plans.push(p),
         }
     }
-    let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
     let pairs: Vec<(PathBuf, Option<&Entry>)> = plans
         .iter()
         .map(|p| (p.target.clone(), by_path.get(p.name.as_str()).copied()))
@@ -933,7 +934,7 @@ impl Run<'_> {
             return Ok(p);
         }
         self.dest
-            .plan(&t.name, self.settings.resume && !t.restarted)
+            .plan(&t.name, self.settings.resume && !t.restarted, None)
     }
 
     fn request(plan: &Plan) -> Request {
