@@ -25,8 +25,8 @@
 # (fxfer serial and --parallel -j 8, nginx + curl serial and
 # --parallel-max 8, the rsync daemon), N3 one 256 MiB file through a cap of
 # 200 Mbit/s per connection (fxfer serial vs --parallel -j 8).
-# FXFER_BASE=path/to/an/older/fxfer adds its rows to W1 and W3, to compare
-# two builds in one run.
+# FXFER_BASE=path/to/an/older/fxfer adds its rows to W1, W3, N1 and N2, to
+# compare two builds in one run.
 # Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
 # and where installed: raw TCP with socat (the baseline), nginx + curl,
 # rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
@@ -490,6 +490,11 @@ for W in N1 N2; do
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $fxp --dir '$OUT' \$(<'$LISTS/$W')"
   cell $W "fxfer" files "$get"
   cell $W "fxfer --parallel -j $PAR" files "$get --parallel -j $PAR"
+  if [[ -n ${FXFER_BASE:-} ]]; then
+    base="'$FXFER_BASE' get --config '$WORK/empty.toml' -q --port $fxp --dir '$OUT' \$(<'$LISTS/$W')"
+    cell $W "fxfer (base build)" files "$base"
+    cell $W "fxfer (base build) --parallel -j $PAR" files "$base --parallel -j $PAR"
+  fi
   if [[ -n $NGX_PORT ]]; then
     curl_cfg "$ngp" $W
     cell $W "nginx + curl" files "curl -sS --fail -K '$LISTS/$W.curl$ngp'"
