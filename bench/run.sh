@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # bench/run.sh - loopback benchmark of fxfer against raw TCP and common tools.
 #
-#   bench/run.sh [--quick] [--keep] [--rerun] [--net-only]
+#   bench/run.sh [--quick] [--keep] [--rerun] [--net-only] [--tls]
 #
 #   --quick     small data (128 MiB; 200 x 8 KiB; 8 x 16 MiB) for a smoke run
 #   --keep      keep the scratch folder (server logs, hyperfine JSON)
 #   --rerun     only the re-run scenario R, not W1-W4 or N1-N3
 #   --net-only  only the round-trip and rate-cap scenarios (N1-N3)
+#   --tls       W1-W4 and what TLS costs (CPU per GiB, round trips), not R or N
 #
 # Environment: DATA_DIR (default bench/.data) caches the generated data;
 # RUNS (default 5) timed runs per cell, after one warm-up run; OUT_DIR puts
@@ -27,21 +28,27 @@
 # 200 Mbit/s per connection (fxfer serial vs --parallel -j 8).
 # FXFER_BASE=path/to/an/older/fxfer adds its rows to W1, W3, N1 and N2, to
 # compare two builds in one run.
-# Systems: fxfer (defaults: BLAKE3 verification and fsync), fxfer --no-fsync,
-# and where installed: raw TCP with socat (the baseline), nginx + curl,
-# rsync daemon, python3 -m http.server + curl. Missing tools are skipped.
+# Systems: fxfer (defaults: TLS 1.3, BLAKE3 verification and fsync), fxfer
+# --no-fsync, fxfer --plaintext (no TLS), and where installed: raw TCP with
+# socat (the baseline), nginx + curl over HTTP and over HTTPS (TLS 1.3),
+# rsync daemon, python3 -m http.server + curl, and through an OpenSSH server
+# on 127.0.0.1 (a throwaway host and user key): scp (default cipher and
+# aes128-gcm), sftp and rsync -e ssh. Missing tools are skipped.
+# After the table: CPU seconds per GiB of W1 with and without TLS (client
+# and server), and the round trips a small get costs through delay-proxy.
 # A second baseline, "local cp", copies the same files without any network:
 # the floor that creating and writing those files sets on this file system.
 # Every server binds 127.0.0.1 and is killed by PID when the script exits.
 set -uo pipefail
 
-QUICK=0 KEEP=0 RERUN_ONLY=0 NET_ONLY=0
+QUICK=0 KEEP=0 RERUN_ONLY=0 NET_ONLY=0 TLS_ONLY=0
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
     --keep) KEEP=1 ;;
     --rerun) RERUN_ONLY=1 ;;
     --net-only) NET_ONLY=1 ;;
+    --tls) TLS_ONLY=1 ;;
     -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
   esac
@@ -72,6 +79,9 @@ PROXY=$TARGET/release/examples/delay-proxy
 
 # ---- scratch space and servers ------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fxfer-bench.XXXXXX") || die "mktemp failed"
+# fxfer's identity and known servers live in the scratch folder, not in the
+# user's data folder.
+export XDG_DATA_HOME=$WORK/xdg
 OUT_BASE=$WORK PIDS=()
 cleanup() {
   local p i
@@ -222,20 +232,28 @@ cell() { # cell W SYSTEM files|streams COMMAND
 serial() { [[ $1 == W1 || $1 == W2 ]]; }
 
 # ---- servers (all started up front, idle while other systems run) ------------
-FX_PORT="" NGX_PORT="" PY_PORT="" RSYNC_PORT="" RAW_PORTS=()
+FX_PORT="" FXP_PORT="" NGX_PORT="" NGXS_PORT="" PY_PORT="" RSYNC_PORT="" SSH_PORT="" RAW_PORTS=()
 SKIPPED=()
 
 # An empty config file keeps a user's fxfer.toml or $FXFER_CONFIG out of the numbers.
 : >"$WORK/empty.toml"
-"$FXFER" serve --config "$WORK/empty.toml" -q --ip 127.0.0.1 --port 0 --dir "$DATA" \
-  --log-file "$WORK/fxfer-server.log" >"$WORK/fxfer.out" 2>"$WORK/fxfer.err" &
-PIDS+=($!)
-for ((i = 0; i < 100; i++)); do
-  FX_PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/fxfer.out")
-  [[ -n $FX_PORT ]] && break
-  sleep 0.1
-done
-[[ -n $FX_PORT ]] || die "fxfer serve did not start: $(cat "$WORK/fxfer.err")"
+start_fxfer() { # start_fxfer NAME VAR [ARGS...]: an fxfer server; its port into VAR, its PID into NAME_PID
+  local name=$1 var=$2 i port=""
+  shift 2
+  "$FXFER" serve --config "$WORK/empty.toml" -q --ip 127.0.0.1 --port 0 --dir "$DATA" \
+    --log-file "$WORK/$name-server.log" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  printf -v "${name}_PID" %s "$!"
+  for ((i = 0; i < 100; i++)); do
+    port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/$name.out")
+    [[ -n $port ]] && break
+    sleep 0.1
+  done
+  [[ -n $port ]] || die "fxfer serve did not start: $(cat "$WORK/$name.err")"
+  printf -v "$var" %s "$port"
+}
+start_fxfer fxfer FX_PORT
+start_fxfer fxferplain FXP_PORT --plaintext
 
 if have socat; then
   for ((k = 0; k < PAR; k++)); do free_port p && RAW_PORTS+=("$p"); done
@@ -243,7 +261,11 @@ else SKIPPED+=("raw TCP (socat not installed)"); fi
 
 if have nginx && have curl; then
   free_port NGX_PORT
+  free_port NGXS_PORT
   mkdir -p "$WORK/nginx"
+  # A throwaway ECDSA P-256 certificate, like fxfer's own.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -keyout "$WORK/nginx/key.pem" -out "$WORK/nginx/cert.pem" >/dev/null 2>&1 || die "openssl req failed"
   # As root the workers would drop to "nobody", which may not read the data.
   ((EUID == 0)) && ngx_user="user $(id -un) $(id -gn);" || ngx_user=""
   cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -260,6 +282,12 @@ http {
   client_body_temp_path $WORK/nginx/tmp-body; proxy_temp_path $WORK/nginx/tmp-proxy;
   fastcgi_temp_path $WORK/nginx/tmp-fcgi; uwsgi_temp_path $WORK/nginx/tmp-uwsgi; scgi_temp_path $WORK/nginx/tmp-scgi;
   server { listen 127.0.0.1:$NGX_PORT; root $DATA; }
+  server {
+    listen 127.0.0.1:$NGXS_PORT ssl;
+    ssl_protocols TLSv1.3;
+    ssl_certificate $WORK/nginx/cert.pem; ssl_certificate_key $WORK/nginx/key.pem;
+    root $DATA;
+  }
 }
 EOF
   start_server nginx "$NGX_PORT" nginx -p "$WORK/nginx" -e "$WORK/nginx/error.log" \
@@ -287,6 +315,52 @@ EOF
     --address=127.0.0.1 --port="$RSYNC_PORT" || RSYNC_PORT=""
 else SKIPPED+=("rsync daemon (rsync not installed)"); fi
 
+# OpenSSH on 127.0.0.1 with a throwaway host key and a throwaway user key
+# (scp, sftp and rsync -e ssh log in with it).
+SSH_USER=$(id -un)
+if have sshd || [[ -x /usr/sbin/sshd ]]; then
+  SSHD=$(command -v sshd || echo /usr/sbin/sshd)
+  free_port SSH_PORT
+  mkdir -p "$WORK/ssh" && chmod 700 "$WORK/ssh"
+  ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/host_key" && ssh-keygen -q -t ed25519 -N '' -f "$WORK/ssh/id"
+  cp "$WORK/ssh/id.pub" "$WORK/ssh/authorized_keys"
+  cat >"$WORK/ssh/sshd_config" <<EOF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $WORK/ssh/host_key
+AuthorizedKeysFile $WORK/ssh/authorized_keys
+PidFile $WORK/ssh/sshd.pid
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+StrictModes no
+UsePAM no
+Subsystem sftp internal-sftp
+EOF
+  ((EUID == 0)) && mkdir -p /run/sshd
+  start_server sshd "$SSH_PORT" "$SSHD" -D -e -f "$WORK/ssh/sshd_config" || SSH_PORT=""
+  SSH_OPTS="-F /dev/null -i $WORK/ssh/id -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+  SSH_AT=$SSH_USER@127.0.0.1
+  if [[ -n $SSH_PORT ]] && ! ssh $SSH_OPTS -p "$SSH_PORT" "$SSH_AT" true 2>"$WORK/ssh/login.err"; then
+    SKIPPED+=("scp, sftp, rsync -e ssh (cannot log in: $(head -c 200 "$WORK/ssh/login.err"))"); SSH_PORT=""
+  fi
+  # fetch.sh TOOL LIST [ARGS...]: the files of LIST with scp (one command,
+  # one remote argument per file), sftp (a batch of gets) or rsync -e ssh.
+  cat >"$WORK/ssh/fetch.sh" <<EOF
+#!/usr/bin/env bash
+tool=\$1 list=\$2; shift 2
+case \$tool in
+  scp) mapfile -t names <"\$list"; exec scp -q $SSH_OPTS -P $SSH_PORT "\$@" "\${names[@]/#/$SSH_AT:$DATA/}" "$OUT/" ;;
+  sftp) exec sftp -q $SSH_OPTS -P $SSH_PORT -b "\$list.sftp" $SSH_AT >/dev/null ;;
+  rsync) exec rsync -a --whole-file -e "ssh $SSH_OPTS -p $SSH_PORT" --files-from="\$list" "$SSH_AT:$DATA/" "$OUT/" ;;
+esac
+EOF
+  # sftp batch files: one get per file, per stream list for the parallel runs.
+  for W in W2 W4; do
+    for s in "$LISTS/$W" "$LISTS/$W".stream?; do awk -v d="$DATA/" -v o="$OUT/" '{ printf "get %s%s %s%s\n", d, $0, o, $0 }' "$s" >"$s.sftp"; done
+  done
+else SKIPPED+=("scp, sftp, rsync -e ssh (OpenSSH server not installed)"); fi
+
 # The baseline: socat pushes the concatenated bytes of each stream list into
 # its own socket, all streams at once; no framing, no files on the sender side
 # but the source, one file per stream on the receiver side.
@@ -308,7 +382,9 @@ wait
 EOF
 
 # curl -K files: one url/output pair per file.
-curl_cfg() { awk -v b="http://127.0.0.1:$1/" -v o="$OUT/" '{ printf "url = \"%s%s\"\noutput = \"%s%s\"\n", b, $0, o, $0 }' "$LISTS/$2" >"$LISTS/$2.curl$1"; }
+curl_cfg() { # curl_cfg PORT W [SCHEME]
+  awk -v b="${3:-http}://127.0.0.1:$1/" -v o="$OUT/" '{ printf "url = \"%s%s\"\noutput = \"%s%s\"\n", b, $0, o, $0 }' "$LISTS/$2" >"$LISTS/$2.curl$1"
+}
 
 # ---- the cells, workload by workload so each workload's rows are measured close together
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -329,6 +405,8 @@ for W in $WORKLOADS; do
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode}" files "$get"
   cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
+  getp="'$FXFER' get --config '$WORK/empty.toml' -q --plaintext --port $FXP_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
+  cell $W "fxfer${mode:+ $mode} --plaintext" files "$getp"
   if [[ -n ${FXFER_BASE:-} && ($W == W1 || $W == W3) ]]; then
     cell $W "fxfer (base build)${mode:+ $mode}" files "'$FXFER_BASE' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   fi
@@ -336,6 +414,23 @@ for W in $WORKLOADS; do
   if [[ -n $NGX_PORT ]]; then
     curl_cfg "$NGX_PORT" $W
     cell $W "nginx + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$NGX_PORT'"
+    curl_cfg "$NGXS_PORT" $W https
+    cell $W "nginx HTTPS (TLS 1.3) + curl${curl_par:+ $curl_par}" files \
+      "curl -sS --fail --tlsv1.3 --cacert '$WORK/nginx/cert.pem' $curl_par -K '$LISTS/$W.curl$NGXS_PORT'"
+  fi
+  if [[ -n $SSH_PORT ]]; then
+    ssh_list="bash '$WORK/ssh/fetch.sh'"
+    if serial $W; then
+      cell $W "scp (default cipher)" files "$ssh_list scp '$LISTS/$W'"
+      cell $W "scp -c aes128-gcm" files "$ssh_list scp '$LISTS/$W' -c aes128-gcm@openssh.com"
+      [[ $W == W2 ]] && cell $W "sftp" files "$ssh_list sftp '$LISTS/$W'"
+      cell $W "rsync -e ssh" files "$ssh_list rsync '$LISTS/$W'"
+    else
+      each="printf '%s\n' '$LISTS/$W'.stream? | xargs -P $PAR -I{}"
+      cell $W "scp (default cipher, xargs -P $PAR)" files "$each $ssh_list scp {}"
+      [[ $W == W4 ]] && cell $W "sftp (xargs -P $PAR)" files "$each $ssh_list sftp {}"
+      cell $W "rsync -e ssh (xargs -P $PAR)" files "$each $ssh_list rsync {}"
+    fi
   fi
   if [[ -n $RSYNC_PORT ]]; then
     src="rsync://127.0.0.1:$RSYNC_PORT/data/"
@@ -397,7 +492,7 @@ wire() { # wire NAME BASE CMD TO-PORT: bytes both ways through the counting prox
   kill "$pid" 2>/dev/null
   awk -v n="$name" '{ c += $1; s += $2 } END { printf "%s\t%d\t%d\n", n, c, s }' "$log" >>"$R_WIRE"
 }
-if ((!NET_ONLY)) && have hyperfine && have python3; then
+if ((!NET_ONLY && !TLS_ONLY)) && have hyperfine && have python3; then
   rm -rf "$SYNC" && mkdir -p "$SYNC/src/small" "$SYNC/src/large" || die "cannot create $SYNC"
   (cd "$DATA" && xargs -a "$LISTS/W2" cp -t "$SYNC/src/small/" && ls m*.bin | head -n 8 | xargs cp -t "$SYNC/src/large/")
   find "$SYNC/src" -exec touch -h -d '2026-01-01 00:00:00' {} +
@@ -465,7 +560,7 @@ EOF
   fi
 else SKIPPED+=("R, the re-run (hyperfine or python3 not installed)"); fi
 # ---- network scenarios: a proxy of our own adds the round trip / the cap ------------
-if ((!RERUN_ONLY)); then
+if ((!RERUN_ONLY && !TLS_ONLY)); then
 proxy() { # proxy VAR TARGET_PORT ARGS...: starts a delay-proxy, puts its port in VAR
   local var=$1 to=$2 i p="" pid
   shift 2
@@ -510,6 +605,53 @@ RUNS_SAVED=$RUNS RUNS=3
 cell N3 "fxfer" files "$get"
 cell N3 "fxfer --parallel -j $PAR" files "$get --parallel -j $PAR"
 RUNS=$RUNS_SAVED
+fi
+
+# ---- what TLS costs: CPU per GiB (W1), round trips of a small get ---------------
+if [[ -n $WORKLOADS ]]; then
+TCK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CPU_ROWS=()
+cpu_row() { # cpu_row LABEL SERVER_PID CMD: CPU seconds per GiB of W1 over 3 runs, client and server
+  local label=$1 pid=$2 cmd=$3 i s0 s1 t c=0
+  s0=$(cpu_ticks "$pid")
+  for ((i = 0; i < 3; i++)); do
+    prepare
+    t=$({ TIMEFORMAT='%U %S'; time bash -c "$cmd" >/dev/null 2>&1; } 2>&1)
+    c=$(awk -v c="$c" -v t="$t" 'BEGIN { split(t, a, " "); print c + a[1] + a[2] }')
+  done
+  s1=$(cpu_ticks "$pid")
+  CPU_ROWS+=("$(awk -v l="$label" -v c="$c" -v s=$((s1 - s0)) -v k="$TCK" -v g="$(awk -v m="$BIG_MIB" 'BEGIN { print 3 * m / 1024 }')" \
+    'BEGIN { printf "| %s | %.2f | %.2f | %.2f |", l, c / g, s / k / g, (c + s / k) / g }')")
+}
+note ">> CPU per GiB"
+w1="\$(<'$LISTS/W1')"
+cpu_row "fxfer (TLS)" "$fxfer_PID" "'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $w1"
+cpu_row "fxfer --plaintext" "$fxferplain_PID" \
+  "'$FXFER' get --config '$WORK/empty.toml' -q --plaintext --port $FXP_PORT --dir '$OUT' $w1"
+
+# A small get through a 50 ms round trip, with and without TLS.
+RTT_ROWS=() RTT_MS=50
+if cargo build --release --quiet --example delay-proxy 2>/dev/null && [[ -x $TARGET/release/examples/delay-proxy ]]; then
+  note ">> round trips"
+  small=$(head -n1 "$LISTS/W2")
+  for v in "TLS:$FX_PORT:" "--plaintext:$FXP_PORT:--plaintext"; do
+    IFS=: read -r label port flag <<<"$v"
+    "$TARGET/release/examples/delay-proxy" --to "127.0.0.1:$port" --delay-ms $((RTT_MS / 2)) --exit-after 600 \
+      >"$WORK/dp-$port.out" 2>&1 &
+    PIDS+=($!)
+    dp=""
+    for ((i = 0; i < 100; i++)); do
+      dp=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$WORK/dp-$port.out")
+      [[ -n $dp ]] && break
+      sleep 0.1
+    done
+    [[ -n $dp ]] || continue
+    hyperfine --shell=bash --style basic --warmup 1 --runs 10 --export-json "$WORK/json/rtt-$port.json" \
+      "'$FXFER' get --config '$WORK/empty.toml' -q $flag --port $dp --dir '$OUT' $small" >>"$WORK/cells.log" 2>&1 || continue
+    RTT_ROWS+=("$label $(grep -o '"median": *[0-9.eE+-]*' "$WORK/json/rtt-$port.json" | head -n1 | sed 's/.*: *//')")
+  done
+fi
 fi
 
 # ---- report ------------------------------------------------------------------------
@@ -570,4 +712,18 @@ if [[ -s $R_RES ]]; then
   echo "| bytes on the wire in the re-run | client to server | server to client | total vs the $R_CHANGED_BYTES bytes changed |"
   echo "|---|---:|---:|---:|"
   awk -F'\t' -v ch="$R_CHANGED_BYTES" '{ printf "| %s | %d | %d | %+.2f%% |\n", $1, $2, $3, 100 * ($2 + $3 - ch) / ch }' "$R_WIRE"
+fi
+echo
+echo "CPU seconds per GiB, W1 (1 x $BIG_MIB MiB), 3 runs; client = fxfer get and its children, server = the fxfer serve process:"
+echo
+echo "| system | client CPU s/GiB | server CPU s/GiB | total CPU s/GiB |"
+echo "|---|---:|---:|---:|"
+printf '%s\n' "${CPU_ROWS[@]}"
+if ((${#RTT_ROWS[@]} == 2)); then
+  read -r _ tls <<<"${RTT_ROWS[0]}"
+  read -r _ plain <<<"${RTT_ROWS[1]}"
+  echo
+  awk -v t="$tls" -v p="$plain" -v r="$RTT_MS" 'BEGIN {
+    printf "One small get through delay-proxy (%d ms round trip), median of 10: TLS %.3f s, --plaintext %.3f s;\n", r, t, p
+    printf "TLS adds %.3f s = %.2f round trips.\n", t - p, (t - p) * 1000 / r }'
 fi
