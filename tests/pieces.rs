@@ -23,6 +23,28 @@ fn get_via(s: &Server, p: &Proxy, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A server hosting `data` as big.bin, and a first `get --parallel -j 2`
+/// of it whose second connection was cut 2.5 MiB in (no retries): one
+/// piece finished, the other partly kept.
+fn interrupted_in_pieces(data: &[u8]) -> Server {
+    let d = data.to_vec();
+    let s = Server::with_files(move |h| write(h, "big.bin", &d));
+    let cut = Proxy::start(
+        s.port,
+        Rules {
+            cut: Some((1, (2 * MIB + MIB / 2) as u64)),
+            ..Rules::default()
+        },
+    );
+    let o = get_via(
+        &s,
+        &cut,
+        &["--parallel", "--jobs", "2", "--retries", "0", "big.bin"],
+    );
+    assert_exit(&o, 3);
+    s
+}
+
 #[test]
 fn five_hundred_small_files_over_four_kept_connections() {
     let names: Vec<String> = (0..500).map(|i| format!("d{}/f{i:03}", i % 3)).collect();
@@ -96,21 +118,7 @@ fn a_cut_piece_is_fetched_again_and_the_file_verifies() {
 #[test]
 fn an_interrupted_download_resumes_with_only_the_missing_pieces() {
     let data = bytes(32, 8 * MIB);
-    let d = data.clone();
-    let s = Server::with_files(move |h| write(h, "big.bin", &d));
-    let cut = Proxy::start(
-        s.port,
-        Rules {
-            cut: Some((1, (2 * MIB + MIB / 2) as u64)),
-            ..Rules::default()
-        },
-    );
-    let o = get_via(
-        &s,
-        &cut,
-        &["--parallel", "--jobs", "2", "--retries", "0", "big.bin"],
-    );
-    assert_exit(&o, 3);
+    let s = interrupted_in_pieces(&data);
     assert!(!s.downloads().join("big.bin").exists());
     // The second run fetches only what is missing: the rest of the piece
     // that was cut (the 2 MiB that arrived of it stay), not the piece that
@@ -191,21 +199,7 @@ fn a_source_rewritten_between_pieces_is_never_delivered_as_a_mix() {
 #[test]
 fn kept_bytes_damaged_on_disk_are_caught_before_use() {
     let data = bytes(35, 8 * MIB);
-    let d = data.clone();
-    let s = Server::with_files(move |h| write(h, "big.bin", &d));
-    let cut = Proxy::start(
-        s.port,
-        Rules {
-            cut: Some((1, (2 * MIB + MIB / 2) as u64)),
-            ..Rules::default()
-        },
-    );
-    let o = get_via(
-        &s,
-        &cut,
-        &["--parallel", "--jobs", "2", "--retries", "0", "big.bin"],
-    );
-    assert_exit(&o, 3);
+    let s = interrupted_in_pieces(&data);
     // Damage every kept megabyte of the part: the finished piece and what
     // arrived of the cut one.
     let part = s.downloads().join(fxfer::transfer::part_name("big.bin"));
