@@ -2,97 +2,16 @@
 //! known-servers file, pins, token auth bound to the channel, plaintext
 //! mismatches, and broken or hostile TLS streams.
 
+use crate::util::proxy::{Proxy, Rules};
 use crate::util::*;
 use fxfer::protocol::{self, auth, ErrorCode, Hello, Request, Response, AUTH_LEN};
 use fxfer::transport::{identity, tls};
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What the proxy does to the server's bytes on their way to the client.
-#[derive(Clone, Copy)]
-enum Tamper {
-    None,
-    /// End both directions after this many bytes from the server.
-    CutAt(usize),
-    /// Flip one bit of the server's stream at this position.
-    FlipAt(usize),
-}
-
-/// A TCP proxy in front of a server: records everything it forwards (both
-/// directions), can be pointed at another server, and can damage the
-/// server's stream.
-struct Proxy {
-    addr: String,
-    port: u16,
-    backend: Arc<AtomicU16>,
-    capture: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Proxy {
-    fn start(ip: &str, backend: u16, tamper: Tamper) -> Proxy {
-        let l = TcpListener::bind((ip, 0)).unwrap();
-        let port = l.local_addr().unwrap().port();
-        let to = Arc::new(AtomicU16::new(backend));
-        let capture = Arc::new(Mutex::new(Vec::new()));
-        let (to2, cap2) = (Arc::clone(&to), Arc::clone(&capture));
-        std::thread::spawn(move || {
-            for c in l.incoming().take(32) {
-                let Ok(client) = c else { break };
-                let server = TcpStream::connect(("127.0.0.1", to2.load(Ordering::SeqCst))).unwrap();
-                let (c_r, s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let cap = Arc::clone(&cap2);
-                std::thread::spawn(move || pump(c_r, s_w, &cap, Tamper::None));
-                let cap = Arc::clone(&cap2);
-                std::thread::spawn(move || pump(server, client, &cap, tamper));
-            }
-        });
-        Proxy {
-            addr: ip.to_string(),
-            port,
-            backend: to,
-            capture,
-        }
-    }
-
-    fn captured(&self) -> Vec<u8> {
-        self.capture.lock().unwrap().clone()
-    }
-
-    /// A client command aimed at the proxy, run in `work`.
-    fn client(&self, work: &Path, sub: &str) -> std::process::Command {
-        let mut c = fxfer(work);
-        c.args([sub, "--ip", &self.addr, "--port", &self.port.to_string()]);
-        c
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream, cap: &Mutex<Vec<u8>>, tamper: Tamper) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pos = 0usize;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut end = n;
-        match tamper {
-            Tamper::CutAt(at) if pos + n >= at => end = at - pos,
-            Tamper::FlipAt(at) if (pos..pos + n).contains(&at) => buf[at - pos] ^= 0x10,
-            _ => {}
-        }
-        cap.lock().unwrap().extend_from_slice(&buf[..end]);
-        if to.write_all(&buf[..end]).is_err() || end < n {
-            break;
-        }
-        pos += n;
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
-}
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -109,7 +28,13 @@ fn a_recording_proxy_sees_neither_file_names_nor_file_bytes() {
     let data = bytes(40, 300_000);
     let d2 = data.clone();
     let s = Server::with_files(move |h| write(h, SECRET_NAME, &d2));
-    let p = Proxy::start("127.0.0.1", s.port, Tamper::None);
+    let p = Proxy::start(
+        s.port,
+        Rules {
+            record: true,
+            ..Rules::default()
+        },
+    );
     let o = p.client(&s.work, "ls").output().unwrap();
     assert_exit(&o, 0);
     assert!(stdout(&o).contains(SECRET_NAME));
@@ -136,7 +61,13 @@ fn a_recording_proxy_sees_neither_file_names_nor_file_bytes() {
         .plaintext()
         .files(move |h| write(h, SECRET_NAME, &data))
         .start();
-    let p = Proxy::start("127.0.0.1", plain.port, Tamper::None);
+    let p = Proxy::start(
+        plain.port,
+        Rules {
+            record: true,
+            ..Rules::default()
+        },
+    );
     let o = p
         .client(&plain.work, "get")
         .args(["--plaintext", SECRET_NAME])
@@ -152,7 +83,7 @@ fn another_identity_behind_a_known_address_is_refused() {
     let b = Server::with_files(|h| write(h, "a.txt", b"from an impostor"));
     let (fa, fb) = (a.fingerprint(), b.fingerprint());
     assert_ne!(fa, fb, "each server has its own identity");
-    let p = Proxy::start("127.0.0.1", a.port, Tamper::None);
+    let p = Proxy::start(a.port, Rules::default());
     // First contact on 127.0.0.1: recorded without asking.
     let o = p.client(&a.work, "get").arg("a.txt").output().unwrap();
     assert_exit(&o, 0);
@@ -161,7 +92,7 @@ fn another_identity_behind_a_known_address_is_refused() {
     assert_eq!(before, format!("127.0.0.1:{} {fa}\n", p.port));
 
     // Another server behind the same address: refused, nothing written.
-    p.backend.store(b.port, Ordering::SeqCst);
+    p.point_at(b.port);
     std::fs::remove_dir_all(a.downloads()).unwrap();
     for sub in ["get", "ls"] {
         let mut c = p.client(&a.work, sub);
@@ -186,7 +117,7 @@ fn another_identity_behind_a_known_address_is_refused() {
     );
 
     // Back to the real server: trusted again.
-    p.backend.store(a.port, Ordering::SeqCst);
+    p.point_at(a.port);
     let o = p.client(&a.work, "get").arg("a.txt").output().unwrap();
     assert_exit(&o, 0);
 }
@@ -234,7 +165,7 @@ fn a_new_server_off_localhost_needs_a_pin_or_trust_new() {
     let s = Server::with_files(|h| write(h, "a.txt", b"alpha"));
     let fp = s.fingerprint();
     // 127.0.0.2 is not this machine's 127.0.0.1: not taken on trust.
-    let p = Proxy::start("127.0.0.2", s.port, Tamper::None);
+    let p = Proxy::start_on("127.0.0.2", s.port, Rules::default());
     let o = p.client(&s.work, "get").arg("a.txt").output().unwrap();
     assert_exit(&o, 3);
     let err = stderr(&o);
@@ -310,13 +241,16 @@ fn a_cut_or_damaged_tls_stream_never_leaves_a_file_under_its_name() {
     let data = bytes(41, 3 << 20);
     let d2 = data.clone();
     let s = Server::with_files(move |h| write(h, "f.bin", &d2));
-    for tamper in [
-        Tamper::CutAt(1 << 20),
-        Tamper::FlipAt(2 << 20),
-        Tamper::CutAt(300),
-        Tamper::FlipAt(100),
-    ] {
-        let p = Proxy::start("127.0.0.1", s.port, tamper);
+    let cut = |at| Rules {
+        cut_each: Some(at),
+        ..Rules::default()
+    };
+    let flip = |at| Rules {
+        flip_each: Some(at),
+        ..Rules::default()
+    };
+    for rules in [cut(1 << 20), flip(2 << 20), cut(300), flip(100)] {
+        let p = Proxy::start(s.port, rules);
         let o = p
             .client(&s.work, "get")
             .args(["--retries", "0", "f.bin"])

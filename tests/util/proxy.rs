@@ -1,11 +1,14 @@
-//! A TCP proxy between a client and the test server that counts what the
-//! server sends on each connection, and on request cuts one connection
-//! after so many bytes or holds back every connection after the first
-//! until released. Connections are numbered from 0 in the order they are
+//! A TCP proxy between a client and the test server. It counts what the
+//! server sends on each connection and, on request, records everything it
+//! forwards (both directions), cuts or damages the server's stream, holds
+//! back every connection after the first until released, or is pointed at
+//! another server. Connections are numbered from 0 in the order they are
 //! accepted.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,9 +17,27 @@ pub struct Rules {
     /// (connection, bytes): end that connection after the server sent it
     /// this many bytes.
     pub cut: Option<(usize, u64)>,
+    /// End every connection after the server sent it this many bytes.
+    pub cut_each: Option<u64>,
+    /// Flip one bit of the server's stream at this offset, on every
+    /// connection.
+    pub flip_each: Option<u64>,
     /// Hold the client's bytes on every connection but the first until
     /// [`Proxy::release`].
     pub hold: bool,
+    /// Keep a copy of every byte forwarded either way ([`Proxy::captured`]).
+    pub record: bool,
+}
+
+impl Rules {
+    /// Where the server's stream on connection `n` ends.
+    fn limit(&self, n: usize) -> u64 {
+        let one = match self.cut {
+            Some((k, bytes)) if k == n => bytes,
+            _ => u64::MAX,
+        };
+        one.min(self.cut_each.unwrap_or(u64::MAX))
+    }
 }
 
 #[derive(Default)]
@@ -24,28 +45,41 @@ struct Counts {
     /// Bytes from the server, per connection.
     down: Vec<u64>,
     released: bool,
+    /// Everything forwarded, when [`Rules::record`].
+    capture: Vec<u8>,
 }
 
 pub struct Proxy {
+    /// The address it listens on.
+    pub addr: String,
     pub port: u16,
+    backend: Arc<AtomicU16>,
     shared: Arc<(Mutex<Counts>, Condvar)>,
 }
 
 impl Proxy {
-    /// Proxies to the server on `server_port`, for at most 64 connections.
+    /// Proxies from 127.0.0.1 to the server on `server_port`, for at most
+    /// 64 connections.
     pub fn start(server_port: u16, rules: Rules) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Proxy::start_on("127.0.0.1", server_port, rules)
+    }
+
+    /// The same, listening on `ip` (another loopback address, say).
+    pub fn start_on(ip: &str, server_port: u16, rules: Rules) -> Proxy {
+        let l = TcpListener::bind((ip, 0)).unwrap();
         let port = l.local_addr().unwrap().port();
+        let backend = Arc::new(AtomicU16::new(server_port));
         let shared = Arc::new((Mutex::new(Counts::default()), Condvar::new()));
-        let sh = Arc::clone(&shared);
+        let (sh, to) = (Arc::clone(&shared), Arc::clone(&backend));
         std::thread::spawn(move || {
             for (n, c) in l.incoming().take(64).enumerate() {
                 let Ok(client) = c else { break };
                 sh.0.lock().unwrap().down.push(0);
-                let Ok(server) = TcpStream::connect(("127.0.0.1", server_port)) else {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to.load(Ordering::SeqCst)))
+                else {
                     break;
                 };
-                let (mut c_r, mut s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (c_r, s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let up = Arc::clone(&sh);
                 std::thread::spawn(move || {
                     if rules.hold && n > 0 {
@@ -56,37 +90,23 @@ impl Proxy {
                             st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
                         }
                     }
-                    let _ = std::io::copy(&mut c_r, &mut s_w);
-                    let _ = s_w.shutdown(Shutdown::Write);
+                    pump(c_r, s_w, &up, rules, None);
                 });
                 let down = Arc::clone(&sh);
-                let (mut s_r, mut c_w) = (server, client);
-                std::thread::spawn(move || {
-                    let limit = match rules.cut {
-                        Some((k, bytes)) if k == n => bytes,
-                        _ => u64::MAX,
-                    };
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let mut sent = 0u64;
-                    while sent < limit {
-                        let k = match s_r.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(k) => k.min((limit - sent) as usize),
-                        };
-                        if c_w.write_all(&buf[..k]).is_err() {
-                            break;
-                        }
-                        sent += k as u64;
-                        let (m, cv) = &*down;
-                        m.lock().unwrap().down[n] = sent;
-                        cv.notify_all();
-                    }
-                    let _ = c_w.shutdown(Shutdown::Both);
-                    let _ = s_r.shutdown(Shutdown::Both);
-                });
+                std::thread::spawn(move || pump(server, client, &down, rules, Some(n)));
             }
         });
-        Proxy { port, shared }
+        Proxy {
+            addr: ip.to_string(),
+            port,
+            backend,
+            shared,
+        }
+    }
+
+    /// Sends new connections to the server on `port` instead.
+    pub fn point_at(&self, port: u16) {
+        self.backend.store(port, Ordering::SeqCst);
     }
 
     /// Lets held connections through.
@@ -106,6 +126,18 @@ impl Proxy {
         self.shared.0.lock().unwrap().down.iter().sum()
     }
 
+    /// Everything forwarded so far, both ways (with [`Rules::record`]).
+    pub fn captured(&self) -> Vec<u8> {
+        self.shared.0.lock().unwrap().capture.clone()
+    }
+
+    /// A client command aimed at the proxy, run in `work`.
+    pub fn client(&self, work: &Path, sub: &str) -> std::process::Command {
+        let mut c = super::fxfer(work);
+        c.args([sub, "--ip", &self.addr, "--port", &self.port.to_string()]);
+        c
+    }
+
     /// Waits (at most 30 s) until connection `n` carried `bytes` from the
     /// server; whether it did.
     pub fn wait_down(&self, n: usize, bytes: u64) -> bool {
@@ -119,5 +151,53 @@ impl Proxy {
             st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
         }
         true
+    }
+}
+
+/// Forwards one direction until either side ends. `down` is the
+/// connection's number when these are the server's bytes (counted, and
+/// subject to the cut and flip rules); then both directions end with it.
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    shared: &(Mutex<Counts>, Condvar),
+    rules: Rules,
+    down: Option<usize>,
+) {
+    let limit = down.map_or(u64::MAX, |n| rules.limit(n));
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut sent = 0u64;
+    while sent < limit {
+        let k = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => k.min((limit - sent) as usize),
+        };
+        if let (Some(at), Some(_)) = (rules.flip_each, down) {
+            if (sent..sent + k as u64).contains(&at) {
+                buf[(at - sent) as usize] ^= 0x10;
+            }
+        }
+        if to.write_all(&buf[..k]).is_err() {
+            break;
+        }
+        sent += k as u64;
+        let (m, cv) = shared;
+        let mut st = m.lock().unwrap();
+        if rules.record {
+            st.capture.extend_from_slice(&buf[..k]);
+        }
+        if let Some(n) = down {
+            st.down[n] = sent;
+            cv.notify_all();
+        }
+    }
+    match down {
+        Some(_) => {
+            let _ = to.shutdown(Shutdown::Both);
+            let _ = from.shutdown(Shutdown::Both);
+        }
+        None => {
+            let _ = to.shutdown(Shutdown::Write);
+        }
     }
 }
