@@ -3,11 +3,14 @@
 //! A server is trusted when its key matches the fingerprint pinned with
 //! `--fingerprint`, or the one recorded for its address in the
 //! known-servers file, or (for a server with a CA-issued certificate) when
-//! the system's CAs vouch for it under the host name. A server seen for the
-//! first time is recorded: at once on 127.0.0.1 and ::1, after asking on a
-//! terminal,
-//! with `--trust-new` otherwise; else it is refused. A recorded server
-//! whose key changed is always refused, and its line is never rewritten.
+//! the system's CAs vouch for it under the host name; a certificate issued
+//! by a CA that does not (an unknown CA, another name, expired) is refused.
+//! A self-signed server seen for the first time is recorded: at once on
+//! 127.0.0.1 and ::1 (only these: the rest of 127.0.0.0/8 is treated like
+//! any other address, as tunnels and containers' ports are often put
+//! there), after asking on a terminal, with
+//! `--trust-new` otherwise; else it is refused. A recorded server whose
+//! key changed is always refused, and its line is never rewritten.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -60,8 +63,9 @@ pub type Ask = dyn Fn(&str, &Fingerprint) -> bool + Send + Sync;
 
 static PROMPT: OnceLock<Box<Ask>> = OnceLock::new();
 /// One decision at a time, so parallel connections to a new server ask
-/// (and record) once.
-static DECIDING: Mutex<()> = Mutex::new(());
+/// (and record) once; the servers the user said no to, so they are not
+/// asked about again by the next connection of the same run.
+static DECIDING: Mutex<Vec<(String, Fingerprint)>> = Mutex::new(Vec::new());
 
 /// Installs the question asked on a terminal (the CLI does; without it,
 /// new servers off loopback need `--trust-new` or a pin).
@@ -108,7 +112,7 @@ pub fn check(
             ))
         };
     }
-    let _one = DECIDING.lock().unwrap_or_else(|p| p.into_inner());
+    let mut refused = DECIDING.lock().unwrap_or_else(|p| p.into_inner());
     let known = read(&t.file)?;
     if let Some(line) = known.iter().find(|l| l.addr == addr) {
         return if line.fp == fp {
@@ -124,8 +128,18 @@ pub fn check(
             ))
         };
     }
-    if super::tls::ca_verifies(certs, host).is_ok() {
-        return Ok(Trusted::Ca);
+    match super::tls::ca_verifies(certs, host) {
+        Ok(()) => return Ok(Trusted::Ca),
+        // A certificate that names an authority is trusted on that
+        // authority's word or not at all: recording it on first sight
+        // would accept one the authority never issued for this name.
+        Err(why) if super::tls::claims_ca(certs) => {
+            return Err(format!(
+                "certificate not valid for '{host}': {why}; refusing to connect \
+                 (to trust this server's key anyway, connect with --fingerprint {fp})"
+            ))
+        }
+        Err(_) => {}
     }
     // Only this machine's own loopback addresses are taken on trust: a
     // name or another address could lead anywhere.
@@ -133,6 +147,8 @@ pub fn check(
         peer == IpAddr::from(Ipv4Addr::LOCALHOST) || peer == IpAddr::from(Ipv6Addr::LOCALHOST);
     let record = if local || t.trust_new {
         true
+    } else if refused.iter().any(|(a, f)| a == addr && *f == fp) {
+        false
     } else if let Some(ask) = PROMPT.get() {
         ask(addr, &fp)
     } else {
@@ -143,6 +159,7 @@ pub fn check(
         ));
     };
     if !record {
+        refused.push((addr.to_string(), fp));
         return Err(format!("server {fp} not trusted; nothing was sent"));
     }
     let no = append(&t.file, addr, &fp)?;

@@ -328,13 +328,31 @@ pub fn ca_verifies(certs: &[CertificateDer<'static>], host: &str) -> Result<(), 
             .ok()
     });
     let Some(v) = v else {
-        return Err("no system CA certificates".into());
+        return Err("this system has no CA certificates to check it with".into());
     };
     let (ee, rest) = certs.split_first().ok_or("no certificate")?;
-    let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|_| format!("'{host}' is not a host name a certificate can be for"))?;
     v.verify_server_cert(ee, rest, &name, &[], UnixTime::now())
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => {
+                "it is issued by a certificate authority this system does not trust".into()
+            }
+            rustls::Error::InvalidCertificate(c) => c.to_string(),
+            other => other.to_string(),
+        })
+}
+
+/// Whether a chain claims a certificate authority: more than one
+/// certificate, or an end-entity certificate issued by someone other than
+/// its subject (an fxfer identity is one self-issued certificate).
+pub fn claims_ca(certs: &[CertificateDer<'_>]) -> bool {
+    match certs {
+        [] => false,
+        [ee] => webpki::EndEntityCert::try_from(ee).is_ok_and(|c| c.issuer() != c.subject()),
+        _ => true,
+    }
 }
 
 /// Why the client's handshake failed.
