@@ -54,7 +54,9 @@ fn run(cli: Cli) -> Result<Exit, Error> {
         logging::init_client(cli.verbose, cli.quiet);
         use std::io::IsTerminal;
         if io::stdin().is_terminal() && io::stderr().is_terminal() {
-            fxfer::transport::known::set_prompt(Box::new(shell::confirm_new_server));
+            fxfer::transport::known::set_prompt(Box::new(|addr, fp| {
+                fxfer::progress::with_bars_hidden(|| shell::confirm_new_server(addr, fp))
+            }));
         }
     }
     match &cli.command {

@@ -20,6 +20,21 @@ use crate::paths::display_safe;
 /// How often a pipe or CI log gets a progress line.
 const LINE_EVERY: Duration = Duration::from_secs(3);
 
+/// The bars on the terminal now, if any: a question asked there in the
+/// middle of a run (whether to trust a new server) hides them while it
+/// waits for the answer, or they would redraw over it.
+static ON_SCREEN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// Runs `f` (which uses the terminal) with any bars hidden, and draws
+/// them again after.
+pub fn with_bars_hidden<R>(f: impl FnOnce() -> R) -> R {
+    let shown = ON_SCREEN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match shown {
+        Some(mp) => mp.suspend(f),
+        None => f(),
+    }
+}
+
 /// How a `get` reports what it is doing.
 pub struct Progress {
     bars: Option<Bars>,
@@ -241,6 +256,7 @@ impl Progress {
             total.set_style(style(&total_layout(cols)));
             total.set_message("0 files");
             total.enable_steady_tick(Duration::from_millis(200));
+            *ON_SCREEN.lock().unwrap_or_else(|p| p.into_inner()) = Some(mp.clone());
             Bars {
                 mp,
                 total,
@@ -471,6 +487,9 @@ impl Progress {
 impl Drop for Progress {
     fn drop(&mut self) {
         self.stop_ticker();
+        if self.bars.is_some() {
+            *ON_SCREEN.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 }
 

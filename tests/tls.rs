@@ -8,7 +8,7 @@ use fxfer::protocol::{self, auth, ErrorCode, Hello, Request, Response, AUTH_LEN}
 use fxfer::transport::{identity, tls};
 use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -494,4 +494,194 @@ fn a_refusal_at_acceptance_reaches_a_tls_client_in_the_clear() {
         stderr(&o)
     );
     drop(held);
+}
+
+/// A certificate authority of the test's own in `dir` and a certificate it
+/// issued for `localhost`, as PEM files: (CA certificate, leaf, leaf key).
+fn ca_and_leaf(dir: &Path, ca_name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, ca_name);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf.signed_by(&key, &ca).unwrap();
+    let paths = (
+        dir.join("ca.pem"),
+        dir.join("leaf.pem"),
+        dir.join("leaf-key.pem"),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, leaf.pem()).unwrap();
+    secret(&paths.2, &key.serialize_pem());
+    paths
+}
+
+#[test]
+fn a_ca_issued_certificate_is_trusted_for_its_name_under_the_systems_cas_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, leaf, key) = ca_and_leaf(&tmp.path().join("pki"), "fxfer test root");
+    let (other_ca, ..) = ca_and_leaf(&tmp.path().join("other"), "some other root");
+    let data = bytes(43, 700_000);
+    let d2 = data.clone();
+    let s = Server::builder()
+        .files(move |h| write(h, "f.bin", &d2))
+        .arg("--cert")
+        .arg(leaf.to_str().unwrap())
+        .arg("--key")
+        .arg(key.to_str().unwrap())
+        .start();
+    let fp = s.fingerprint();
+    assert!(s.wait_log("fingerprint").contains("certificate "));
+    // The system's CAs, as rustls-native-certs reads them: the file
+    // SSL_CERT_FILE names, in place of the distribution's bundle.
+    let get = |roots: &Path, host: &str, extra: &[&str]| {
+        fxfer(&s.work)
+            .args(["get", "--ip", host, "--port", &s.port.to_string()])
+            .args(extra)
+            .arg("f.bin")
+            .env("SSL_CERT_FILE", roots)
+            .env_remove("SSL_CERT_DIR")
+            .output()
+            .unwrap()
+    };
+    let refused = |o: &std::process::Output, why: &str| {
+        assert_exit(o, 3);
+        let err = stderr(o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.contains("certificate not valid for")
+                && err.contains(why)
+                && err.contains(&format!("--fingerprint {fp}")),
+            "{err}"
+        );
+        assert!(tree(&s.downloads()).is_empty(), "{err}");
+        assert!(!known_servers(&s.work).exists());
+    };
+
+    // The name the certificate is for, under the CA that issued it.
+    let o = get(&ca, "localhost", &["-v"]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains("certificate valid for the host name (system CAs)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::read(s.downloads().join("f.bin")).unwrap() == data);
+    assert!(
+        !known_servers(&s.work).exists(),
+        "a CA's word is checked every time, not recorded"
+    );
+    std::fs::remove_dir_all(s.downloads()).unwrap();
+
+    // Another name (the certificate is for localhost, not 127.0.0.1, even
+    // though that is where localhost leads): refused, even on loopback.
+    refused(&get(&ca, "127.0.0.1", &[]), "\"127.0.0.1\"");
+    // A CA this system does not trust.
+    refused(
+        &get(&other_ca, "localhost", &[]),
+        "certificate authority this system does not trust",
+    );
+    // --trust-new records new self-signed servers, and does not turn a
+    // failed CA check into a first contact.
+    refused(
+        &get(&other_ca, "localhost", &["--trust-new"]),
+        "does not trust",
+    );
+    // The key pinned: the user's word instead of a CA's.
+    let o = get(&other_ca, "127.0.0.1", &["--fingerprint", &fp]);
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join("f.bin")).unwrap() == data);
+}
+
+/// `fxfer get NAME` through `p`, at a terminal (a pseudo-terminal of its
+/// own for stdin, stdout and stderr).
+fn get_at_a_terminal(p: &Proxy, work: &Path, args: &[&str]) -> rexpect::session::PtySession {
+    let mut c = p.client(work, "get");
+    c.args(args)
+        .stdin(std::process::Stdio::inherit())
+        .env("TERM", "xterm");
+    rexpect::session::spawn_command(c, Some(30_000)).expect("spawn get in a pty")
+}
+
+/// The exit code of a process in a pseudo-terminal, once its output ended.
+fn exit_code(mut t: rexpect::session::PtySession) -> i32 {
+    use rexpect::process::wait::WaitStatus;
+    let _ = t.exp_eof();
+    match t.process.wait().unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("ended by {other:?}"),
+    }
+}
+
+#[test]
+fn at_a_terminal_a_new_server_is_shown_and_asked_about() {
+    let s = Server::with_files(|h| {
+        for f in ["a.txt", "b.txt", "c.txt"] {
+            write(h, f, b"alpha")
+        }
+    });
+    let fp = s.fingerprint();
+    // 127.0.0.2 is loopback, but only 127.0.0.1 and ::1 are taken on trust.
+    let p = Proxy::start_on("127.0.0.2", s.port, Rules::default());
+    let file = known_servers(&s.work);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    let before = format!(
+        "# kept as it is\n127.0.0.1:1 {}\n",
+        identity::Fingerprint([9; 32])
+    );
+    std::fs::write(&file, &before).unwrap();
+    let ask = |args: &[&str], answer: &str| {
+        let mut t = get_at_a_terminal(&p, &s.work, args);
+        t.exp_string(&format!("The server 127.0.0.2:{} is not known yet", p.port))
+            .unwrap();
+        t.exp_string(&fp).unwrap();
+        t.exp_string("Trust this server and remember it?").unwrap();
+        // Keys sent while the prompt is still setting the terminal up can
+        // be lost.
+        std::thread::sleep(Duration::from_millis(300));
+        t.send(answer).unwrap();
+        t.flush().unwrap();
+        t
+    };
+
+    // No: nothing is fetched and nothing recorded, and the other
+    // connections of the run do not ask again.
+    for args in [
+        &["a.txt"][..],
+        &["--parallel", "-j", "3", "a.txt", "b.txt", "c.txt"],
+    ] {
+        let mut t = ask(args, "n");
+        t.exp_string(&format!("server {fp} not trusted")).unwrap();
+        let rest = t.exp_eof().unwrap();
+        assert!(!rest.contains("not known yet"), "asked again: {rest}");
+        assert_eq!(exit_code(t), 3);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), before);
+        assert!(tree(&s.work.join("downloads")).is_empty());
+        assert!(!s.log_text().contains("sent \""));
+    }
+
+    // Yes: recorded under the address as given, then fetched.
+    let t = ask(&["a.txt"], "y");
+    assert_eq!(exit_code(t), 0);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        format!("{before}127.0.0.2:{} {fp}\n", p.port)
+    );
+    assert_eq!(
+        std::fs::read(s.downloads().join("a.txt")).unwrap(),
+        b"alpha"
+    );
+    // Known now: no question, even without a terminal.
+    let o = p.client(&s.work, "ls").output().unwrap();
+    assert_exit(&o, 0);
 }

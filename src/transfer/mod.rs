@@ -770,12 +770,17 @@ fn stamps_from_server(
         // (and their retries) rather than waited for twice.
         // Only the TCP connection gets the short time-out; the greeting
         // and the listing get the usual ones.
-        *conn = connect_within(settings, limiter, settings.limits.timeout.min(SIZE_PROBE))
-            .ok()
-            .map(|mut c| {
+        match connect_within(settings, limiter, settings.limits.timeout.min(SIZE_PROBE)) {
+            Ok(mut c) => {
                 c.set_timeout(settings.limits.timeout);
-                c
-            });
+                *conn = Some(c);
+            }
+            // Not a server we can use (not trusted, a wrong token, not
+            // fxfer): the downloads would only find that out again, and at
+            // a terminal ask the user a second time.
+            Err(e) if !transient(&e, settings) => return Err(e),
+            Err(_) => {}
+        }
     }
     let Some(c) = conn.as_mut() else {
         return Ok(stamps);
