@@ -195,7 +195,9 @@ pub struct ServeArgs {
     pub key: Option<PathBuf>,
 
     /// Serve without TLS: everything crosses the network in the clear (for
-    /// a trusted link or to compare speeds); clients need --plaintext too
+    /// a trusted link or to compare speeds); clients need --plaintext too.
+    /// Clients of protocol versions 3 to 5 (which have no TLS) are then
+    /// served too, each in its own version
     #[arg(long, overrides_with = "no_plaintext")]
     pub plaintext: bool,
 

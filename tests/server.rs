@@ -81,7 +81,8 @@ fn unknown_version_gets_an_error_naming_supported_versions() {
         Response::Error(e) => {
             assert_eq!(e.code, ErrorCode::UnsupportedVersion);
             assert!(
-                e.message.contains(&protocol::supported_versions_text()),
+                e.message
+                    .contains(&protocol::versions_text(protocol::TLS_VERSIONS)),
                 "{}",
                 e.message
             );

@@ -51,6 +51,9 @@ mod tls;
 mod props;
 // The documented wire bytes against the real server; version 3 clients.
 mod wire;
+// Clients of versions 3 to 5 against a --plaintext server, and refused by a
+// TLS one.
+mod compat;
 // get --parallel: kept connections, large files in pieces, cut, resumed and
 // changing pieces.
 mod pieces;

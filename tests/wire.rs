@@ -1,6 +1,6 @@
 //! The wire as documented: the worked examples of docs/PROTOCOL.md sent as
 //! raw bytes to the real server must get exactly the documented answers,
-//! and a client that speaks only version 3 is still served.
+//! the version 3 one from a server in plaintext mode.
 
 use crate::util::*;
 use std::io::{Read, Write};
@@ -80,6 +80,13 @@ fn worked_examples_are_what_the_server_sends() {
     let s = Server::with_files(move |h| stamped(h, "c.txt", &c));
     let (ask, answer) = example("12.4 ");
     assert_bytes("12.4", &exchange(&s, &ask), &answer);
+    // A version 3 client, in the clear, at a plaintext server.
+    let s = Server::builder()
+        .files(|h| stamped(h, "a.txt", b"hello"))
+        .plaintext()
+        .start();
+    let (ask, answer) = example("12.7 ");
+    assert_bytes("12.7", &exchange(&s, &ask), &answer);
 }
 
 #[test]

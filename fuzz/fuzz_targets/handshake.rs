@@ -23,11 +23,22 @@ fuzz_target!(|data: &[u8]| {
         Greeting::Hello(_) => &data[HELLO_LEN..],
         _ => data,
     };
-    let key = auth::key(b"fuzz token");
+    let keys = auth::Keys::new(b"fuzz token");
     let nonce = [7u8; AUTH_LEN];
-    let got = handshake::proof(rest, &key, &nonce, &[7; 32]);
+    // The version the greeting asked for decides how the proof is made.
+    let version = match whole {
+        Greeting::Hello(h) => h.version,
+        _ => 6,
+    };
+    let want = handshake::Expect {
+        keys: &keys,
+        version,
+        server_nonce: &nonce,
+        binding: &[7; 32],
+    };
+    let got = handshake::proof(rest, want);
     for n in 0..rest.len().min(PROOF_LEN + 1) {
-        let part = handshake::proof(&rest[..n], &key, &nonce, &[7; 32]);
+        let part = handshake::proof(&rest[..n], want);
         if part != Proof::NeedMore {
             assert_eq!(part, got, "proof decided on {n} bytes changed");
         }
@@ -36,7 +47,7 @@ fuzz_target!(|data: &[u8]| {
         let mut expected = Vec::new();
         Request::Auth {
             nonce: client_nonce,
-            mac: auth::client_mac(&key, &nonce, &client_nonce, &[7; 32]),
+            mac: keys.client_mac(version, &nonce, &client_nonce, &[7; 32]),
         }
         .write_to(&mut expected)
         .unwrap();

@@ -312,7 +312,8 @@ impl Connection {
         })?;
         self.reader.get_mut().timeout = self.timeout;
         self.greeted = true;
-        if !protocol::is_supported(hello.version) {
+        // This client speaks only the version it greeted with.
+        if hello.version != protocol::VERSION {
             // The server says which versions it speaks in an ERROR frame.
             let why = match self.read_response() {
                 Ok(Response::Error(e)) => e.message,

@@ -59,14 +59,19 @@ impl Proof {
     }
 }
 
-/// Checks the AUTH frame at the start of `input` against the token's `key`
-/// and the nonce we sent.
-pub fn proof(
-    input: &[u8],
-    key: &[u8; 32],
-    server_nonce: &[u8; AUTH_LEN],
-    binding: &[u8; 32],
-) -> Proof {
+/// What a proof must be checked against: the token's keys, the version
+/// the connection speaks (which decides how its proofs are made) and the
+/// channel binding (used from version 6 on).
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    pub keys: &'a auth::Keys,
+    pub version: u16,
+    pub server_nonce: &'a [u8; AUTH_LEN],
+    pub binding: &'a [u8; 32],
+}
+
+/// Checks the AUTH frame at the start of `input` against what we expect.
+pub fn proof(input: &[u8], want: Expect) -> Proof {
     if input.is_empty() {
         return Proof::NeedMore;
     }
@@ -85,7 +90,10 @@ pub fn proof(
     }
     match Request::read_from(&mut &input[..PROOF_LEN]) {
         Ok(Request::Auth { nonce, mac }) => {
-            if auth::verify(&auth::client_mac(key, server_nonce, &nonce, binding), &mac) {
+            let expected =
+                want.keys
+                    .client_mac(want.version, want.server_nonce, &nonce, want.binding);
+            if auth::verify(&expected, &mac) {
                 Proof::Valid {
                     client_nonce: nonce,
                 }
@@ -115,32 +123,47 @@ mod tests {
         assert_eq!(greeting(b"FXG"), Greeting::NotFxfer);
     }
 
+    fn auth_frame(nonce: [u8; AUTH_LEN], mac: [u8; 32]) -> Vec<u8> {
+        let mut v = Vec::new();
+        Request::Auth { nonce, mac }.write_to(&mut v).unwrap();
+        v
+    }
+
     #[test]
     fn proofs_are_told_apart() {
-        let key = auth::key(b"token");
+        let keys = auth::Keys::new(b"token");
+        let other = auth::Keys::new(b"other");
         let ns = [3u8; AUTH_LEN];
         let nc = [4u8; AUTH_LEN];
-        let mut good = Vec::new();
-        Request::Auth {
-            nonce: nc,
-            mac: auth::client_mac(&key, &ns, &nc, &B),
-        }
-        .write_to(&mut good)
-        .unwrap();
+        let want = |keys, version| Expect {
+            keys,
+            version,
+            server_nonce: &ns,
+            binding: &B,
+        };
+        let good = auth_frame(nc, auth::client_mac(&auth::key(b"token"), &ns, &nc, &B));
         for n in 0..PROOF_LEN {
-            assert_eq!(proof(&good[..n], &key, &ns, &B), Proof::NeedMore, "{n}");
+            assert_eq!(proof(&good[..n], want(&keys, 6)), Proof::NeedMore, "{n}");
         }
         assert_eq!(
-            proof(&good, &key, &ns, &B),
+            proof(&good, want(&keys, 6)),
             Proof::Valid { client_nonce: nc }
         );
-        assert_eq!(proof(&good, &auth::key(b"other"), &ns, &B), Proof::Wrong);
+        assert_eq!(proof(&good, want(&other, 6)), Proof::Wrong);
+        // A version 6 proof is not a version 5 one, nor the other way round.
+        assert_eq!(proof(&good, want(&keys, 5)), Proof::Wrong);
+        let v5 = auth_frame(nc, keys.client_mac(5, &ns, &nc, &B));
         assert_eq!(
-            proof(&[frame::LIST, 0, 0, 0, 1], &key, &ns, &B),
+            proof(&v5, want(&keys, 5)),
+            Proof::Valid { client_nonce: nc }
+        );
+        assert_eq!(proof(&v5, want(&keys, 6)), Proof::Wrong);
+        assert_eq!(
+            proof(&[frame::LIST, 0, 0, 0, 1], want(&keys, 6)),
             Proof::NotAuth
         );
         assert_eq!(
-            proof(&[frame::AUTH, 0, 0, 0, 1, 0], &key, &ns, &B),
+            proof(&[frame::AUTH, 0, 0, 0, 1, 0], want(&keys, 6)),
             Proof::Malformed
         );
         assert!(Proof::Wrong.is_guess() && !Proof::NotAuth.is_guess());

@@ -1,6 +1,8 @@
 //! The fxfer wire protocol, version 6: handshake, frames, requests and
 //! responses, encoded and decoded over any `Read`/`Write`. Since version 6
 //! it runs inside TLS 1.3 (see `transport`), which this module never sees.
+//! In the clear (plaintext mode) a server also speaks versions 3 to 5, each
+//! with its own framing and token proofs: see [`versions_spoken`].
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
 //! server and client wrap it around a `TcpStream`, the tests around a
@@ -49,9 +51,13 @@ pub const MAGIC: [u8; 4] = *b"FXFR";
 /// changed); version 6 runs inside TLS 1.3 and binds the token proofs to
 /// the TLS channel.
 pub const VERSION: u16 = 6;
-/// Every protocol version this build can speak. Only 6: older clients
-/// speak no TLS, and their token proofs are not bound to a channel.
-pub const SUPPORTED_VERSIONS: &[u16] = &[6];
+/// The versions a server speaks inside TLS: only 6, the first that knew
+/// TLS (older clients never start a TLS handshake).
+pub const TLS_VERSIONS: &[u16] = &[6];
+/// The versions a server speaks in plaintext mode: every version since
+/// token authentication, each client answered in its own version. Versions
+/// 3 to 5 never had TLS, so in the clear they lose nothing they had.
+pub const PLAINTEXT_VERSIONS: &[u16] = &[3, 4, 5, 6];
 /// The first version with ranged GETs.
 pub const RANGE_VERSION: u16 = 4;
 /// The first version whose listings and FILE headers carry permission bits
@@ -190,18 +196,28 @@ impl Hello {
     }
 }
 
-/// Whether this build can speak `version`.
-pub fn is_supported(version: u16) -> bool {
-    SUPPORTED_VERSIONS.contains(&version)
+/// The versions a server speaks over a transport with TLS (`tls`) or in
+/// the clear.
+pub fn versions_spoken(tls: bool) -> &'static [u16] {
+    if tls {
+        TLS_VERSIONS
+    } else {
+        PLAINTEXT_VERSIONS
+    }
 }
 
-/// "1" or "1, 2": the versions this build speaks, for messages.
-pub fn supported_versions_text() -> String {
-    SUPPORTED_VERSIONS
+/// "version 6" or "versions 3, 4, 5, 6", for messages.
+pub fn versions_text(versions: &[u16]) -> String {
+    let list = versions
         .iter()
         .map(u16::to_string)
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if versions.len() == 1 {
+        format!("version {list}")
+    } else {
+        format!("versions {list}")
+    }
 }
 
 // ----------------------------------------------------------------- requests
@@ -1050,12 +1066,20 @@ pub fn write_auth_ok<W: Write + ?Sized>(w: &mut W, proof: &[u8; AUTH_LEN]) -> Re
 /// value unique to the connection), so a recorded exchange cannot be
 /// replayed (the server's nonce is fresh for every connection) and a proof
 /// relayed from another connection is worthless (its binding differs).
+///
+/// Versions 3 to 5 (spoken only in the clear) had no channel to bind to:
+/// their proofs cover the two nonces alone, under a key derived with their
+/// own context string. [`Keys`] holds both keys and picks by version.
 pub mod auth {
     use super::AUTH_LEN;
 
     const CONTEXT: &str = "fxfer 2026-12 token authentication v6";
+    /// The context of versions 3 to 5.
+    const CONTEXT_V3: &str = "fxfer 2026-11 token authentication v3";
+    /// The first version whose proofs cover a channel binding.
+    pub const BOUND_VERSION: u16 = 6;
 
-    /// The MAC key derived from a shared token.
+    /// The MAC key derived from a shared token (version 6).
     pub fn key(token: &[u8]) -> [u8; 32] {
         blake3::derive_key(CONTEXT, token)
     }
@@ -1086,6 +1110,59 @@ pub mod auth {
         let mut h = blake3::Hasher::new_keyed(key);
         h.update(who).update(a).update(b).update(binding);
         *h.finalize().as_bytes()
+    }
+
+    /// A token's keys for every version a server may speak, derived once.
+    #[derive(Clone, Copy)]
+    pub struct Keys {
+        bound: [u8; 32],
+        v3: [u8; 32],
+    }
+
+    impl Keys {
+        pub fn new(token: &[u8]) -> Keys {
+            Keys {
+                bound: key(token),
+                v3: blake3::derive_key(CONTEXT_V3, token),
+            }
+        }
+
+        /// The MAC a client speaking `version` sends: over the channel
+        /// binding from version 6 on, over the nonces alone before.
+        pub fn client_mac(
+            &self,
+            version: u16,
+            server: &[u8; AUTH_LEN],
+            client: &[u8; AUTH_LEN],
+            binding: &[u8; 32],
+        ) -> [u8; 32] {
+            if version >= BOUND_VERSION {
+                client_mac(&self.bound, server, client, binding)
+            } else {
+                mac(&self.v3, b"client", server, client, &[])
+            }
+        }
+
+        /// The server's proof on a connection speaking `version`.
+        pub fn server_proof(
+            &self,
+            version: u16,
+            server: &[u8; AUTH_LEN],
+            client: &[u8; AUTH_LEN],
+            binding: &[u8; 32],
+        ) -> [u8; 32] {
+            if version >= BOUND_VERSION {
+                server_proof(&self.bound, server, client, binding)
+            } else {
+                mac(&self.v3, b"server", client, server, &[])
+            }
+        }
+    }
+
+    impl std::fmt::Debug for Keys {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Keys(..)")
+        }
     }
 
     /// Compares MACs in constant time (blake3::Hash's equality is).

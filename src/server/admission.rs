@@ -266,7 +266,8 @@ struct Pending {
     shut: bool,
     /// A TLS server whose client greeted in the clear (`--plaintext`).
     plain_client: bool,
-    /// The version of the client's greeting, once it came.
+    /// The version the connection speaks: the client's, once its greeting
+    /// came and we speak it; ours until then.
     version: u16,
 }
 
@@ -287,11 +288,16 @@ impl Pending {
         }
     }
 
-    /// Queues a refusal: our greeting when not sent yet, the ERROR frame,
-    /// then the close.
+    /// Queues a refusal: our greeting when not sent yet (in the client's
+    /// version once we know it is one we speak, else in ours), the ERROR
+    /// frame, then the close.
     fn refuse(&mut self, greet: bool, code: ErrorCode, why: &str, now: Instant) {
         if greet {
-            let _ = Hello::current().write_to(&mut self.out);
+            let _ = Hello {
+                version: self.version,
+                flags: 0,
+            }
+            .write_to(&mut self.out);
         }
         let _ = protocol::write_error(&mut self.out, &ErrorFrame::new(code, why));
         self.state = State::Closing {
@@ -749,11 +755,18 @@ impl Loop {
                 }
             },
             State::Proof { nonce } => {
-                let key = p.shared.auth_key.expect("a challenge means a token");
+                let keys = p.shared.auth_keys.expect("a challenge means a token");
                 // Bound to this TLS connection: a proof relayed from another
-                // one does not verify.
+                // one does not verify. (Versions 3 to 5, in the clear, bind
+                // their proofs to the nonces alone, as they always did.)
                 let binding = p.wire.binding();
-                let got = handshake::proof(&p.input, &key, &nonce, &binding);
+                let want = handshake::Expect {
+                    keys: &keys,
+                    version: p.version,
+                    server_nonce: &nonce,
+                    binding: &binding,
+                };
+                let got = handshake::proof(&p.input, want);
                 let why = match got {
                     handshake::Proof::NeedMore => return None,
                     handshake::Proof::Valid { client_nonce } => {
@@ -765,7 +778,7 @@ impl Loop {
                         }
                         let _ = protocol::write_auth_ok(
                             &mut p.out,
-                            &protocol::auth::server_proof(&key, &nonce, &client_nonce, &binding),
+                            &keys.server_proof(p.version, &nonce, &client_nonce, &binding),
                         );
                         return Some(Step::Done);
                     }
@@ -783,10 +796,10 @@ impl Loop {
     /// The client's greeting arrived: refuse a version we do not speak,
     /// challenge for the token, or finish.
     fn greeted(&mut self, p: &mut Pending, hello: Hello, now: Instant) {
-        p.version = hello.version;
+        let tls = p.shared.tls.is_some();
         if p.plain_client {
             // At a TLS server, in the clear: refused, in the clear.
-            let (code, msg) = if protocol::is_supported(hello.version) {
+            let (code, msg) = if protocol::TLS_VERSIONS.contains(&hello.version) {
                 (
                     ErrorCode::TransportMismatch,
                     "this server requires TLS; connect without --plaintext".to_string(),
@@ -795,9 +808,9 @@ impl Loop {
                 (
                     ErrorCode::UnsupportedVersion,
                     format!(
-                        "unsupported protocol version {}; this server speaks version {} over TLS",
+                        "unsupported protocol version {}; this server speaks {} over TLS",
                         hello.version,
-                        protocol::supported_versions_text()
+                        protocol::versions_text(protocol::TLS_VERSIONS)
                     ),
                 )
             };
@@ -808,23 +821,21 @@ impl Loop {
             p.refuse(true, code, &msg, now);
             return;
         }
-        if !protocol::is_supported(hello.version) {
+        let spoken = protocol::versions_spoken(tls);
+        if !spoken.contains(&hello.version) {
             let msg = format!(
-                "unsupported protocol version {}; this server speaks version{} {}",
+                "unsupported protocol version {}; this server speaks {}",
                 hello.version,
-                if protocol::SUPPORTED_VERSIONS.len() > 1 {
-                    "s"
-                } else {
-                    ""
-                },
-                protocol::supported_versions_text()
+                protocol::versions_text(spoken)
             );
             warn!("{}: refused: {msg}", p.peer);
-            let _ = Hello::current().write_to(&mut p.out);
-            p.refuse(false, ErrorCode::UnsupportedVersion, &msg, now);
+            p.refuse(true, ErrorCode::UnsupportedVersion, &msg, now);
             return;
         }
-        match p.shared.auth_key {
+        // From here on every greeting we send, a refusal's too, carries
+        // the client's version, and the session speaks it.
+        p.version = hello.version;
+        match p.shared.auth_keys {
             None => {
                 if !self.reserve_session(p, true, now) {
                     return;

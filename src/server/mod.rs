@@ -114,8 +114,9 @@ pub(crate) struct Shared {
     /// Digests are keyed by file identity, so one cache serves every config.
     pub digests: Arc<digest::Cache>,
     pub settings: ServerSettings,
-    /// MAC key derived from the shared token, when one is required.
-    pub auth_key: Option<[u8; 32]>,
+    /// MAC keys derived from the shared token, when one is required (one
+    /// per way of making proofs: versions 3 to 5, and 6).
+    pub auth_keys: Option<protocol::auth::Keys>,
     /// TLS configuration (`None` with `--plaintext`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The server's fingerprint and where its identity came from.
@@ -177,7 +178,7 @@ impl Shared {
         Ok(Shared {
             root,
             digests,
-            auth_key: settings.token.as_deref().map(protocol::auth::key),
+            auth_keys: settings.token.as_deref().map(protocol::auth::Keys::new),
             tls,
             identity,
             settings,
@@ -357,7 +358,7 @@ impl Server {
             // What clients pin; on stderr so stdout keeps its one line.
             logging::notice(&format!("fingerprint {fp}"));
         }
-        if first.auth_key.is_some() {
+        if first.auth_keys.is_some() {
             info!("clients must prove they know the shared token");
         }
         if let Some(w) = first
@@ -368,7 +369,7 @@ impl Server {
         {
             warn!("{w}");
         }
-        if let Some(w) = exposure_warning(local, first.auth_key.is_some()) {
+        if let Some(w) = exposure_warning(local, first.auth_keys.is_some()) {
             warn!("{w}");
         }
         let registry = Arc::clone(&first.registry);
@@ -401,7 +402,12 @@ impl Server {
             let peer = admitted.peer;
             let stream = Arc::clone(&admitted.stream);
             registry.register(id, Client { peer, stream });
-            info!("{peer}: connected");
+            if admitted.version == protocol::VERSION {
+                info!("{peer}: connected");
+            } else {
+                // An older client, answered in its own version.
+                info!("{peer}: connected (protocol v{})", admitted.version);
+            }
             let job = match idle.offer(Job {
                 admitted: Box::new(admitted),
                 id,
@@ -502,7 +508,7 @@ fn status(shared: &Shared, local: SocketAddr) -> String {
     format!(
         "serving {} on {local}{}",
         shared.root.path().display(),
-        if shared.auth_key.is_some() {
+        if shared.auth_keys.is_some() {
             " (token required)"
         } else {
             ""

@@ -365,7 +365,7 @@ fn list(
         // Since version 5 a file lists as its own entry (what fetching only
         // what changed needs to know about one named file).
         Err(Refusal::WrongKind) if !path.is_empty() && version >= protocol::SYNC_VERSION => {
-            return list_file(w, peer, shared, path, digests)
+            return list_file(w, peer, shared, path, digests, version)
         }
         Err(r) => {
             let (code, msg) = refusal_frame(r, Want::Dir);
@@ -535,11 +535,12 @@ fn list_file(
     shared: &Shared,
     path: &str,
     digests: bool,
+    version: u16,
 ) -> Result<(), ProtocolError> {
     let entry = digest::listed_file(shared, path, digests);
     match entry {
         Ok(e) => {
-            let mut lw = ListWriter::default();
+            let mut lw = ListWriter::for_version(version);
             lw.push(w, e)?;
             info!("{peer}: list {:?} (one file)", display_safe(path));
             lw.finish(w)

@@ -123,13 +123,13 @@ fn reload(current: &RwLock<Arc<Shared>>, reloader: Option<&Reloader>, local: Soc
          connections already open keep their settings",
         new.root.path().display(),
         new.settings.max_connections,
-        if new.auth_key.is_some() {
+        if new.auth_keys.is_some() {
             ", token required"
         } else {
             ""
         }
     );
-    if let Some(w) = exposure_warning(local, new.auth_key.is_some()) {
+    if let Some(w) = exposure_warning(local, new.auth_keys.is_some()) {
         warn!("{w}");
     }
     let line = status(&new, local);
