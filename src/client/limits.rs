@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::ratelimit::RateLimiter;
-use crate::transport::Link;
+use crate::transport::Wire;
 
 /// The socket's own read time-out: how soon a waiting read notices Ctrl-C.
 pub(crate) const POLL: Duration = Duration::from_millis(250);
@@ -91,9 +91,9 @@ impl Limits {
 /// descriptor rather than two: fewer system calls per connection, which
 /// matters with one connection per file). Every read and write honours the
 /// deadline; reads also keep the rate.
-pub(crate) struct Socket {
+pub(crate) struct Socket<W> {
     /// The byte stream (TLS or plain), shared with the other half.
-    pub link: Link,
+    pub link: W,
     /// The --limit-rate budget, when there is one.
     pub limit: Option<Arc<RateLimiter>>,
     /// How long one read may wait for data (the greeting waits less).
@@ -107,9 +107,9 @@ pub(crate) struct Socket {
     got: u64,
 }
 
-impl Socket {
-    pub fn pair(link: Link, limits: Limits) -> (Socket, Socket) {
-        let one = |s: Link| Socket {
+impl<W: Wire> Socket<W> {
+    pub fn pair(link: W, limits: Limits) -> (Socket<W>, Socket<W>) {
+        let one = |s: W| Socket {
             link: s,
             limit: None,
             timeout: limits.timeout,
@@ -125,7 +125,7 @@ impl Socket {
     fn arm_write(&mut self) -> io::Result<()> {
         let wait = self.limits.wait()?;
         if self.armed != Some(wait) {
-            self.link.lock().socket().set_write_timeout(Some(wait))?;
+            self.link.set_write_timeout(wait)?;
             self.armed = Some(wait);
         }
         Ok(())
@@ -177,7 +177,7 @@ impl Socket {
     }
 }
 
-impl Read for Socket {
+impl<W: Wire> Read for Socket<W> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // The whole wait: the time-out, or less when the deadline is near.
         let wait = match self.limits.deadline {
@@ -214,7 +214,7 @@ impl Read for Socket {
     }
 }
 
-impl Write for Socket {
+impl<W: Wire> Write for Socket<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.arm_write()?;
         self.link.write(buf).map_err(|e| self.explain(e))

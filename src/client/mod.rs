@@ -30,7 +30,7 @@ use crate::ratelimit::RateLimiter;
 use crate::transport::identity::Fingerprint;
 use crate::transport::known::{self, Trusted};
 use crate::transport::tls::{self, ConnectFailure};
-use crate::transport::{Link, Stream};
+use crate::transport::{Link, Stream, Wire};
 
 /// Buffer for frame headers and small bodies. Kept small on purpose: file
 /// data is read straight into the sink's buffers (see
@@ -87,15 +87,17 @@ pub struct Received {
     pub trailer: Trailer,
 }
 
-pub struct Connection {
+/// One connection to a server, over a [`Link`] (TLS or plain TCP) unless
+/// made with [`Connection::over`].
+pub struct Connection<W: Wire = Link> {
     addr: String,
     /// Seconds without progress before the connection counts as dead.
     timeout: Duration,
     token: Option<Vec<u8>>,
     /// A response read ahead during the greeting, to be returned next.
     pending: Option<Response>,
-    reader: BufReader<Socket>,
-    writer: BufWriter<Socket>,
+    reader: BufReader<Socket<W>>,
+    writer: BufWriter<Socket<W>>,
     greeted: bool,
     limits: Limits,
     /// The server's key and why we trust it (`None` with `--plaintext`).
@@ -104,7 +106,7 @@ pub struct Connection {
     transport: String,
 }
 
-impl Connection {
+impl Connection<Link> {
     /// Opens a TCP connection, runs the TLS handshake and checks the
     /// server's identity (unless `--plaintext`), and queues our greeting
     /// (sent with the first request).
@@ -181,17 +183,41 @@ impl Connection {
         };
         let transport = stream.describe();
         log::debug!("{addr}: {transport}");
-        let (r, w) = Socket::pair(Link::new(stream), *limits);
+        let mut conn = Connection::over(
+            Link::new(stream),
+            addr,
+            server.token.clone(),
+            limits,
+            transport,
+        )?;
+        conn.identity = identity;
+        Ok(conn)
+    }
+}
+
+impl<W: Wire> Connection<W> {
+    /// A connection over `wire`, a byte stream already set up (any TLS
+    /// handshake and identity check done), to the server `addr` (which
+    /// names it in messages). Queues our greeting; with a token, also runs
+    /// the token handshake.
+    pub fn over(
+        wire: W,
+        addr: String,
+        token: Option<Vec<u8>>,
+        limits: &Limits,
+        transport: String,
+    ) -> Result<Connection<W>, Error> {
+        let (r, w) = Socket::pair(wire, *limits);
         let mut conn = Connection {
             addr,
             timeout: limits.timeout,
-            token: server.token.clone(),
+            token,
             pending: None,
             reader: BufReader::with_capacity(RECV_BUF, r),
             writer: BufWriter::with_capacity(64 * 1024, w),
             greeted: false,
             limits: *limits,
-            identity,
+            identity: None,
             transport,
         };
         Hello::current()
@@ -237,11 +263,9 @@ impl Connection {
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         self.reader.get_mut().timeout = timeout;
-        let link = self.reader.get_ref().link.lock();
-        let _ = link
-            .socket()
-            .set_read_timeout(Some(timeout.min(limits::POLL)));
-        let _ = link.socket().set_write_timeout(Some(timeout));
+        let link = &self.reader.get_ref().link;
+        let _ = link.set_read_timeout(timeout.min(limits::POLL));
+        let _ = link.set_write_timeout(timeout);
     }
 
     /// Receives at most `limit`'s rate from now on (shared with the other
@@ -384,7 +408,7 @@ impl Connection {
         getrandom::fill(&mut ours)
             .map_err(|e| self.auth_error(format!("no random numbers: {e}")))?;
         // Bound to this TLS connection: relayed elsewhere, it proves nothing.
-        let binding = self.writer.get_ref().link.lock().binding();
+        let binding = self.writer.get_ref().link.binding();
         let mac = protocol::auth::client_mac(&key, &server_nonce, &ours, &binding);
         self.send(&Request::Auth { nonce: ours, mac })?;
         self.flush()?;
@@ -684,7 +708,7 @@ impl Connection {
     pub fn quit(mut self) {
         let _ = self.send(&Request::Quit);
         let _ = self.flush();
-        self.writer.get_ref().link.lock().close_write();
+        self.writer.get_ref().link.close_write();
     }
 }
 

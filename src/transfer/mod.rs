@@ -20,7 +20,7 @@ mod worker;
 pub use stream::to_stdout;
 
 pub use folder::{note_name, part_name, PART_SUFFIX, RESUME_SUFFIX};
-pub use local::{hex, partial_len};
+pub use local::{hex, partial_len, Placed};
 pub use mirror::Removed;
 pub use sync::Compare;
 
@@ -38,7 +38,8 @@ use crate::progress::Progress;
 use crate::protocol::{Entry, EntryKind, ErrorCode, ProtocolError, Request, Stamp};
 use crate::ratelimit::RateLimiter;
 use crate::select;
-use local::{Dest, Failure, LocalFile, Placed, Plan};
+use crate::transport::Wire;
+use local::{Dest, Failure, LocalFile, Plan};
 use sync::{Listing, Verdict};
 
 /// Most GET requests in flight on one connection.
@@ -1030,44 +1031,96 @@ impl Run<'_> {
     /// failed (the part is kept when it can be resumed, and what arrived
     /// into it this time is added to `kept`).
     fn receive(&self, c: &mut Connection, plan: &Plan, kept: &mut u64) -> Result<Received, Error> {
-        let mut sink = LocalFile::new(self.dest, plan, self.progress);
-        let got = c.receive_file(plan.offset, None, &mut sink);
-        match got {
-            Ok(Ok(received)) => Ok(match sink.finish(&received.trailer) {
-                Ok(a) => Received::Arrived(Box::new(a)),
-                Err(f) => Received::Failed(f),
-            }),
-            Ok(Err(FileError::Refused(e))) => Ok(Received::Failed(match e.code {
-                ErrorCode::NotRegularFile => {
-                    Failure::Permanent(format!("{e} (use -r to download folders)"))
-                }
-                ErrorCode::SourceChanged => Failure::Corrupt(e.to_string()),
-                _ => Failure::Permanent(e.to_string()),
-            })),
-            // The partial copy changed since the resume was planned: start
-            // over, like a bad digest.
-            Ok(Err(FileError::Local(e)))
-                if e.get_ref()
-                    .is_some_and(|inner| inner.is::<local::PartChanged>()) =>
-            {
-                Ok(Received::Failed(Failure::Corrupt(e.to_string())))
+        receive_into(self.dest, self.progress, c, plan, kept)
+    }
+}
+
+/// Receives the next file on `c` into `plan`'s part, as [`Run::receive`].
+fn receive_into<W: Wire>(
+    dest: &Dest,
+    progress: &Progress,
+    c: &mut Connection<W>,
+    plan: &Plan,
+    kept: &mut u64,
+) -> Result<Received, Error> {
+    let mut sink = LocalFile::new(dest, plan, progress);
+    let got = c.receive_file(plan.offset, None, &mut sink);
+    match got {
+        Ok(Ok(received)) => Ok(match sink.finish(&received.trailer) {
+            Ok(a) => Received::Arrived(Box::new(a)),
+            Err(f) => Received::Failed(f),
+        }),
+        Ok(Err(FileError::Refused(e))) => Ok(Received::Failed(match e.code {
+            ErrorCode::NotRegularFile => {
+                Failure::Permanent(format!("{e} (use -r to download folders)"))
             }
-            Ok(Err(FileError::Local(e) | FileError::Abandoned(e))) => {
-                Ok(Received::Failed(Failure::Permanent(e.to_string())))
+            ErrorCode::SourceChanged => Failure::Corrupt(e.to_string()),
+            _ => Failure::Permanent(e.to_string()),
+        })),
+        // The partial copy changed since the resume was planned: start
+        // over, like a bad digest.
+        Ok(Err(FileError::Local(e)))
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<local::PartChanged>()) =>
+        {
+            Ok(Received::Failed(Failure::Corrupt(e.to_string())))
+        }
+        Ok(Err(FileError::Local(e) | FileError::Abandoned(e))) => {
+            Ok(Received::Failed(Failure::Permanent(e.to_string())))
+        }
+        Err(e) => {
+            if sink.keep_on_failure() {
+                *kept += sink.received();
+                sink.suspend();
+            } else {
+                *kept = 0;
+                drop(sink);
+                dest.discard(plan);
             }
-            Err(e) => {
-                if sink.keep_on_failure() {
-                    *kept += sink.received();
-                    sink.suspend();
-                } else {
-                    *kept = 0;
-                    drop(sink);
-                    self.dest.discard(plan);
-                }
-                Err(e)
-            }
+            Err(e)
         }
     }
+}
+
+/// Receives the answer to a GET of `name` from offset 0, already sent on
+/// `c`, into the download folder `dir`, and puts it in place there once it
+/// verifies: what `get` does with one file, without the retries. The way
+/// to drive the client's receiving side over any [`Wire`] (the fuzzer
+/// does). `Ok(Err(why))`: this file failed (nothing is left under its
+/// name); `Err`: the connection broke.
+pub fn receive_one<W: Wire>(
+    c: &mut Connection<W>,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<Result<Placed, String>, Error> {
+    let dest = Dest::new(dir.to_path_buf(), false)
+        .map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+    let plan = match dest.plan(name, false, None) {
+        Ok(p) => p,
+        Err(why) => return Ok(Err(why)),
+    };
+    let progress = Progress::new(true, false);
+    let got = receive_into(&dest, &progress, c, &plan, &mut 0);
+    let arrived = match got {
+        Ok(Received::Arrived(a)) => a,
+        Ok(Received::Failed(f)) => {
+            dest.discard(&plan);
+            return Ok(Err(match f {
+                Failure::Permanent(why) | Failure::Corrupt(why) => why,
+            }));
+        }
+        Err(e) => {
+            dest.discard(&plan);
+            return Err(e);
+        }
+    };
+    let mut placed = dest.complete(*arrived);
+    placed.extend(dest.flush());
+    Ok(match placed.pop() {
+        Some(Ok(p)) => Ok(p),
+        Some(Err((_, why))) => Err(why),
+        None => Err("the file was never placed".into()),
+    })
 }
 
 fn report(progress: &Progress, name: &str, r: Result<Done, String>, retries: u32) -> Outcome {

@@ -346,6 +346,38 @@ impl Link {
     }
 }
 
+/// What a client connection needs of its byte stream besides bytes: its
+/// reader and writer halves share one stream (a clone is the same stream),
+/// and it has time-outs, a TLS channel binding and a half-close. [`Link`]
+/// is the real one; the connection is generic over this so it can also run
+/// over bytes in memory (the fuzzer's), at no cost to the real path.
+pub trait Wire: Read + Write + Clone {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()>;
+    fn set_write_timeout(&self, t: Duration) -> io::Result<()>;
+    /// See [`Stream::binding`].
+    fn binding(&self) -> [u8; tls::BINDING_LEN];
+    /// See [`Stream::close_write`].
+    fn close_write(&self);
+}
+
+impl Wire for Link {
+    fn set_read_timeout(&self, t: Duration) -> io::Result<()> {
+        self.lock().socket().set_read_timeout(Some(t))
+    }
+
+    fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+        self.lock().socket().set_write_timeout(Some(t))
+    }
+
+    fn binding(&self) -> [u8; tls::BINDING_LEN] {
+        self.lock().binding()
+    }
+
+    fn close_write(&self) {
+        self.lock().close_write()
+    }
+}
+
 impl Read for Link {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.lock().read(buf)
