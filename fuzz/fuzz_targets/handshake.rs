@@ -11,7 +11,12 @@ use fxfer::protocol::handshake::{self, Greeting, Proof, PROOF_LEN};
 use fxfer::protocol::{auth, Request, AUTH_LEN, HELLO_LEN};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// One control frame's worth (see `fxfer_fuzz::FRAME_BOUND`); the live
+/// bound leaves room for the reader's buffer and a frame being re-encoded.
+#[global_allocator]
+static ALLOC: fxfer_fuzz::Bounded = fxfer_fuzz::Bounded::new(fxfer_fuzz::FRAME_BOUND, 4 << 20);
+
+fuzz_target!(init: ALLOC.from_env(), |data: &[u8]| {
     let whole = handshake::greeting(data);
     for n in 0..data.len().min(HELLO_LEN + 1) {
         let part = handshake::greeting(&data[..n]);
@@ -53,4 +58,5 @@ fuzz_target!(|data: &[u8]| {
         .unwrap();
         assert_eq!(&rest[..PROOF_LEN], &expected[..]);
     }
+    fxfer_fuzz::report_peak(&ALLOC);
 });

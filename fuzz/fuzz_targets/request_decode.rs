@@ -12,7 +12,12 @@ use std::io::Cursor;
 use fxfer::protocol::{Hello, Request};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// One control frame's worth (see `fxfer_fuzz::FRAME_BOUND`); the live
+/// bound leaves room for the reader's buffer and a frame being re-encoded.
+#[global_allocator]
+static ALLOC: fxfer_fuzz::Bounded = fxfer_fuzz::Bounded::new(fxfer_fuzz::FRAME_BOUND, 4 << 20);
+
+fuzz_target!(init: ALLOC.from_env(), |data: &[u8]| {
     // Handshake, on its own cursor.
     let _ = Hello::read_from(&mut Cursor::new(data));
 
@@ -32,4 +37,5 @@ fuzz_target!(|data: &[u8]| {
             "decoder left bytes of its own encoding unread"
         );
     }
+    fxfer_fuzz::report_peak(&ALLOC);
 });

@@ -11,7 +11,12 @@ use std::io::{BufReader, Cursor};
 use fxfer::protocol::{read_data_payload, ProtocolError, Response};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
+/// One control frame's worth (see `fxfer_fuzz::FRAME_BOUND`); the live
+/// bound leaves room for the reader's buffer and a frame being re-encoded.
+#[global_allocator]
+static ALLOC: fxfer_fuzz::Bounded = fxfer_fuzz::Bounded::new(fxfer_fuzz::FRAME_BOUND, 4 << 20);
+
+fuzz_target!(init: ALLOC.from_env(), |data: &[u8]| {
     let mut reader = BufReader::new(Cursor::new(data));
     loop {
         match Response::read_from(&mut reader) {
@@ -29,4 +34,5 @@ fuzz_target!(|data: &[u8]| {
             Err(_) => break,
         }
     }
+    fxfer_fuzz::report_peak(&ALLOC);
 });
