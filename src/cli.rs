@@ -349,7 +349,8 @@ pub struct SyncArgs {
     pub compare: Option<crate::transfer::Compare>,
 
     /// With -r: also remove what the server no longer has from the local
-    /// copies of the named folders (never dot-files, never through symlinks)
+    /// copies of the named folders (of dot-files only fxfer's own partial
+    /// downloads; never through symlinks)
     #[arg(long, requires = "recursive")]
     pub delete: bool,
 

@@ -42,6 +42,9 @@ pub fn read_names(text: &str) -> Vec<String> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Selection {
     pub files: Vec<String>,
+    /// For each file, the index (in the names expanded) of the name that
+    /// first selected it.
+    pub origin: Vec<usize>,
     /// (name as given, why it selects nothing)
     pub errors: Vec<(String, String)>,
 }
@@ -51,15 +54,16 @@ pub struct Selection {
 pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> Selection {
     let mut sel = Selection::default();
     let mut seen = HashSet::new();
-    let mut push = |sel: &mut Selection, f: &str| {
+    let mut push = |sel: &mut Selection, f: &str, at: usize| {
         if seen.insert(f.to_string()) {
             sel.files.push(f.to_string());
+            sel.origin.push(at);
         }
     };
     let Some(listing) = listing else {
-        for n in names {
+        for (i, n) in names.iter().enumerate() {
             // "sub/file/" means "sub/file".
-            push(&mut sel, n.trim_end_matches('/'));
+            push(&mut sel, n.trim_end_matches('/'), i);
         }
         return sel;
     };
@@ -81,7 +85,7 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
             .map(|e| e.path.as_str())
             .collect()
     };
-    for raw in names {
+    for (i, raw) in names.iter().enumerate() {
         let name = raw.trim_end_matches('/');
         if recursive && is_root(name) {
             let files: Vec<&str> = listing
@@ -94,13 +98,13 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
                     .push((raw.clone(), "the server hosts no files".into()));
             }
             for f in files {
-                push(&mut sel, f);
+                push(&mut sel, f, i);
             }
             continue;
         }
         let exact = by_path.get(name);
         match exact {
-            Some(e) if e.kind == EntryKind::File => push(&mut sel, name),
+            Some(e) if e.kind == EntryKind::File => push(&mut sel, name, i),
             Some(_) if !recursive => sel.errors.push((
                 raw.clone(),
                 "not a regular file (use -r to download folders)".into(),
@@ -112,7 +116,7 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
                         .push((raw.clone(), "folder holds no files".into()));
                 }
                 for f in files {
-                    push(&mut sel, f);
+                    push(&mut sel, f, i);
                 }
             }
             None if is_pattern(name) => {
@@ -133,12 +137,12 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
                     match e.kind {
                         EntryKind::File => {
                             matched += 1;
-                            push(&mut sel, &e.path);
+                            push(&mut sel, &e.path, i);
                         }
                         EntryKind::Dir if recursive => {
                             for f in files_under(&e.path) {
                                 matched += 1;
-                                push(&mut sel, f);
+                                push(&mut sel, f, i);
                             }
                         }
                         EntryKind::Dir => {}
@@ -152,7 +156,7 @@ pub fn expand(names: &[String], recursive: bool, listing: Option<&[Entry]>) -> S
                 }
             }
             // Not listed: let the server give the authoritative answer.
-            None => push(&mut sel, name),
+            None => push(&mut sel, name, i),
         }
     }
     sel

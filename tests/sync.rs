@@ -489,8 +489,8 @@ fn dry_run_reports_everything_and_changes_nothing() {
     let o = s.get(&["--dry-run", "--json", "tree/a.txt", "nope.txt"]);
     assert_exit(&o, 1);
     let v = json(&o);
-    assert_eq!(v["files"][0]["status"], "failed");
-    assert_eq!(v["files"][1]["status"], "would_fetch");
+    assert_eq!(v["files"][0]["status"], "would_fetch");
+    assert_eq!(v["files"][1]["status"], "failed");
     assert_eq!(snapshot(&dl), before);
 }
 
@@ -506,4 +506,134 @@ fn a_single_file_lists_as_its_own_entry() {
     let v = json(&o);
     assert_eq!(v[0]["name"], "dir/f.txt");
     assert_eq!(v[0]["size"], 5);
+}
+
+#[test]
+fn delete_removes_our_leftovers_of_files_the_server_no_longer_has() {
+    use fxfer::transfer::{note_name, part_name};
+    use std::os::fd::AsRawFd;
+    let s = Server::with_files(small_tree);
+    let dl = s.downloads();
+    assert_exit(&s.get(&["-r", "tree"]), 0);
+    // A resumable partial download of a file the server no longer has,
+    // one of a file it still lists, one another download is writing, and
+    // dot-files that only look alike.
+    let gone = [
+        format!("tree/{}", part_name("gone.bin")),
+        format!("tree/{}", note_name("gone.bin")),
+        format!("tree/sub/{}", part_name("old.txt")),
+    ];
+    let kept = [
+        format!("tree/sub/{}", part_name("b.bin")),
+        format!("tree/sub/{}", note_name("b.bin")),
+        format!("tree/{}", part_name("busy.bin")),
+        format!("tree/{}", note_name("busy.bin")),
+        "tree/.gone.bin.fxfer-part".to_string(),
+        "tree/.mine".to_string(),
+    ];
+    for f in gone.iter().chain(&kept) {
+        write(&dl, f, b"partial");
+    }
+    let busy = std::fs::File::open(dl.join(&kept[2])).unwrap();
+    let held = unsafe { libc::flock(busy.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    assert_eq!(held, 0);
+    let before = snapshot(&dl);
+    let deleted = |v: &serde_json::Value| {
+        let mut d: Vec<String> = v["deleted"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                assert_eq!(d["kind"], "file", "{d}");
+                d["path"].as_str().unwrap().to_string()
+            })
+            .collect();
+        d.sort();
+        d
+    };
+    let mut want: Vec<String> = gone.to_vec();
+    want.sort();
+    let o = s.get(&["--dry-run", "--json", "-r", "--delete", "tree"]);
+    assert_exit(&o, 0);
+    assert_eq!(deleted(&json(&o)), want);
+    assert_eq!(snapshot(&dl), before, "a dry run changed the disk");
+    let o = s.get(&["--dry-run", "-r", "--delete", "tree"]);
+    assert!(
+        stdout(&o).contains(&format!("delete  {}", gone[0])),
+        "{}",
+        stdout(&o)
+    );
+    // Without --delete they stay; the partial copy of b.bin, a version
+    // already here, goes as on any re-run.
+    assert_exit(&s.get(&["-r", "tree"]), 0);
+    for f in &gone {
+        assert!(dl.join(f).exists(), "{f} was removed");
+    }
+    for f in &kept[..2] {
+        assert!(!dl.join(f).exists(), "{f} stayed");
+    }
+    let o = s.get(&["--json", "-r", "--delete", "tree"]);
+    assert_exit(&o, 0);
+    assert_eq!(deleted(&json(&o)), want);
+    for f in &gone {
+        assert!(std::fs::symlink_metadata(dl.join(f)).is_err(), "{f} stayed");
+    }
+    for f in &kept[2..] {
+        assert!(dl.join(f).exists(), "{f} was removed");
+    }
+    drop(busy);
+    // Once nobody writes it, the leftover of busy.bin goes too.
+    let o = s.get(&["--json", "-r", "--delete", "tree"]);
+    let mut want = vec![kept[2].clone(), kept[3].clone()];
+    want.sort();
+    assert_eq!(deleted(&json(&o)), want);
+}
+
+#[test]
+fn json_lists_files_in_the_order_asked_whatever_the_order_they_finish() {
+    let s = Server::with_files(|h| {
+        write(h, "a-small.txt", b"small, settled with the last batch");
+        write(h, "b-large.bin", &bytes(4, 2 << 20));
+        write(h, "c-small.txt", b"also small");
+        write(h, "d/x.txt", b"x");
+        write(h, "d/y.bin", &bytes(5, 2 << 20));
+        write(h, "d/z.txt", b"z");
+    });
+    let names = [
+        "c-small.txt",
+        "a-small.txt",
+        "missing.txt",
+        "b-large.bin",
+        "d",
+    ];
+    let want = [
+        "c-small.txt",
+        "a-small.txt",
+        "missing.txt",
+        "b-large.bin",
+        "d/x.txt",
+        "d/y.bin",
+        "d/z.txt",
+    ];
+    for extra in [&[][..], &["--parallel"], &["--dry-run"]] {
+        std::fs::remove_dir_all(s.downloads()).ok();
+        let o = s
+            .client("get")
+            .args(["--json", "-r"])
+            .args(extra)
+            .args(names)
+            .output()
+            .unwrap();
+        // Without a download folder, a dry run cannot tell that the
+        // server lacks missing.txt.
+        assert_exit(&o, if extra == ["--dry-run"] { 0 } else { 1 });
+        let v = json(&o);
+        let got: Vec<&str> = v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{extra:?}");
+    }
 }

@@ -5,17 +5,21 @@
 //! Every step works beneath a descriptor of the download folder, one
 //! component at a time with `O_NOFOLLOW`: a symlink in the download folder
 //! is removed as the link it is, never followed, so nothing outside the
-//! folder is ever touched. Dot-files are never removed: a server hides them
+//! folder is ever touched. Dot-files are never removed (a server hides them
 //! unless it runs with `--hidden`, so their absence from a listing proves
-//! nothing.
+//! nothing), except our own: the part file and resume note of a file the
+//! server no longer has (their names are ours, see [`super::folder`]) go,
+//! unless another download is writing that part right now. Those of a file
+//! still listed stay, so its download can resume.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
+use super::folder::{is_reserved, note_name, part_name};
 use super::{PART_SUFFIX, RESUME_SUFFIX};
 use crate::protocol::{Entry, EntryKind};
 
@@ -70,9 +74,15 @@ pub fn delete_extras(
         .filter(|e| e.kind == EntryKind::Dir)
         .map(|e| e.path.as_str())
         .collect();
+    let mut files_in: HashMap<&str, Vec<&str>> = HashMap::new();
+    for e in listing.iter().filter(|e| e.kind == EntryKind::File) {
+        let (dir, name) = e.path.rsplit_once('/').unwrap_or(("", e.path.as_str()));
+        files_in.entry(dir).or_default().push(name);
+    }
     let mut pass = Pass {
         keep,
         dirs,
+        files_in,
         dry_run,
         removed: Vec::new(),
         failed: Vec::new(),
@@ -109,6 +119,9 @@ fn why(e: &io::Error) -> String {
 struct Pass<'a> {
     keep: HashSet<&'a str>,
     dirs: HashSet<&'a str>,
+    /// The server's files by folder, for the names of their partial
+    /// downloads.
+    files_in: HashMap<&'a str, Vec<&'a str>>,
     dry_run: bool,
     removed: Vec<Removed>,
     failed: Vec<(String, String)>,
@@ -116,9 +129,14 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     fn walk(&mut self, dir: &OwnedFd, rel: &str) {
-        for (name, kind) in read_names(dir, rel, &mut self.failed) {
+        let names = read_names(dir, rel, &mut self.failed);
+        let leftovers = self.leftovers(dir, rel, &names);
+        for (name, kind) in names {
             let path = join(rel, &name);
             if name.starts_with('.') {
+                if leftovers.contains(&name) {
+                    self.remove(dir, &name, &path, false);
+                }
                 continue;
             }
             if self.keep.contains(path.as_str()) {
@@ -147,6 +165,42 @@ impl Pass<'_> {
             }
             self.remove(dir, &name, &path, kind == FileType::Directory);
         }
+    }
+
+    /// The part files and resume notes among `names` (in `dir`, the folder
+    /// `rel`) that belong to no file the server lists there: a download
+    /// that can never resume. A part another download holds locked stays,
+    /// and so does its note. Only regular files (or links, removed as
+    /// links) of exactly our names' form, never a folder.
+    fn leftovers(&self, dir: &OwnedFd, rel: &str, names: &[(String, FileType)]) -> HashSet<String> {
+        let ours = |(n, kind): &&(String, FileType)| {
+            is_reserved(n)
+                && matches!(kind, FileType::RegularFile | FileType::Symlink)
+                && !self.keep.contains(join(rel, n).as_str())
+        };
+        let found: Vec<&(String, FileType)> = names.iter().filter(ours).collect();
+        if found.is_empty() {
+            return HashSet::new();
+        }
+        let mut listed = HashSet::new();
+        for f in self.files_in.get(rel).into_iter().flatten() {
+            listed.insert(part_name(f));
+            listed.insert(note_name(f));
+        }
+        let mut gone: HashSet<String> = found
+            .iter()
+            .filter(|(n, _)| !listed.contains(n))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for (n, kind) in found {
+            if let Some(stem) = n.strip_suffix(PART_SUFFIX) {
+                if *kind == FileType::RegularFile && in_use(dir, n) {
+                    gone.remove(n);
+                    gone.remove(&format!("{stem}{RESUME_SUFFIX}"));
+                }
+            }
+        }
+        gone
     }
 
     /// Removes `name` in `dir` (a folder with everything in it).
@@ -190,6 +244,21 @@ impl Pass<'_> {
                 .push((path.to_string(), crate::error::describe_io(&e.into()))),
         }
     }
+}
+
+/// Whether another download holds the part file `name` locked (it locks
+/// the part it writes for as long as it writes it).
+fn in_use(dir: &OwnedFd, name: &str) -> bool {
+    let Ok(fd) = rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return false;
+    };
+    rfs::flock(&fd, rfs::FlockOperation::NonBlockingLockShared)
+        == Err(rustix::io::Errno::WOULDBLOCK)
 }
 
 fn join(rel: &str, name: &str) -> String {

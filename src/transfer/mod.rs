@@ -385,6 +385,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
                 kept: 0,
             });
         }
+        in_asked_order(&mut outcomes, names, &asked, &selection);
         return Ok(Report {
             outcomes,
             secs: started.elapsed().as_secs_f64(),
@@ -519,6 +520,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         }
         _ => Vec::new(),
     };
+    in_asked_order(&mut outcomes, names, &asked, &selection);
     Ok(Report {
         outcomes,
         secs: started.elapsed().as_secs_f64(),
@@ -527,6 +529,42 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         deleted,
         dry_run: settings.dry_run,
     })
+}
+
+/// Puts the outcomes (which arrive as files finish) in the order the files
+/// were asked for: name by name as given, and the files one name selects
+/// (a folder, a pattern) in the listing's order; a name that selected
+/// nothing, or that the server refused, where it was given. Reports then
+/// read the same on every run, whatever the scheduling.
+fn in_asked_order(
+    outcomes: &mut [Outcome],
+    names: &[String],
+    asked: &[String],
+    selection: &select::Selection,
+) {
+    let first: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let given = |n: &str| first.get(n).copied().unwrap_or(usize::MAX);
+    let files: HashMap<&str, (usize, usize)> = selection
+        .files
+        .iter()
+        .zip(&selection.origin)
+        .enumerate()
+        .map(|(j, (f, &o))| {
+            let by = asked.get(o).map_or(usize::MAX, |a| given(a));
+            (f.as_str(), (by, j + 1))
+        })
+        .collect();
+    outcomes.sort_by_key(|o| {
+        files
+            .get(o.name.as_str())
+            .copied()
+            .unwrap_or_else(|| (given(&o.name), 0))
+    });
 }
 
 fn nothing_deleted(settings: &GetSettings, progress: &Progress) {
