@@ -255,13 +255,13 @@ impl Dir {
         Ok(File::from(fd))
     }
 
-    /// The names in this folder that end in `suffix`: one pass over the
-    /// folder instead of a lookup per name.
-    pub fn names_ending(&self, suffix: &str) -> io::Result<Vec<String>> {
+    /// The names in this folder that have the form of part files and
+    /// resume notes: one pass over the folder instead of a lookup per name.
+    pub fn temp_names(&self) -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for e in rfs::Dir::read_from(&self.fd)? {
             if let Ok(n) = e?.file_name().to_str() {
-                if n.ends_with(suffix) {
+                if is_reserved(n) {
                     names.push(n.to_string());
                 }
             }

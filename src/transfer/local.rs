@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use super::folder::{is_reserved, note_name, part_name, Dir, Folder, RESUME_SUFFIX};
+use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
 use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
 use crate::paths::{display_path, display_safe, local_target};
@@ -121,10 +121,10 @@ pub struct Dest {
     /// cost a path walk per file, and many small files are bound by such
     /// system calls.
     dirs: Mutex<HashMap<PathBuf, Dir>>,
-    /// The resume notes in each folder, read in one pass when the first
-    /// plan there is made (and added to as we write notes), so a folder
-    /// of fresh downloads costs one directory read, not a failed open per
-    /// file.
+    /// The part files and resume notes in each folder, read in one pass
+    /// when the first plan there needs them (and added to as we write
+    /// notes), so a folder of fresh downloads or of unchanged copies costs
+    /// one directory read, not a failed open or unlink per file.
     notes: Mutex<HashMap<PathBuf, HashSet<String>>>,
     /// A name saved under a path of its own choosing (`-o FILE`).
     renamed: Option<(String, PathBuf)>,
@@ -231,12 +231,12 @@ impl Dest {
         Ok(d)
     }
 
-    /// Whether `d` (the folder `rel`) may hold the note `name`: false only
-    /// when a read of the folder found none such.
+    /// Whether `d` (the folder `rel`) may hold the part file or note
+    /// `name`: false only when a read of the folder found none such.
     fn may_have_note(&self, rel: &Path, d: &Dir, name: &str) -> bool {
         let mut notes = self.notes.lock().unwrap();
         if !notes.contains_key(rel) {
-            match d.names_ending(RESUME_SUFFIX) {
+            match d.temp_names() {
                 Ok(n) => notes.insert(rel.to_path_buf(), n.into_iter().collect()),
                 Err(_) => return true,
             };
@@ -337,6 +337,25 @@ impl Dest {
         }
         let _ = d.remove(&plan.part_name);
         let _ = d.remove(&plan.note_name);
+    }
+
+    /// Throws away a partial copy of a file found unchanged, if its folder
+    /// held one when this run first looked: a tree of unchanged copies
+    /// costs one read per folder, not three system calls per file.
+    pub fn discard_stale(&self, plan: &Plan) {
+        let Ok(Some(d)) = self.dir(&plan.dir, false) else {
+            return;
+        };
+        if self.may_have_note(&plan.dir, &d, &plan.part_name)
+            || self.may_have_note(&plan.dir, &d, &plan.note_name)
+        {
+            self.discard(plan);
+        }
+    }
+
+    /// Whether finished files are flushed to disk (not with --no-fsync).
+    pub(super) fn durable(&self) -> bool {
+        self.fsync
     }
 
     /// Whether something (anything, even a dangling symlink) already has
@@ -671,12 +690,12 @@ const PIPELINE_DEPTH: usize = 4;
 /// this many bytes, so the fsync before the rename finds little left to
 /// do: network and disk work at the same time instead of one after the
 /// other.
-const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+pub(super) const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Starts (does not wait for) writeback of `len` bytes at `offset`. Only a
 /// head start for the later fsync, which alone makes the data durable, so
 /// failure here is ignored.
-fn start_writeback(file: &File, offset: u64, len: u64) {
+pub(super) fn start_writeback(file: &File, offset: u64, len: u64) {
     use std::os::fd::AsRawFd;
     let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
         return;

@@ -450,7 +450,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             if verdict == Verdict::Unchanged {
                 if !settings.dry_run {
                     // A partial download of a version we already have.
-                    dest.discard(&p);
+                    dest.discard_stale(&p);
                 }
                 done.unchanged = true;
                 done.digest = entry.and_then(|e| e.digest);

@@ -334,6 +334,7 @@ impl<'p> Segmented<'p> {
             at,
             end: at + len,
             hasher: subtree_hasher(at),
+            kicked: at,
             spare: None,
             error: None,
         }
@@ -498,6 +499,19 @@ impl<'p> Segmented<'p> {
         local::write_note_with(self.dest, &self.plan, &self.stamp, NOTE_MAGIC, &extra)
     }
 
+    /// Starts writeback of a piece's bytes from `*kicked` to `end` once
+    /// there are enough of them, so the flush before the rename finds
+    /// little left to do (as for a file fetched whole).
+    fn kick(&self, kicked: &mut u64, end: u64) {
+        if !self.dest.durable() || end - *kicked < local::WRITEBACK_EVERY {
+            return;
+        }
+        if let Some(f) = self.file.read().unwrap().as_ref() {
+            local::start_writeback(f, *kicked, end - *kicked);
+        }
+        *kicked = end;
+    }
+
     fn write_at(&self, buf: &[u8], at: u64) -> io::Result<()> {
         match self.file.read().unwrap().as_ref() {
             Some(f) => f.write_all_at(buf, at).map_err(|e| {
@@ -572,6 +586,9 @@ pub struct PieceSink<'a, 'p> {
     at: u64,
     end: u64,
     hasher: blake3::Hasher,
+    /// Where the disk was last asked to start writing this piece (see
+    /// [`local::start_writeback`]).
+    kicked: u64,
     spare: Option<Vec<u8>>,
     /// Set when the piece cannot be used (another version, disk error).
     pub error: Option<Broken>,
@@ -606,6 +623,8 @@ impl FileSink for PieceSink<'_, '_> {
             Ok(()) => {
                 self.hasher.update(&buf[..len]);
                 self.seg.bar.lock().unwrap().inc(len as u64);
+                self.seg
+                    .kick(&mut self.kicked, self.at + self.hasher.count());
             }
             Err(e) => {
                 self.error = Some(Broken::Failed {
