@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
+use super::settler::Settler;
 use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
 use crate::paths::{display_path, display_safe, local_target};
@@ -88,6 +89,9 @@ pub struct Placed {
     pub retries: u32,
 }
 
+/// A file in place, or the name of one that could not be put there and why.
+pub type PlaceResult = Result<Placed, (String, String)>;
+
 /// Why one file did not arrive.
 #[derive(Debug)]
 pub enum Failure {
@@ -111,6 +115,8 @@ pub struct Dest {
     /// while the server is sending.
     hashed: Mutex<HashMap<PathBuf, (u64, blake3::Hasher, PartId)>>,
     batch: Mutex<(Vec<Arrived>, u64)>,
+    /// Large files being made durable and placed, started with the first.
+    settler: Mutex<Option<Settler>>,
     /// One lock per folder, held while creating a part file there.
     /// Parallel downloads creating files in one folder otherwise contend
     /// for the folder's lock inside the kernel, where waiters spin and burn
@@ -206,6 +212,7 @@ impl Dest {
             fsync,
             hashed: Mutex::new(HashMap::new()),
             batch: Mutex::new((Vec::new(), 0)),
+            settler: Mutex::new(None),
             creating: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             notes: Mutex::new(HashMap::new()),
@@ -401,27 +408,24 @@ impl Dest {
         }
     }
 
-    /// Puts a verified file in place, durably. Large files go at once;
-    /// small ones join the batch, which is settled when full (or by
-    /// [`Dest::flush`]). Returns the files settled by this call.
-    pub fn complete(&self, mut a: Arrived) -> Vec<Result<Placed, (String, String)>> {
-        if !self.fsync && a.size >= SYNC_ALONE_MIN {
-            drop(a.file.take());
-            return vec![place(&a)
-                .map(|_| placed(&a))
-                .map_err(|e| (a.name.clone(), e.to_string()))];
-        }
+    /// Puts a verified file in place, durably. Large files go to the
+    /// settling thread ([`super::settler`]); small ones join the batch,
+    /// which is settled when full (or by [`Dest::flush`]). Returns the
+    /// files settled since the last call.
+    pub fn complete(&self, mut a: Arrived) -> Vec<PlaceResult> {
         if a.size >= SYNC_ALONE_MIN {
-            let synced = match a.file.take() {
-                Some(f) => f.sync_data().map_err(|e| fail("cannot flush", &a.part, &e)),
-                None => Ok(()),
+            let mut settler = self.settler.lock().unwrap();
+            if settler.is_none() {
+                *settler = Settler::start(self.fsync).ok();
+            }
+            let Some(s) = settler.as_mut() else {
+                return vec![settle_alone(a, self.fsync)];
             };
-            let r = synced.and_then(|_| place(&a)).map(|_| {
-                // Failure here cannot be acted on usefully.
-                let _ = a.dir.sync();
-                placed(&a)
-            });
-            return vec![r.map_err(|e| (a.name.clone(), e.to_string()))];
+            let mut out = s.ready();
+            if let Some(a) = s.send(a) {
+                out.push(settle_alone(a, self.fsync));
+            }
+            return out;
         }
         drop(a.file.take());
         let mut batch = self.batch.lock().unwrap();
@@ -431,22 +435,31 @@ impl Dest {
             let items = std::mem::take(&mut batch.0);
             batch.1 = 0;
             drop(batch);
-            return self.settle(items);
+            let mut out = self.settle(items);
+            if let Some(s) = self.settler.lock().unwrap().as_mut() {
+                out.extend(s.ready());
+            }
+            return out;
         }
         Vec::new()
     }
 
-    /// Settles whatever small files are still waiting.
-    pub fn flush(&self) -> Vec<Result<Placed, (String, String)>> {
+    /// Settles whatever small files are still waiting, and waits for the
+    /// large ones still being settled.
+    pub fn flush(&self) -> Vec<PlaceResult> {
         let items = {
             let mut batch = self.batch.lock().unwrap();
             batch.1 = 0;
             std::mem::take(&mut batch.0)
         };
-        self.settle(items)
+        let mut out = self.settle(items);
+        if let Some(s) = self.settler.lock().unwrap().take() {
+            out.extend(s.finish());
+        }
+        out
     }
 
-    fn settle(&self, items: Vec<Arrived>) -> Vec<Result<Placed, (String, String)>> {
+    fn settle(&self, items: Vec<Arrived>) -> Vec<PlaceResult> {
         if items.is_empty() {
             return Vec::new();
         }
@@ -589,6 +602,25 @@ fn parse_note<'t>(text: &'t str, magic: &str) -> Option<(Stamp, &'t str)> {
         mtime_nanos: f.next()?.parse().ok()?,
     };
     (stamp.mtime_nanos < 1_000_000_000).then_some((stamp, extra))
+}
+
+/// Makes one large file durable and puts it in place (what the settling
+/// thread does with each file).
+pub(super) fn settle_alone(mut a: Arrived, fsync: bool) -> PlaceResult {
+    let synced = match a.file.take() {
+        Some(f) if fsync => f.sync_data().map_err(|e| fail("cannot flush", &a.part, &e)),
+        _ => Ok(()),
+    };
+    synced
+        .and_then(|_| place(&a))
+        .map(|_| {
+            if fsync {
+                // Failure here cannot be acted on usefully.
+                let _ = a.dir.sync();
+            }
+            placed(&a)
+        })
+        .map_err(|e| (a.name.clone(), e.to_string()))
 }
 
 fn placed(a: &Arrived) -> Placed {

@@ -13,6 +13,7 @@ mod meta;
 mod mirror;
 mod schedule;
 mod segmented;
+mod settler;
 mod stream;
 mod sync;
 mod worker;
