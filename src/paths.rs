@@ -147,6 +147,18 @@ impl Root {
         if parts.iter().any(|p| !self.visible(p)) {
             return Err(Refusal::NotFound);
         }
+        if want == Want::Dir {
+            // A folder takes one open: O_DIRECTORY has the kernel refuse
+            // anything else before it is opened (no FIFO or device is ever
+            // opened), and with one open nothing can be swapped in between
+            // a look and an open. Only a refusal needs the look below, to
+            // tell "not a folder" from "not there".
+            let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::DIRECTORY;
+            match self.resolve(&parts, flags) {
+                Err(Refusal::NotFound) => {}
+                done => return done,
+            }
+        }
         // Look first (O_PATH opens nothing), then open for reading only what
         // is the right kind.
         let probe = self.resolve(&parts, OFlags::PATH)?;

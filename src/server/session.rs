@@ -6,7 +6,7 @@
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -399,23 +399,29 @@ fn list(
                 },
             },
         };
-        let mut names: Vec<String> = match rfs::Dir::read_from(&dirfd) {
-            Ok(d) => d
-                .filter_map(Result::ok)
-                .filter_map(|e| match e.file_name().to_str() {
-                    Ok(n) => Some(n.to_string()),
-                    Err(_) => {
-                        debug!("{peer}: not listing a non-UTF-8 name in {logical:?}");
-                        None
-                    }
-                })
-                .filter(|n| n != "." && n != "..")
-                .collect(),
+        // The stream takes the descriptor we opened (Dir::read_from would
+        // open the folder a second time, through "."); its entries are
+        // then looked up relative to that same descriptor.
+        let mut dir = match rfs::Dir::new(dirfd) {
+            Ok(d) => d,
             Err(e) => {
                 let (code, msg) = io_frame(&e.into());
                 return refuse(w, peer, "LIST", path, code, msg);
             }
         };
+        let mut names: Vec<String> = dir
+            .by_ref()
+            .filter_map(Result::ok)
+            .filter_map(|e| match e.file_name().to_str() {
+                Ok(n) => Some(n.to_string()),
+                Err(_) => {
+                    debug!("{peer}: not listing a non-UTF-8 name in {logical:?}");
+                    None
+                }
+            })
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        let dirfd = dir.fd().map_err(io::Error::from)?;
         names.sort();
         let mut subdirs = Vec::new();
         for name in names {
@@ -436,7 +442,7 @@ fn list(
                 );
                 continue;
             }
-            let Some((mut entry, is_link)) = list_entry(shared, &dirfd, &name, rel) else {
+            let Some((mut entry, is_link)) = list_entry(shared, dirfd, &name, rel) else {
                 continue;
             };
             if digests && entry.kind == EntryKind::File {
@@ -457,7 +463,7 @@ fn list(
             }
             lw.push(w, entry)?;
         }
-        drop(dirfd);
+        drop(dir);
         // Depth-first, in name order.
         subdirs.reverse();
         pending.extend(subdirs);
@@ -495,7 +501,12 @@ fn short_prefix(s: &str) -> &str {
 /// `None` for what we never show: symlinks leading outside the root, and
 /// anything that is neither a regular file nor a folder (FIFOs, sockets,
 /// devices).
-fn list_entry(shared: &Shared, dir: &OwnedFd, name: &str, rel: String) -> Option<(Entry, bool)> {
+fn list_entry(
+    shared: &Shared,
+    dir: BorrowedFd<'_>,
+    name: &str,
+    rel: String,
+) -> Option<(Entry, bool)> {
     let mut st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
     let mut kind = FileType::from_raw_mode(st.st_mode as _);
     let is_link = kind == FileType::Symlink;
