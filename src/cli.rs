@@ -152,7 +152,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS")]
     pub grace_period: Option<u64>,
 
-    /// Most connections from one IP address at once [default: 16]
+    /// Most connections from one IP address at once (IPv6: from one /64)
+    /// [default: 16]
     #[arg(long, value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
 

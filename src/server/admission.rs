@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use log::{debug, info, warn};
 use rustix::event::epoll;
 
+use super::source::Source;
 use super::{IpSlot, Registry, Shared};
 use crate::error::describe_io;
 use crate::protocol::{self, handshake, ErrorCode, ErrorFrame, Hello};
@@ -587,7 +588,7 @@ impl Loop {
         if let Some(wait) = self.registry.penalties.pending(peer.ip(), now) {
             warn!(
                 "{peer}: refused: failed token proofs from {}; {}s of penalty left",
-                peer.ip(),
+                Source::of(peer.ip()),
                 wait.as_secs()
             );
             p.refuse(
@@ -603,7 +604,7 @@ impl Loop {
             warn!(
                 "{peer}: refused: server busy ({} connections from {})",
                 p.shared.settings.max_connections_per_ip,
-                peer.ip()
+                Source::of(peer.ip())
             );
             p.refuse(
                 true,
@@ -904,7 +905,7 @@ impl Loop {
             warn!(
                 "{}: refused: authentication failed: {why}; {} may try again in {}s",
                 p.peer,
-                p.peer.ip(),
+                Source::of(p.peer.ip()),
                 penalty.as_secs()
             );
         } else {

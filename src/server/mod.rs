@@ -15,6 +15,7 @@ mod notify;
 mod penalty;
 mod session;
 mod signals;
+mod source;
 
 pub use admission::Startups;
 
@@ -201,8 +202,9 @@ impl Shared {
 /// Who is connected, and whether the server is stopping.
 #[derive(Default)]
 pub(crate) struct Registry {
-    /// Open connections per client address.
-    per_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+    /// Open connections per source (an IPv4 address or an IPv6 /64, as
+    /// the penalties count).
+    per_ip: Mutex<HashMap<source::Source, usize>>,
     /// Sources that failed token proofs, and until when they wait.
     pub penalties: penalty::Penalties,
     pub shutting_down: AtomicBool,
@@ -215,12 +217,12 @@ impl Registry {
         self.clients.lock().unwrap().insert(id, client);
     }
 
-    fn release_ip(&self, ip: IpAddr) {
+    fn release_ip(&self, src: source::Source) {
         let mut per_ip = self.per_ip.lock().unwrap();
-        if let Some(n) = per_ip.get_mut(&ip) {
+        if let Some(n) = per_ip.get_mut(&src) {
             *n -= 1;
             if *n == 0 {
-                per_ip.remove(&ip);
+                per_ip.remove(&src);
             }
         }
     }
@@ -246,25 +248,27 @@ impl Registry {
     }
 }
 
-/// One connection's place in the per-address count, from accept to close
-/// (given back when dropped, whatever path the connection took).
+/// One connection's place in the per-address count (per source: an IPv4
+/// address or an IPv6 /64), from accept to close (given back when dropped,
+/// whatever path the connection took).
 pub(crate) struct IpSlot {
     registry: Arc<Registry>,
-    ip: Option<IpAddr>,
+    src: Option<source::Source>,
 }
 
 impl IpSlot {
-    /// A place for `ip`, unless it already has `max` connections.
+    /// A place for `ip`'s source, unless it already has `max` connections.
     fn take(registry: &Arc<Registry>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let src = source::Source::of(ip);
         let mut per_ip = registry.per_ip.lock().unwrap();
-        let n = per_ip.entry(ip).or_insert(0);
+        let n = per_ip.entry(src).or_insert(0);
         if *n >= max {
             return None;
         }
         *n += 1;
         Some(IpSlot {
             registry: Arc::clone(registry),
-            ip: Some(ip),
+            src: Some(src),
         })
     }
 
@@ -272,19 +276,19 @@ impl IpSlot {
     fn none(registry: &Arc<Registry>) -> IpSlot {
         IpSlot {
             registry: Arc::clone(registry),
-            ip: None,
+            src: None,
         }
     }
 
     fn held(&self) -> bool {
-        self.ip.is_some()
+        self.src.is_some()
     }
 }
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        if let Some(ip) = self.ip {
-            self.registry.release_ip(ip);
+        if let Some(src) = self.src {
+            self.registry.release_ip(src);
         }
     }
 }
@@ -539,5 +543,30 @@ mod tests {
         assert!(exposure_warning(at("0.0.0.0:9000"), true).is_none());
         assert!(exposure_warning(at("127.0.0.1:9000"), false).is_none());
         assert!(exposure_warning(at("[::1]:9000"), false).is_none());
+    }
+
+    #[test]
+    fn the_per_address_limit_counts_what_the_penalty_counts() {
+        let r = Arc::new(Registry::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // Two addresses of one IPv6 /64 share one allowance...
+        let a = IpSlot::take(&r, ip("2001:db8::1"), 2).unwrap();
+        let b = IpSlot::take(&r, ip("2001:db8::ffff:2"), 2).unwrap();
+        assert!(IpSlot::take(&r, ip("2001:db8::3"), 2).is_none());
+        // ... another /64 has its own, and IPv4 counts per address (its
+        // mapped form included).
+        let c = IpSlot::take(&r, ip("2001:db8:0:1::1"), 2).unwrap();
+        let d = IpSlot::take(&r, ip("10.0.0.1"), 1).unwrap();
+        assert!(IpSlot::take(&r, ip("::ffff:10.0.0.1"), 1).is_none());
+        let e = IpSlot::take(&r, ip("10.0.0.2"), 1).unwrap();
+        // The same source is what a failed proof penalizes.
+        let now = std::time::Instant::now();
+        r.penalties.fail(ip("2001:db8::1"), now);
+        assert!(r.penalties.pending(ip("2001:db8::3"), now).is_some());
+        // Slots are given back on drop.
+        drop(a);
+        let f = IpSlot::take(&r, ip("2001:db8::3"), 2).unwrap();
+        drop((b, c, d, e, f));
+        assert!(r.per_ip.lock().unwrap().is_empty());
     }
 }

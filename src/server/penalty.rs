@@ -3,11 +3,15 @@
 //! from an address adds to that address's penalty, and while a penalty
 //! runs, new connections from it are refused before any work is done. A
 //! guesser is slowed to a few tries a minute; other addresses never notice.
+//! A source is an IPv4 address or an IPv6 /64 (see [`Source`]), as for the
+//! per-address connection limit.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::source::Source;
 
 /// Added to a source's penalty for each failed proof.
 pub const STEP: Duration = Duration::from_secs(15);
@@ -17,23 +21,6 @@ pub const MAX: Duration = Duration::from_secs(600);
 /// if none has expired, the table starts afresh (a flood of addresses must
 /// not grow memory without bound).
 const MAX_SOURCES: usize = 65_536;
-
-/// Who is penalized: an IPv4 address, or an IPv6 /64 (one host usually
-/// holds a whole /64, as sshd assumes by default).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Source(u128);
-
-impl Source {
-    pub fn of(ip: IpAddr) -> Source {
-        match ip {
-            IpAddr::V4(v4) => Source(u32::from(v4).into()),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(u32::from(v4).into()),
-                None => Source((u128::from(v6) & !0u128 << 64) | 1 << 32),
-            },
-        }
-    }
-}
 
 #[derive(Default)]
 pub struct Penalties {
