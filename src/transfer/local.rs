@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use super::commit::CommitQueue;
 use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
 use super::settler::Settler;
 use crate::client::{FileSink, CHUNK};
@@ -75,6 +76,23 @@ pub struct Arrived {
     /// (device, inode) of the part we wrote, checked before the rename.
     identity: Option<(u64, u64)>,
     file: Option<File>,
+    /// A small file received into memory and verified there, not yet
+    /// written (see [`super::commit`]).
+    body: Option<Body>,
+}
+
+/// The verified bytes of a small file and the header whose time and mode
+/// it gets once written.
+struct Body {
+    bytes: Vec<u8>,
+    header: FileHeader,
+}
+
+impl Arrived {
+    /// Bytes waiting in memory for this file (0 once written).
+    pub fn staged_len(&self) -> u64 {
+        self.body.as_ref().map_or(0, |b| b.bytes.len() as u64)
+    }
 }
 
 /// A file in its final place.
@@ -134,6 +152,8 @@ pub struct Dest {
     notes: Mutex<HashMap<PathBuf, HashSet<String>>>,
     /// A name saved under a path of its own choosing (`-o FILE`).
     renamed: Option<(String, PathBuf)>,
+    /// Small files on their way to the thread that writes them.
+    pub(super) commits: CommitQueue,
 }
 
 /// What a part file looked like when its prefix was hashed. A saved hash is
@@ -217,6 +237,7 @@ impl Dest {
             dirs: Mutex::new(HashMap::new()),
             notes: Mutex::new(HashMap::new()),
             renamed: None,
+            commits: CommitQueue::new(),
         })
     }
 
@@ -409,10 +430,11 @@ impl Dest {
     }
 
     /// Puts a verified file in place, durably. Large files go to the
-    /// settling thread ([`super::settler`]); small ones join the batch,
-    /// which is settled when full (or by [`Dest::flush`]). Returns the
-    /// files settled since the last call.
-    pub fn complete(&self, mut a: Arrived) -> Vec<PlaceResult> {
+    /// settling thread ([`super::settler`]); small ones received into
+    /// memory go to the thread that writes them ([`super::commit`]), and
+    /// join the batch, which is settled when full (or by [`Dest::flush`]).
+    /// Returns the files settled since the last call.
+    pub fn complete(&self, a: Arrived) -> Vec<PlaceResult> {
         if a.size >= SYNC_ALONE_MIN {
             let mut settler = self.settler.lock().unwrap();
             if settler.is_none() {
@@ -426,6 +448,20 @@ impl Dest {
                 out.push(settle_alone(a, self.fsync));
             }
             return out;
+        }
+        let a = match self.commits.push(a) {
+            None => return Vec::new(),
+            Some(a) => a,
+        };
+        self.commit(a)
+    }
+
+    /// Writes a small file received into memory (if it was) and adds it to
+    /// the batch, settling the batch when it is full. Called by the thread
+    /// that writes small files, or by the receiving thread when none runs.
+    pub(super) fn commit(&self, mut a: Arrived) -> Vec<PlaceResult> {
+        if let Err(e) = self.write_out(&mut a) {
+            return vec![Err((a.name.clone(), e.to_string()))];
         }
         drop(a.file.take());
         let mut batch = self.batch.lock().unwrap();
@@ -442,6 +478,67 @@ impl Dest {
             return out;
         }
         Vec::new()
+    }
+
+    /// Creates the part of a file that arrived into memory and writes it
+    /// there, with the server's time and mode (nothing to do for a file
+    /// written as it arrived). A part that cannot be written is removed.
+    fn write_out(&self, a: &mut Arrived) -> io::Result<()> {
+        let Some(body) = a.body.take() else {
+            return Ok(());
+        };
+        let mut f = self.create_part(&a.dir, &a.part, &a.part_name, &a.note_name)?;
+        if let Err(e) = f.write_all(&body.bytes) {
+            drop(f);
+            let _ = a.dir.remove(&a.part_name);
+            return Err(fail("cannot write", &a.part, &e));
+        }
+        if let Err(e) = super::meta::apply(&f, &body.header) {
+            log::warn!("cannot keep the time and mode of {}: {e}", a.part.display());
+        }
+        a.identity = PartId::of(&f).map(|p| p.key());
+        a.file = Some(f);
+        Ok(())
+    }
+
+    /// Creates the part file `part_name` in `dir`, empty and locked for us.
+    /// create_new never follows whatever sits at the temporary name; a
+    /// leftover there is removed (not followed) and the create retried.
+    fn create_part(
+        &self,
+        dir: &Dir,
+        part: &Path,
+        part_name: &str,
+        note_name: &str,
+    ) -> io::Result<File> {
+        let folder = {
+            let parent = part.parent().unwrap_or(&self.root);
+            let mut all = self.creating.lock().unwrap();
+            match all.get(parent) {
+                Some(l) => Arc::clone(l),
+                None => Arc::clone(all.entry(parent.to_path_buf()).or_default()),
+            }
+        };
+        let create = || {
+            let _one_at_a_time = folder.lock().unwrap();
+            dir.create_new(part_name)
+        };
+        let f = match create() {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                claim_leftover(dir, part_name)?;
+                dir.remove(part_name)
+                    .map_err(|e| fail("cannot replace", part, &e))?;
+                // Its note goes too: the plan of a file now too small to
+                // resume never looked for one, and it would only linger.
+                let _ = dir.remove(note_name);
+                create()
+            }
+            other => other,
+        }
+        .map_err(|e| fail("cannot create", part, &e))?;
+        self.hashed.lock().unwrap().remove(part);
+        lock(&f, part)?;
+        Ok(f)
     }
 
     /// Settles whatever small files are still waiting, and waits for the
@@ -529,6 +626,7 @@ impl Arrived {
             retries: 0,
             identity: PartId::of(&file).map(|p| p.key()),
             file: Some(file),
+            body: None,
         })
     }
 }
@@ -826,6 +924,9 @@ pub struct LocalFile<'a> {
     file: Option<File>,
     hasher: blake3::Hasher,
     writer: Option<Writer>,
+    /// A small file's bytes, received into memory for the thread that
+    /// writes small files.
+    staged: Option<Vec<u8>>,
     spare: Option<Vec<u8>>,
     bar: Option<FileBar<'a>>,
     header: Option<FileHeader>,
@@ -842,6 +943,7 @@ impl<'a> LocalFile<'a> {
             file: None,
             hasher: blake3::Hasher::new(),
             writer: None,
+            staged: None,
             spare: None,
             bar: None,
             header: None,
@@ -906,6 +1008,7 @@ impl<'a> LocalFile<'a> {
             retries: 0,
             identity: self.file.as_ref().and_then(PartId::of).map(|p| p.key()),
             file: self.file.take(),
+            body: self.staged.take().map(|bytes| Body { bytes, header }),
         })
     }
 
@@ -992,38 +1095,9 @@ impl<'a> LocalFile<'a> {
     }
 
     pub(super) fn create(&mut self, dir: &Dir) -> io::Result<File> {
-        let part = &self.plan.part;
-        let name = self.plan.part_name.as_str();
-        // create_new never follows whatever sits at the temporary name; a
-        // leftover there is removed (not followed) and the create retried.
-        let folder = {
-            let parent = part.parent().unwrap_or(&self.dest.root);
-            let mut all = self.dest.creating.lock().unwrap();
-            match all.get(parent) {
-                Some(l) => Arc::clone(l),
-                None => Arc::clone(all.entry(parent.to_path_buf()).or_default()),
-            }
-        };
-        let create = || {
-            let _one_at_a_time = folder.lock().unwrap();
-            dir.create_new(name)
-        };
-        let f = match create() {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                claim_leftover(dir, name)?;
-                dir.remove(name)
-                    .map_err(|e| fail("cannot replace", part, &e))?;
-                // Its note goes too: the plan of a file now too small to
-                // resume never looked for one, and it would only linger.
-                let _ = dir.remove(&self.plan.note_name);
-                create()
-            }
-            other => other,
-        }
-        .map_err(|e| fail("cannot create", part, &e))?;
-        self.dest.hashed.lock().unwrap().remove(part);
-        lock(&f, part)?;
-        Ok(f)
+        let p = self.plan;
+        self.dest
+            .create_part(dir, &p.part, &p.part_name, &p.note_name)
     }
 }
 
@@ -1033,10 +1107,18 @@ impl FileSink for LocalFile<'_> {
             .dest
             .dir(&self.plan.dir, true)?
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        // A small new file waits in memory for the thread that writes small
+        // files, so this connection goes on receiving (see `commit`).
+        let stage = header.offset == 0 && header.size < SYNC_ALONE_MIN && self.dest.commits.open();
         let file = if header.offset > 0 {
-            self.reopen(&dir, header.offset)?
+            Some(self.reopen(&dir, header.offset)?)
+        } else if stage {
+            self.staged = Some(Vec::with_capacity(header.size as usize));
+            None
         } else {
-            let f = self.create(&dir)?;
+            Some(self.create(&dir)?)
+        };
+        if header.offset == 0 {
             if header.size >= RESUME_MIN {
                 write_note(&dir, &self.plan.note_name, &header.stamp())
                     .map_err(|e| fail("cannot write", &self.plan.note, &e))?;
@@ -1044,23 +1126,24 @@ impl FileSink for LocalFile<'_> {
             } else if self.plan.stamp.is_some() {
                 let _ = dir.remove(&self.plan.note_name);
             }
-            f
-        };
+        }
         self.dir = Some(dir);
-        if header.body_len() >= PIPELINE_MIN {
-            let hasher = std::mem::replace(&mut self.hasher, blake3::Hasher::new());
-            self.writer = Some(
-                Writer::start(
-                    file,
-                    hasher,
-                    self.plan.part.clone(),
-                    header.offset,
-                    self.dest.fsync,
-                )
-                .map_err(|e| fail("cannot start a thread for", &self.plan.part, &e))?,
-            );
-        } else {
-            self.file = Some(file);
+        match file {
+            Some(file) if header.body_len() >= PIPELINE_MIN => {
+                let hasher = std::mem::replace(&mut self.hasher, blake3::Hasher::new());
+                self.writer = Some(
+                    Writer::start(
+                        file,
+                        hasher,
+                        self.plan.part.clone(),
+                        header.offset,
+                        self.dest.fsync,
+                    )
+                    .map_err(|e| fail("cannot start a thread for", &self.plan.part, &e))?,
+                );
+            }
+            Some(file) => self.file = Some(file),
+            None => {}
         }
         self.header = Some(*header);
         self.bar = Some(self.progress.start_file(&self.plan.name, header.body_len()));
@@ -1091,6 +1174,12 @@ impl FileSink for LocalFile<'_> {
                 Some(Ok(())) => Ok(()),
                 _ => Err(io::Error::other("the writing thread stopped")),
             };
+        }
+        if let Some(staged) = self.staged.as_mut() {
+            staged.extend_from_slice(&buf[..len]);
+            self.hasher.update(&buf[..len]);
+            self.spare = Some(buf);
+            return Ok(());
         }
         let Some(f) = self.file.as_mut() else {
             return Err(io::Error::other("download file is not open"));

@@ -7,6 +7,7 @@
 //! final name. Transient failures are retried with backoff, resuming from
 //! the partial data; one outcome per file; failures do not stop the others.
 
+mod commit;
 mod folder;
 mod local;
 mod meta;
@@ -504,11 +505,21 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             progress,
             limiter,
         };
-        if parallel {
-            outcomes.extend(schedule::parallel(&run, conn.take(), todo, known));
-        } else {
-            outcomes.extend(run.serial(conn.take(), todo));
-        }
+        // Small files are written by a thread of their own while the
+        // connections go on receiving.
+        let (ran, committed) = commit::alongside(
+            &dest,
+            |r| settled(progress, r),
+            || {
+                if parallel {
+                    schedule::parallel(&run, conn.take(), todo, known)
+                } else {
+                    run.serial(conn.take(), todo)
+                }
+            },
+        );
+        outcomes.extend(ran);
+        outcomes.extend(committed);
     } else if let Some(c) = conn.take() {
         c.quit();
     }
