@@ -155,11 +155,15 @@ fn a_source_rewritten_between_pieces_is_never_delivered_as_a_mix() {
     let o2 = old.clone();
     let s = Server::with_files(move |h| write(h, "big.bin", &o2));
     // The first connection lists and fetches one piece; the second one's
-    // request is held until the source has been rewritten.
+    // bytes, and the first one's once that piece is in, are held until the
+    // source has been rewritten (otherwise the first connection, done with
+    // its piece, asks for the other one before the rewrite when this
+    // thread is slow).
     let p = Proxy::start(
         s.port,
         Rules {
             hold: true,
+            hold_after: Some((0, 4 * MIB as u64)),
             ..Rules::default()
         },
     );
@@ -174,6 +178,15 @@ fn a_source_rewritten_between_pieces_is_never_delivered_as_a_mix() {
         std::thread::spawn(move || c.output().unwrap())
     };
     assert!(p.wait_down(0, 4 * MIB as u64), "the first piece never came");
+    // The proxy counts TLS records, so this much from the server is not
+    // yet all of the first piece: wait until the server has committed to
+    // its END (it checks the file once more before that), so the rewrite
+    // falls between the pieces, not inside the first.
+    let log = s.wait_log("\"big.bin\" (4194304 bytes from offset 0)");
+    assert!(
+        log.contains("\"big.bin\" (4194304 bytes from offset 0)"),
+        "{log}"
+    );
     let path = s.host.join("big.bin");
     std::fs::write(&path, &new).unwrap();
     let later = SystemTime::now() + Duration::from_secs(5);

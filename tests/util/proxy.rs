@@ -1,8 +1,8 @@
 //! A TCP proxy between a client and the test server. It counts what the
 //! server sends on each connection and, on request, records everything it
 //! forwards (both directions), cuts or damages the server's stream, holds
-//! back every connection after the first until released, or is pointed at
-//! another server. Connections are numbered from 0 in the order they are
+//! back every connection after the first (or one connection's client
+//! bytes after a point) until released, or is pointed at another server. Connections are numbered from 0 in the order they are
 //! accepted.
 
 use std::io::{Read, Write};
@@ -27,6 +27,11 @@ pub struct Rules {
     pub hold: bool,
     /// Keep a copy of every byte forwarded either way ([`Proxy::captured`]).
     pub record: bool,
+    /// (connection, bytes): once the server has sent that connection this
+    /// many bytes, hold the client's further bytes on it until
+    /// [`Proxy::release`]. Armed before those bytes are forwarded, so
+    /// nothing the client says in answer to them gets through.
+    pub hold_after: Option<(usize, u64)>,
 }
 
 impl Rules {
@@ -45,6 +50,8 @@ struct Counts {
     /// Bytes from the server, per connection.
     down: Vec<u64>,
     released: bool,
+    /// [`Rules::hold_after`] was reached.
+    held_after: bool,
     /// Everything forwarded, when [`Rules::record`].
     capture: Vec<u8>,
 }
@@ -90,10 +97,10 @@ impl Proxy {
                             st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
                         }
                     }
-                    pump(c_r, s_w, &up, rules, None);
+                    pump(c_r, s_w, &up, rules, Dir::Up(n));
                 });
                 let down = Arc::clone(&sh);
-                std::thread::spawn(move || pump(server, client, &down, rules, Some(n)));
+                std::thread::spawn(move || pump(server, client, &down, rules, Dir::Down(n)));
             }
         });
         Proxy {
@@ -154,16 +161,42 @@ impl Proxy {
     }
 }
 
-/// Forwards one direction until either side ends. `down` is the
-/// connection's number when these are the server's bytes (counted, and
-/// subject to the cut and flip rules); then both directions end with it.
+/// Which way a pump forwards, on which connection.
+#[derive(Clone, Copy)]
+enum Dir {
+    /// The client's bytes.
+    Up(usize),
+    /// The server's bytes: counted, and subject to the cut and flip rules;
+    /// both directions end with them.
+    Down(usize),
+}
+
+/// Waits (at most 30 s) while `n`'s client bytes are held by
+/// [`Rules::hold_after`].
+fn held_after(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize) {
+    if rules.hold_after.is_none_or(|(k, _)| k != n) {
+        return;
+    }
+    let (m, cv) = shared;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut st = m.lock().unwrap();
+    while st.held_after && !st.released && Instant::now() < deadline {
+        st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
+    }
+}
+
+/// Forwards one direction until either side ends.
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
     shared: &(Mutex<Counts>, Condvar),
     rules: Rules,
-    down: Option<usize>,
+    dir: Dir,
 ) {
+    let down = match dir {
+        Dir::Down(n) => Some(n),
+        Dir::Up(_) => None,
+    };
     let limit = down.map_or(u64::MAX, |n| rules.limit(n));
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0u64;
@@ -172,6 +205,13 @@ fn pump(
             Ok(0) | Err(_) => break,
             Ok(k) => k.min((limit - sent) as usize),
         };
+        match (dir, rules.hold_after) {
+            (Dir::Up(n), _) => held_after(shared, rules, n),
+            (Dir::Down(n), Some((k_n, at))) if k_n == n && sent + k as u64 >= at => {
+                shared.0.lock().unwrap().held_after = true;
+            }
+            _ => {}
+        }
         if let (Some(at), Some(_)) = (rules.flip_each, down) {
             if (sent..sent + k as u64).contains(&at) {
                 buf[(at - sent) as usize] ^= 0x10;
