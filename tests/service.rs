@@ -245,7 +245,7 @@ fn readme_service_steps_and_unit_command_give_a_running_server() {
     let words: Vec<&str> = line.split_whitespace().collect();
     let st = Command::new(words[0]).args(&words[1..]).status().unwrap();
     assert!(st.success(), "{line}");
-    let text = wait_for(|| err.lock().unwrap().clone(), "configuration reloaded");
+    let text = wait_for(|| err.text(), "configuration reloaded");
     let alive = child.try_wait().unwrap().is_none();
     let o = get();
     let _ = child.kill();
@@ -253,7 +253,7 @@ fn readme_service_steps_and_unit_command_give_a_running_server() {
     assert!(alive && text.contains("configuration reloaded"), "{text}");
     assert_exit(&o, 0);
     // The log went to stderr, that is the journal.
-    let err = err.lock().unwrap().clone();
+    let err = err.text();
     assert!(err.contains("sent \"shared.txt\""), "{err}");
 }
 

@@ -12,7 +12,7 @@ use fxfer::protocol::{Hello, Request};
 pub use fxfer::transport::Stream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_fxfer");
@@ -101,7 +101,7 @@ pub struct Server {
     pub log: PathBuf,
     /// Started with --plaintext (its clients get --plaintext too).
     pub plaintext: bool,
-    stderr: Arc<Mutex<String>>,
+    stderr: Arc<Captured>,
     stderr_file: Option<PathBuf>,
     _tmp: tempfile::TempDir,
 }
@@ -263,29 +263,67 @@ pub fn wait_for(text: impl Fn() -> String, needle: &str) -> String {
     }
 }
 
+/// What a child wrote to a pipe so far, and whether the pipe has closed
+/// (everything it wrote is here then). Filled by a thread of its own.
+#[derive(Default)]
+pub struct Captured {
+    /// The text, and whether the end of the pipe was seen.
+    state: Mutex<(String, bool)>,
+    closed: Condvar,
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        self.state.lock().unwrap().0.clone()
+    }
+
+    /// Waits (at most `limit`) for the end of the pipe; returns all text.
+    /// A process that has exited has closed its end, but the thread that
+    /// reads it may not have caught up yet (under load, by a long way).
+    pub fn wait_closed(&self, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        let mut st = self.state.lock().unwrap();
+        while !st.1 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self.closed.wait_timeout(st, deadline - now).unwrap().0;
+        }
+        st.0.clone()
+    }
+}
+
 /// Starts `cmd` (an `fxfer serve` of some form), waits for its
 /// `listening on 127.0.0.1:PORT` line and returns the child, the port and
 /// the stderr it writes from then on (unless stderr was set to something
 /// other than a pipe beforehand). Stdout is drained so it never blocks.
-pub fn spawn_listening(cmd: &mut Command) -> (Child, u16, Arc<Mutex<String>>) {
+pub fn spawn_listening(cmd: &mut Command) -> (Child, u16, Arc<Captured>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
         .expect("start fxfer serve");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    if let Some(mut err) = child.stderr.take() {
-        let sink = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err.read(&mut buf) {
-                if n == 0 {
-                    break;
+    let stderr = Arc::new(Captured::default());
+    match child.stderr.take() {
+        Some(mut err) => {
+            let sink = Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = err.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    sink.state
+                        .lock()
+                        .unwrap()
+                        .0
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
                 }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+                sink.state.lock().unwrap().1 = true;
+                sink.closed.notify_all();
+            });
+        }
+        None => stderr.state.lock().unwrap().1 = true,
     }
     let out = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -310,10 +348,7 @@ pub fn spawn_listening(cmd: &mut Command) -> (Child, u16, Arc<Mutex<String>>) {
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "unexpected first line {line:?}; stderr: {}",
-                stderr.lock().unwrap()
-            )
+            panic!("unexpected first line {line:?}; stderr: {}", stderr.text())
         }
     }
 }
@@ -405,7 +440,7 @@ impl Server {
     pub fn stderr(&self) -> String {
         match &self.stderr_file {
             Some(p) => std::fs::read_to_string(p).unwrap_or_default(),
-            None => self.stderr.lock().unwrap().clone(),
+            None => self.stderr.text(),
         }
     }
 
@@ -427,11 +462,14 @@ impl Server {
         assert!(st.success());
     }
 
-    /// Waits (bounded) for the server to exit.
+    /// Waits (bounded) for the server to exit, and then for all it wrote
+    /// to stderr to be read.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if let Some(st) = self.child.try_wait().unwrap() {
+                self.stderr
+                    .wait_closed(deadline.saturating_duration_since(Instant::now()));
                 return Some(st);
             }
             std::thread::sleep(Duration::from_millis(20));
