@@ -273,6 +273,11 @@ fn handshakes() -> Res {
     let mut b = Hello::current().to_bytes().to_vec();
     b.extend(req(&[Request::Auth { nonce: ours, mac: auth::client_mac(&key, &[7; AUTH_LEN], &ours, &[7; 32]) }])?);
     save(t, "hello-then-valid-proof", &b)?;
+    // A version 3 client proves itself the way version 3 did.
+    let v3 = auth::Keys::new(b"fuzz token").client_mac(3, &[7; AUTH_LEN], &ours, &[7; 32]);
+    let mut b = Hello { version: 3, flags: 0 }.to_bytes().to_vec();
+    b.extend(req(&[Request::Auth { nonce: ours, mac: v3 }])?);
+    save(t, "hello-v3-then-valid-proof", &b)?;
     Ok(())
 }
 

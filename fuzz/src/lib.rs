@@ -10,7 +10,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
 use fxfer::protocol::{Entry, ENTRY_FIXED_LEN, FRAME_HEADER_LEN, MAX_CONTROL_PAYLOAD};
 
@@ -36,6 +36,9 @@ pub const CLIENT_BOUND: usize = if fxfer::client::CHUNK > FRAME_BOUND {
 } else {
     FRAME_BOUND
 };
+
+/// The allocator [`Bounded::report_at_exit`] reports on.
+static AT_EXIT: AtomicPtr<Bounded> = AtomicPtr::new(std::ptr::null_mut());
 
 /// The system allocator, counting: any single allocation above `single`
 /// bytes, or live heap above `live` bytes (unbounded growth), aborts the
@@ -63,10 +66,32 @@ impl Bounded {
         self.peak.load(Ordering::Relaxed)
     }
 
+    /// Prints the peak live heap when the process exits (libFuzzer ends a
+    /// run of `-runs=N` with `exit`), for the record.
+    pub fn report_at_exit(&'static self) {
+        extern "C" {
+            fn atexit(f: extern "C" fn()) -> i32;
+        }
+        extern "C" fn at_exit() {
+            let a = AT_EXIT.load(Ordering::Relaxed);
+            if !a.is_null() {
+                // SAFETY: only ever set from a `&'static Bounded`.
+                let a = unsafe { &*a };
+                eprintln!("fxfer-fuzz: peak live heap at exit {} bytes", a.peak());
+            }
+        }
+        let first = AT_EXIT.swap(self as *const Bounded as *mut Bounded, Ordering::Relaxed);
+        if first.is_null() {
+            // SAFETY: registers a plain function with the C library.
+            unsafe { atexit(at_exit) };
+        }
+    }
+
     /// Lowers the single bound to `FXFER_FUZZ_BOUND` bytes when that is
     /// set: a way to see the guard fire (with `FXFER_FUZZ_BOUND=1000` any
     /// target crashes on its first sizeable allocation).
-    pub fn from_env(&self) {
+    pub fn from_env(&'static self) {
+        self.report_at_exit();
         if let Some(b) = std::env::var("FXFER_FUZZ_BOUND")
             .ok()
             .and_then(|v| v.parse().ok())
