@@ -7,12 +7,16 @@
 #   --keep      keep the scratch folder (server logs, hyperfine JSON)
 #   --rerun     only the re-run scenario R, not W1-W4 or N1-N3
 #   --net-only  only the round-trip and rate-cap scenarios (N1-N3)
-#   --tls       W1-W4 and what TLS costs (CPU per GiB, round trips), not R or N
+#   --tls       W1-W4 and what TLS costs (CPU per GiB, round trips), not R or N,
+#               and of the unencrypted peers only fxfer --plaintext and the
+#               baselines (raw TCP, local cp)
 #
 # Environment: DATA_DIR (default bench/.data) caches the generated data;
 # RUNS (default 5) timed runs per cell, after one warm-up run; OUT_DIR puts
 # the downloads on another file system (say a tmpfs, to take the disk and
-# the file system's file creation out of the numbers).
+# the file system's file creation out of the numbers); WORKLOADS (default
+# "W1 W2 W3 W4") picks workloads, and COSTS=0 leaves out the CPU-per-GiB
+# and round-trip measurements, to split a long run into pieces.
 #
 # Workloads: W1 one 1 GiB file; W2 2,000 x 8 KiB fetched serially over one
 # connection; W3 16 x 64 MiB, 8 at a time; W4 the W2 set, 8 at a time.
@@ -388,8 +392,8 @@ curl_cfg() { # curl_cfg PORT W [SCHEME]
 
 # ---- the cells, workload by workload so each workload's rows are measured close together
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-WORKLOADS="W1 W2 W3 W4"
-((RERUN_ONLY || NET_ONLY)) && WORKLOADS=""
+WORKLOADS=${WORKLOADS-W1 W2 W3 W4} COSTS=${COSTS:-1}
+((RERUN_ONLY || NET_ONLY)) && WORKLOADS="" COSTS=0
 for W in $WORKLOADS; do
   if serial $W; then mode=""; else mode="--parallel -j $PAR"; fi
   if ((${#RAW_PORTS[@]})); then
@@ -404,7 +408,7 @@ for W in $WORKLOADS; do
   fi
   get="'$FXFER' get --config '$WORK/empty.toml' -q --port $FX_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode}" files "$get"
-  cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
+  ((TLS_ONLY)) || cell $W "fxfer${mode:+ $mode} --no-fsync" files "$get --no-fsync"
   getp="'$FXFER' get --config '$WORK/empty.toml' -q --plaintext --port $FXP_PORT --dir '$OUT' $mode \$(<'$LISTS/$W')"
   cell $W "fxfer${mode:+ $mode} --plaintext" files "$getp"
   if [[ -n ${FXFER_BASE:-} && ($W == W1 || $W == W3) ]]; then
@@ -413,26 +417,28 @@ for W in $WORKLOADS; do
   if serial $W; then curl_par=""; else curl_par="--parallel --parallel-max $PAR"; fi
   if [[ -n $NGX_PORT ]]; then
     curl_cfg "$NGX_PORT" $W
-    cell $W "nginx + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$NGX_PORT'"
+    ((TLS_ONLY)) || cell $W "nginx + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$NGX_PORT'"
     curl_cfg "$NGXS_PORT" $W https
     cell $W "nginx HTTPS (TLS 1.3) + curl${curl_par:+ $curl_par}" files \
       "curl -sS --fail --tlsv1.3 --cacert '$WORK/nginx/cert.pem' $curl_par -K '$LISTS/$W.curl$NGXS_PORT'"
   fi
   if [[ -n $SSH_PORT ]]; then
     ssh_list="bash '$WORK/ssh/fetch.sh'"
+    # scp opens an SSH connection per remote file named (2,000 for W2, at
+    # about 0.3 s each), so the small-file workloads leave it to sftp.
     if serial $W; then
-      cell $W "scp (default cipher)" files "$ssh_list scp '$LISTS/$W'"
-      cell $W "scp -c aes128-gcm" files "$ssh_list scp '$LISTS/$W' -c aes128-gcm@openssh.com"
+      [[ $W == W1 ]] && cell $W "scp (default cipher)" files "$ssh_list scp '$LISTS/$W'"
+      [[ $W == W1 ]] && cell $W "scp -c aes128-gcm" files "$ssh_list scp '$LISTS/$W' -c aes128-gcm@openssh.com"
       [[ $W == W2 ]] && cell $W "sftp" files "$ssh_list sftp '$LISTS/$W'"
       cell $W "rsync -e ssh" files "$ssh_list rsync '$LISTS/$W'"
     else
       each="printf '%s\n' '$LISTS/$W'.stream? | xargs -P $PAR -I{}"
-      cell $W "scp (default cipher, xargs -P $PAR)" files "$each $ssh_list scp {}"
+      [[ $W == W3 ]] && cell $W "scp (default cipher, xargs -P $PAR)" files "$each $ssh_list scp {}"
       [[ $W == W4 ]] && cell $W "sftp (xargs -P $PAR)" files "$each $ssh_list sftp {}"
       cell $W "rsync -e ssh (xargs -P $PAR)" files "$each $ssh_list rsync {}"
     fi
   fi
-  if [[ -n $RSYNC_PORT ]]; then
+  if [[ -n $RSYNC_PORT ]] && ((!TLS_ONLY)); then
     src="rsync://127.0.0.1:$RSYNC_PORT/data/"
     if serial $W; then
       cell $W "rsync daemon" files "rsync -a --whole-file --files-from='$LISTS/$W' $src '$OUT/'"
@@ -441,7 +447,7 @@ for W in $WORKLOADS; do
         "printf '%s\n' '$LISTS/$W'.stream? | xargs -P $PAR -I{} rsync -a --whole-file --files-from={} $src '$OUT/'"
     fi
   fi
-  if [[ -n $PY_PORT ]]; then
+  if [[ -n $PY_PORT ]] && ((!TLS_ONLY)); then
     curl_cfg "$PY_PORT" $W
     cell $W "python http.server + curl${curl_par:+ $curl_par}" files "curl -sS --fail $curl_par -K '$LISTS/$W.curl$PY_PORT'"
   fi
@@ -608,10 +614,10 @@ RUNS=$RUNS_SAVED
 fi
 
 # ---- what TLS costs: CPU per GiB (W1), round trips of a small get ---------------
-if [[ -n $WORKLOADS ]]; then
+CPU_ROWS=() RTT_ROWS=()
+if ((COSTS)); then
 TCK=$(getconf CLK_TCK)
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-CPU_ROWS=()
 cpu_row() { # cpu_row LABEL SERVER_PID CMD: CPU seconds per GiB of W1 over 3 runs, client and server
   local label=$1 pid=$2 cmd=$3 i s0 s1 t c=0
   s0=$(cpu_ticks "$pid")
@@ -630,8 +636,10 @@ cpu_row "fxfer (TLS)" "$fxfer_PID" "'$FXFER' get --config '$WORK/empty.toml' -q 
 cpu_row "fxfer --plaintext" "$fxferplain_PID" \
   "'$FXFER' get --config '$WORK/empty.toml' -q --plaintext --port $FXP_PORT --dir '$OUT' $w1"
 
-# A small get through a 50 ms round trip, with and without TLS.
-RTT_ROWS=() RTT_MS=50
+# A small get through a 50 ms round trip, with and without TLS, and
+# straight to the server: what TLS adds there is the handshake's computing,
+# and the rest of what it adds through the delay is round trips.
+RTT_MS=50
 if cargo build --release --quiet --example delay-proxy 2>/dev/null && [[ -x $TARGET/release/examples/delay-proxy ]]; then
   note ">> round trips"
   small=$(head -n1 "$LISTS/W2")
@@ -647,9 +655,13 @@ if cargo build --release --quiet --example delay-proxy 2>/dev/null && [[ -x $TAR
       sleep 0.1
     done
     [[ -n $dp ]] || continue
-    hyperfine --shell=bash --style basic --warmup 1 --runs 10 --export-json "$WORK/json/rtt-$port.json" \
-      "'$FXFER' get --config '$WORK/empty.toml' -q $flag --port $dp --dir '$OUT' $small" >>"$WORK/cells.log" 2>&1 || continue
-    RTT_ROWS+=("$label $(grep -o '"median": *[0-9.eE+-]*' "$WORK/json/rtt-$port.json" | head -n1 | sed 's/.*: *//')")
+    row=$label
+    for to in "$dp" "$port"; do
+      hyperfine --shell=bash --style basic --warmup 1 --runs 10 --export-json "$WORK/json/rtt-$to.json" \
+        "'$FXFER' get --config '$WORK/empty.toml' -q $flag --port $to --dir '$OUT' $small" >>"$WORK/cells.log" 2>&1 || continue 2
+      row+=" $(grep -o '"median": *[0-9.eE+-]*' "$WORK/json/rtt-$to.json" | head -n1 | sed 's/.*: *//')"
+    done
+    RTT_ROWS+=("$row")
   done
 fi
 fi
@@ -713,17 +725,40 @@ if [[ -s $R_RES ]]; then
   echo "|---|---:|---:|---:|"
   awk -F'\t' -v ch="$R_CHANGED_BYTES" '{ printf "| %s | %d | %d | %+.2f%% |\n", $1, $2, $3, 100 * ($2 + $3 - ch) / ch }' "$R_WIRE"
 fi
-echo
-echo "CPU seconds per GiB, W1 (1 x $BIG_MIB MiB), 3 runs; client = fxfer get and its children, server = the fxfer serve process:"
-echo
-echo "| system | client CPU s/GiB | server CPU s/GiB | total CPU s/GiB |"
-echo "|---|---:|---:|---:|"
-printf '%s\n' "${CPU_ROWS[@]}"
-if ((${#RTT_ROWS[@]} == 2)); then
-  read -r _ tls <<<"${RTT_ROWS[0]}"
-  read -r _ plain <<<"${RTT_ROWS[1]}"
+if ((TLS_ONLY)) && [[ -s $RES ]]; then
   echo
-  awk -v t="$tls" -v p="$plain" -v r="$RTT_MS" 'BEGIN {
-    printf "One small get through delay-proxy (%d ms round trip), median of 10: TLS %.3f s, --plaintext %.3f s;\n", r, t, p
-    printf "TLS adds %.3f s = %.2f round trips.\n", t - p, (t - p) * 1000 / r }'
+  awk -F'\t' -v par="$PAR" '$4 == "ok" { t[$1 "|" $2] = $3 }
+    function target(what, fast, slow, want,   a, b) {
+      a = t[fast]; b = t[slow]
+      if (a && b) printf "| %s | %.2fx | %s |\n", what, b / a, (b / a >= want) ? "yes" : "NO"
+    }
+    END {
+      print "| target (fxfer with TLS, ratios of medians in this run) | measured | met |"
+      print "|---|---:|---|"
+      target("W1 at least 1.25x nginx HTTPS + curl", "W1|fxfer", "W1|nginx HTTPS (TLS 1.3) + curl", 1.25)
+      target("W1 at least 2x scp (default cipher)", "W1|fxfer", "W1|scp (default cipher)", 2)
+      target("W2 at least 1.5x sftp", "W2|fxfer", "W2|sftp", 1.5)
+      p = "--parallel -j " par
+      target("W4 at least 1.5x sftp (" par " at a time)", "W4|fxfer " p, "W4|sftp (xargs -P " par ")", 1.5)
+      # No more than 10 % slower than --plaintext: plaintext / TLS >= 1 / 1.1.
+      target("W2 within 10 % of --plaintext (plaintext/TLS >= 0.91)", "W2|fxfer", "W2|fxfer --plaintext", 1 / 1.1)
+      target("W4 within 10 % of --plaintext (plaintext/TLS >= 0.91)", "W4|fxfer " p, "W4|fxfer " p " --plaintext", 1 / 1.1)
+    }' "$RES"
+fi
+if ((${#CPU_ROWS[@]})); then
+  echo
+  echo "CPU seconds per GiB, W1 (1 x $BIG_MIB MiB), 3 runs; client = fxfer get and its children, server = the fxfer serve process:"
+  echo
+  echo "| system | client CPU s/GiB | server CPU s/GiB | total CPU s/GiB |"
+  echo "|---|---:|---:|---:|"
+  printf '%s\n' "${CPU_ROWS[@]}"
+fi
+if ((${#RTT_ROWS[@]} == 2)); then
+  read -r _ tls tls0 <<<"${RTT_ROWS[0]}"
+  read -r _ plain plain0 <<<"${RTT_ROWS[1]}"
+  echo
+  awk -v t="$tls" -v p="$plain" -v t0="$tls0" -v p0="$plain0" -v r="$RTT_MS" 'BEGIN {
+    printf "One small get, median of 10: through delay-proxy (%d ms round trip) TLS %.4f s, --plaintext %.4f s;\n", r, t, p
+    printf "straight to the server TLS %.4f s, --plaintext %.4f s. TLS adds %.4f s through the delay and %.4f s\n", t0, p0, t - p, t0 - p0
+    printf "without it (computing), so %.2f round trips ((%.4f - %.4f) / %.3f).\n", (t - p - (t0 - p0)) * 1000 / r, t - p, t0 - p0, r / 1000 }'
 fi
