@@ -42,6 +42,8 @@ pub struct TlsStream {
     inbuf: Vec<u8>,
     start: usize,
     end: usize,
+    /// A TLS error met while topping up a read, for the next read.
+    failed: Option<rustls::Error>,
 }
 
 impl Stream {
@@ -70,6 +72,7 @@ impl Stream {
             inbuf: vec![0u8; TLS_READ_BUF],
             start: 0,
             end: 0,
+            failed: None,
         }))
     }
 
@@ -248,6 +251,38 @@ impl TlsStream {
         Ok(())
     }
 
+    /// Adds to `buf` what can be decrypted from the bytes already read from
+    /// the socket, without waiting for more: one read then hands the layer
+    /// above as much as a plaintext read would (rustls alone gives at most
+    /// one record, 16 KiB, at a time). A TLS error is kept for the next
+    /// read to report.
+    fn top_up(&mut self, buf: &mut [u8]) -> usize {
+        let mut got = 0;
+        while got < buf.len() && self.failed.is_none() {
+            match self.conn.reader().read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    continue;
+                }
+                Err(_) => {}
+            }
+            if self.start == self.end {
+                break;
+            }
+            let mut avail = &self.inbuf[self.start..self.end];
+            let before = avail.len();
+            if self.conn.read_tls(&mut avail).is_err() {
+                break;
+            }
+            self.start += before - avail.len();
+            if let Err(e) = self.conn.process_new_packets() {
+                self.failed = Some(e);
+            }
+        }
+        got
+    }
+
     fn tls_error(&mut self, e: rustls::Error) -> io::Error {
         // Send the alert that says why, if the socket still takes it.
         let _ = self.flush_tls();
@@ -260,10 +295,14 @@ impl Read for TlsStream {
         if buf.is_empty() {
             return Ok(0);
         }
+        if let Some(e) = self.failed.take() {
+            return Err(self.tls_error(e));
+        }
         loop {
             match self.conn.reader().read(buf) {
                 // 0: the peer's close_notify, a clean end.
-                Ok(n) => return Ok(n),
+                Ok(0) => return Ok(0),
+                Ok(n) => return Ok(n + self.top_up(&mut buf[n..])),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     return Err(io::Error::new(
