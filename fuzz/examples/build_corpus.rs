@@ -190,8 +190,8 @@ fn listing(entries: &[Entry]) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
     Ok(b)
 }
 
-/// `client_session` inputs: a mode byte (see the target), then what the
-/// server sends after its greeting.
+/// `client_session` inputs: a mode byte (see the target; 128 and up: a GET
+/// without a listing first), then what the server sends after its greeting.
 fn sessions() -> Res {
     let t = "client_session";
     let seed = |name: &str, mode: u8, parts: &[&[u8]]| -> Res {
@@ -210,18 +210,18 @@ fn sessions() -> Res {
     let body = b"hello, fuzzer\n";
     let get = answer(body, 5, None)?;
     seed("listing-then-get", 0, &[&list, &get])?;
-    seed("get", 0, &[&get])?;
-    seed("get-nested", 4, &[&get])?;
+    seed("get", 128, &[&get])?;
+    seed("get-nested", 132, &[&get])?;
     seed("get-short-reads", 32, &[&list, &answer(&[0x5a; 3000], 1000, None)?])?;
     seed("listing-digests-then-get", 1, &[&list, &get])?;
-    seed("get-bad-digest", 0, &[&answer(body, 14, Some([0xab; 32]))?])?;
-    seed("get-empty-file", 0, &[&answer(b"", 1, None)?])?;
+    seed("get-bad-digest", 128, &[&answer(body, 14, Some([0xab; 32]))?])?;
+    seed("get-empty-file", 128, &[&answer(b"", 1, None)?])?;
     // A larger file: the part is written by a thread of its own.
     let mut big = Vec::new();
     write_file_header(&mut big, &FileHeader { size: 5 << 20, offset: 0, mtime: 0, mtime_nanos: 0, mode: 0o600 })?;
     write_data_header(&mut big, 1 << 20)?;
     big.extend_from_slice(&[1; 4096]);
-    seed("get-large-cut-short", 0, &[&big])?;
+    seed("get-large-cut-short", 128, &[&big])?;
 
     let mut refused = Vec::new();
     write_error(&mut refused, &ErrorFrame::new(ErrorCode::NotFound, "no such file: f"))?;
