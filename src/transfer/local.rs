@@ -493,10 +493,14 @@ impl Dest {
             let _ = a.dir.remove(&a.part_name);
             return Err(fail("cannot write", &a.part, &e));
         }
-        if let Err(e) = super::meta::apply(&f, &body.header) {
+        // One look at the new file gives its mode and its identity.
+        let md = f
+            .metadata()
+            .map_err(|e| fail("cannot write", &a.part, &e))?;
+        if let Err(e) = super::meta::apply_to(&f, &md, &body.header) {
             log::warn!("cannot keep the time and mode of {}: {e}", a.part.display());
         }
-        a.identity = PartId::of(&f).map(|p| p.key());
+        a.identity = Some(PartId::from(&md).key());
         a.file = Some(f);
         Ok(())
     }

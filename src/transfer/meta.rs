@@ -15,7 +15,13 @@ use crate::protocol::FileHeader;
 
 /// Gives a verified download the server's time and executable bits.
 pub fn apply(file: &File, h: &FileHeader) -> io::Result<()> {
-    set_exec_bits(file, h.mode)?;
+    apply_to(file, &file.metadata()?, h)
+}
+
+/// [`apply`] for a file whose metadata was just read (`md`): one system
+/// call less per file, which counts with thousands of small ones.
+pub fn apply_to(file: &File, md: &std::fs::Metadata, h: &FileHeader) -> io::Result<()> {
+    set_exec_bits_from(file, md.permissions().mode(), h.mode)?;
     set_mtime(file, h.mtime, h.mtime_nanos)
 }
 
@@ -39,7 +45,12 @@ pub fn set_mtime<Fd: AsFd>(fd: Fd, mtime: i64, nanos: u32) -> io::Result<()> {
 /// umask allows, and clears set-uid, set-gid and sticky. Read and write
 /// bits stay as the file was created (by the umask).
 pub fn set_exec_bits(file: &File, server_mode: u16) -> io::Result<()> {
-    let now = file.metadata()?.permissions().mode() & 0o7777;
+    set_exec_bits_from(file, file.metadata()?.permissions().mode(), server_mode)
+}
+
+/// [`set_exec_bits`] for a file whose mode is known to be `mode`.
+fn set_exec_bits_from(file: &File, mode: u32, server_mode: u16) -> io::Result<()> {
+    let now = mode & 0o7777;
     let want = (now & 0o666) | (u32::from(server_mode) & 0o111 & !umask());
     if want != now {
         rustix::fs::fchmod(file, Mode::from_raw_mode(want)).map_err(io::Error::from)?;

@@ -79,7 +79,10 @@ pub fn listing(
             digests: compare.needs_digests() && something_here,
         };
     }
-    let any_here = compare != Compare::None && names.iter().any(target_exists);
+    // An empty (or new) download folder has nothing to compare: one read
+    // of it instead of a lookup per name.
+    let empty = fs::read_dir(root).is_ok_and(|mut d| d.next().is_none());
+    let any_here = compare != Compare::None && !empty && names.iter().any(target_exists);
     if !any_here && !dry_run {
         return Listing::None;
     }
