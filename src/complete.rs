@@ -9,9 +9,10 @@
 //!
 //! The server is the one the command line being completed names (`--ip`,
 //! `--port`, `--token-file`, `--config`), else the config file's, as the
-//! command itself would use. Asking it is bounded by [`DEADLINE`]: with no
-//! server, a dead address or a server that never answers, Tab offers
-//! nothing rather than hanging the shell.
+//! command itself would use. Asking it is bounded by [`DEADLINE`] (or
+//! [`DEADLINE_VAR`], in milliseconds, for a server far away or a machine
+//! under load): with no server, a dead address or a server that never
+//! answers, Tab offers nothing rather than hanging the shell.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Write};
@@ -33,6 +34,17 @@ use crate::protocol::{Entry, EntryKind};
 pub const VAR: &str = "FXFER_COMPLETE";
 /// The longest a Tab waits for the server, connecting included.
 pub const DEADLINE: Duration = Duration::from_millis(1500);
+/// The environment variable that sets another deadline, in milliseconds.
+pub const DEADLINE_VAR: &str = "FXFER_COMPLETE_DEADLINE_MS";
+
+/// [`DEADLINE`], unless [`DEADLINE_VAR`] holds a whole number of
+/// milliseconds (anything else is ignored: a Tab has no way to report it).
+fn deadline() -> Duration {
+    std::env::var(DEADLINE_VAR)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(DEADLINE, Duration::from_millis)
+}
 
 /// The shell asking, as [`VAR`] named it (clap_complete clears the
 /// variable before the completers run).
@@ -125,10 +137,11 @@ fn server(words: &[OsString]) -> Option<ServerAddr> {
 /// One folder of the server, or nothing if it does not answer in time.
 fn list(server: ServerAddr, folder: String) -> Option<Vec<Entry>> {
     let (tx, rx) = mpsc::channel();
+    let deadline = deadline();
     // A thread, so that even a name lookup that hangs cannot hold us past
     // the deadline: the process exits right after printing.
     std::thread::spawn(move || {
-        let got = Connection::connect(&server, &crate::client::Limits::new(DEADLINE)).and_then(
+        let got = Connection::connect(&server, &crate::client::Limits::new(deadline)).and_then(
             |mut c| {
                 let l = c.list(&folder, false);
                 c.quit();
@@ -137,7 +150,7 @@ fn list(server: ServerAddr, folder: String) -> Option<Vec<Entry>> {
         );
         let _ = tx.send(got);
     });
-    rx.recv_timeout(DEADLINE).ok()?.ok()
+    rx.recv_timeout(deadline).ok()?.ok()
 }
 
 fn remote(current: &OsStr, folders_only: bool) -> Vec<CompletionCandidate> {

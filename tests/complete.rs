@@ -126,9 +126,13 @@ fn real_shell(shell: &str, work: &Path) -> Command {
         std::env::var("PATH").unwrap_or_default()
     );
     let mut c = Command::new(shell);
+    // The server is there: on a loaded machine a debug build's handshake
+    // can take longer than a Tab's usual 1.5 s, and the names would then
+    // be missing for want of time, not of a server.
     c.current_dir(work)
         .env("PATH", path)
         .env("HOME", work)
+        .env(fxfer::complete::DEADLINE_VAR, "30000")
         .env_remove("FXFER_CONFIG");
     c
 }

@@ -31,8 +31,13 @@ fn interrupted_in_pieces(data: &[u8]) -> Server {
     let s = Server::with_files(move |h| write(h, "big.bin", &d));
     let cut = Proxy::start(
         s.port,
+        // The first connection stops 1 MiB into its piece until the
+        // second one has been cut: otherwise, when the second connection
+        // is slow to come, the first fetches both pieces and nothing is
+        // cut.
         Rules {
             cut: Some((1, (2 * MIB + MIB / 2) as u64)),
+            pause_down: Some((0, MIB as u64)),
             ..Rules::default()
         },
     );
@@ -96,8 +101,11 @@ fn a_cut_piece_is_fetched_again_and_the_file_verifies() {
     // Two connections, two pieces; the second connection dies mid-piece.
     let p = Proxy::start(
         s.port,
+        // (The first connection waits 1 MiB into its piece until then, so
+        // that it cannot take both pieces before the second one comes.)
         Rules {
             cut: Some((1, MIB as u64)),
+            pause_down: Some((0, MIB as u64)),
             ..Rules::default()
         },
     );

@@ -2,7 +2,8 @@
 //! server sends on each connection and, on request, records everything it
 //! forwards (both directions), cuts or damages the server's stream, holds
 //! back every connection after the first (or one connection's client
-//! bytes after a point) until released, or is pointed at another server. Connections are numbered from 0 in the order they are
+//! bytes after a point, or its server bytes until another connection
+//! ended) until released, or is pointed at another server. Connections are numbered from 0 in the order they are
 //! accepted.
 
 use std::io::{Read, Write};
@@ -32,6 +33,12 @@ pub struct Rules {
     /// [`Proxy::release`]. Armed before those bytes are forwarded, so
     /// nothing the client says in answer to them gets through.
     pub hold_after: Option<(usize, u64)>,
+    /// (connection, bytes): once the server has sent that connection this
+    /// many bytes, hold the server's further bytes on it until another
+    /// connection has ended (or [`Proxy::release`]). A client that asks
+    /// for one piece at a time then cannot take the next piece on it: the
+    /// other connection must.
+    pub pause_down: Option<(usize, u64)>,
 }
 
 impl Rules {
@@ -52,6 +59,8 @@ struct Counts {
     released: bool,
     /// [`Rules::hold_after`] was reached.
     held_after: bool,
+    /// Connections whose server stream has ended.
+    ended: usize,
     /// Everything forwarded, when [`Rules::record`].
     capture: Vec<u8>,
 }
@@ -185,6 +194,21 @@ fn held_after(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize) {
     }
 }
 
+/// Waits (at most 30 s) while [`Rules::pause_down`] holds `n`'s server
+/// bytes, `sent` of them forwarded so far and `k` more about to be.
+fn paused(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize, sent: u64, k: u64) {
+    match rules.pause_down {
+        Some((p, at)) if p == n && sent + k > at => {}
+        _ => return,
+    }
+    let (m, cv) = shared;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut st = m.lock().unwrap();
+    while st.ended == 0 && !st.released && Instant::now() < deadline {
+        st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
+    }
+}
+
 /// Forwards one direction until either side ends.
 fn pump(
     mut from: TcpStream,
@@ -205,6 +229,9 @@ fn pump(
             Ok(0) | Err(_) => break,
             Ok(k) => k.min((limit - sent) as usize),
         };
+        if let Some(n) = down {
+            paused(shared, rules, n, sent, k as u64);
+        }
         match (dir, rules.hold_after) {
             (Dir::Up(n), _) => held_after(shared, rules, n),
             (Dir::Down(n), Some((k_n, at))) if k_n == n && sent + k as u64 >= at => {
@@ -235,6 +262,9 @@ fn pump(
         Some(_) => {
             let _ = to.shutdown(Shutdown::Both);
             let _ = from.shutdown(Shutdown::Both);
+            let (m, cv) = shared;
+            m.lock().unwrap().ended += 1;
+            cv.notify_all();
         }
         None => {
             let _ = to.shutdown(Shutdown::Write);
