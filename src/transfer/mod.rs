@@ -361,19 +361,19 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
             }),
         };
     };
+    outcomes.extend(
+        selection
+            .errors
+            .iter()
+            .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
+    );
+    let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
     if settings.dry_run && !root.exists() {
         // No download folder yet (and a dry run makes none): everything
         // would be fetched, nothing is there to compare or delete.
         if let Some(c) = conn.take() {
             c.quit();
         }
-        outcomes.extend(
-            selection
-                .errors
-                .iter()
-                .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
-        );
-        let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
         for name in &selection.files {
             let size = by_path.get(name.as_str()).map(|e| e.size);
             progress.file_kept(name, "fetch", size);
@@ -403,13 +403,6 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         let file = p.file_name().map(PathBuf::from).unwrap_or_default();
         dest.rename(name, dest.root.join(file));
     }
-    outcomes.extend(
-        selection
-            .errors
-            .iter()
-            .map(|(name, why)| report(progress, name, Err(why.clone()), 0)),
-    );
-    let by_path = listing.as_deref().map(sync::by_path).unwrap_or_default();
     let mut plans = Vec::new();
     for name in &selection.files {
         let size = by_path.get(name.as_str()).map(|e| e.size);
