@@ -161,20 +161,23 @@ fn stopped<'p>(run: &Run<'p>, item: Item<'p>) -> Vec<Outcome> {
     }
 }
 
+/// How an item broke because of `e`; `keep` says whether what it has on
+/// disk is kept for a later try.
+fn failed(e: &Error, keep: bool) -> Broken {
+    Broken::Failed {
+        why: e.to_string(),
+        keep,
+        unreachable: connection_level(e),
+    }
+}
+
 /// An item left in line that no connection will fetch, because of `e`.
 /// (It was never taken, so it is not counted as active.)
 fn unreached<'p>(run: &Run<'p>, item: Item<'p>, e: &Error) -> Vec<Outcome> {
     match item {
         Item::Whole { task, .. } => vec![run.gave_up(&task, e)],
         Item::Piece { file, index, .. } => {
-            let r = file.settle(
-                index,
-                Some(PieceResult::Broken(Broken::Failed {
-                    why: e.to_string(),
-                    keep: true,
-                    unreachable: connection_level(e),
-                })),
-            );
+            let r = file.settle(index, Some(PieceResult::Broken(failed(e, true))));
             let (mut out, again) = conclude(run, &file, r);
             // A restart has nobody to run it either.
             for a in again {
@@ -183,11 +186,7 @@ fn unreached<'p>(run: &Run<'p>, item: Item<'p>, e: &Error) -> Vec<Outcome> {
             out
         }
         Item::Verify { file, .. } => {
-            let r = Settled::Broken(Broken::Failed {
-                why: e.to_string(),
-                keep: true,
-                unreachable: connection_level(e),
-            });
+            let r = Settled::Broken(failed(e, true));
             conclude(run, &file, r).0
         }
     }
@@ -200,20 +199,12 @@ fn fail<'p>(run: &Run<'p>, q: &Queue<'p>, item: Item<'p>, e: &Error) -> Vec<Outc
         Item::Piece { file, index, .. } => {
             let r = file.settle(
                 index,
-                Some(PieceResult::Broken(Broken::Failed {
-                    why: e.to_string(),
-                    keep: transient(e, run.settings),
-                    unreachable: connection_level(e),
-                })),
+                Some(PieceResult::Broken(failed(e, transient(e, run.settings)))),
             );
             finish_piece(run, q, &file, r)
         }
         Item::Verify { file, .. } => {
-            let r = Settled::Broken(Broken::Failed {
-                why: e.to_string(),
-                keep: transient(e, run.settings),
-                unreachable: connection_level(e),
-            });
+            let r = Settled::Broken(failed(e, transient(e, run.settings)));
             finish_piece(run, q, &file, r)
         }
     };
