@@ -323,13 +323,14 @@ pub fn parallel(
                 })
                 .collect::<Vec<_>>()
         };
+        // The other connections are opened while this one is: each costs
+        // a TCP and a TLS handshake, and none needs to wait for another.
+        let mut handles = spawn(early - 1);
         let mut conn = first;
         if conn.is_none() && known.is_none() {
-            // This connection lists the folders while the others connect;
-            // connected first, it is also the first the server sees.
+            // This connection lists the folders while the others connect.
             conn = connect(run.settings, run.limiter.as_ref()).ok();
         }
-        let mut handles = spawn(early - 1);
         let stamps = match known {
             Some(k) => k,
             None => match stamps_from_server(run.settings, run.limiter.as_ref(), &mut conn, &tasks)

@@ -1,10 +1,11 @@
 //! A TCP proxy between a client and the test server. It counts what the
 //! server sends on each connection and, on request, records everything it
-//! forwards (both directions), cuts or damages the server's stream, holds
-//! back every connection after the first (or one connection's client
-//! bytes after a point, or its server bytes until another connection
-//! ended) until released, or is pointed at another server. Connections are numbered from 0 in the order they are
-//! accepted.
+//! forwards (both directions), cuts or damages the server's stream (every
+//! connection's, or that of the one that asked for a given GET), holds back
+//! the GETs of a file but one until released, or is pointed at another
+//! server. Rules pick a connection by the GET it carried (which needs a
+//! `--plaintext` client), never by the order the connections came in: a
+//! client opens its connections at once, and any of them may come first.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -13,54 +14,49 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// A GET of `path` from `offset`, as a `--plaintext` client sends it: how a
+/// rule picks its connection by what it carries.
+#[derive(Clone, Copy)]
+pub struct Get {
+    pub path: &'static str,
+    pub offset: u64,
+}
+
+impl Get {
+    pub fn of(path: &'static str, offset: u64) -> Get {
+        Get { path, offset }
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 pub struct Rules {
-    /// (connection, bytes): end that connection after the server sent it
-    /// this many bytes.
-    pub cut: Option<(usize, u64)>,
+    /// (GET, bytes): end the first connection that sends that GET once the
+    /// server has sent it this many bytes after the GET went through (a
+    /// retry of the same GET is let through).
+    pub cut: Option<(Get, u64)>,
     /// End every connection after the server sent it this many bytes.
     pub cut_each: Option<u64>,
     /// Flip one bit of the server's stream at this offset, on every
     /// connection.
     pub flip_each: Option<u64>,
-    /// Hold the client's bytes on every connection but the first until
-    /// [`Proxy::release`].
-    pub hold: bool,
     /// Keep a copy of every byte forwarded either way ([`Proxy::captured`]).
     pub record: bool,
-    /// (connection, bytes): once the server has sent that connection this
-    /// many bytes, hold the client's further bytes on it until
-    /// [`Proxy::release`]. Armed before those bytes are forwarded, so
-    /// nothing the client says in answer to them gets through.
-    pub hold_after: Option<(usize, u64)>,
-    /// (connection, bytes): once the server has sent that connection this
-    /// many bytes, hold the server's further bytes on it until another
-    /// connection has ended (or [`Proxy::release`]). A client that asks
-    /// for one piece at a time then cannot take the next piece on it: the
-    /// other connection must.
-    pub pause_down: Option<(usize, u64)>,
-}
-
-impl Rules {
-    /// Where the server's stream on connection `n` ends.
-    fn limit(&self, n: usize) -> u64 {
-        let one = match self.cut {
-            Some((k, bytes)) if k == n => bytes,
-            _ => u64::MAX,
-        };
-        one.min(self.cut_each.unwrap_or(u64::MAX))
-    }
+    /// Until [`Proxy::release`], only this GET of its path gets through:
+    /// client bytes that carry a GET of the same path from another offset
+    /// are held, on every connection.
+    pub only: Option<Get>,
 }
 
 #[derive(Default)]
 struct Counts {
     /// Bytes from the server, per connection.
     down: Vec<u64>,
+    /// Per connection: where [`Rules::cut`] ends its server stream, once
+    /// it carried that GET.
+    cut_at: Vec<Option<u64>>,
+    /// [`Rules::cut`] picked its connection.
+    cut_armed: bool,
     released: bool,
-    /// [`Rules::hold_after`] was reached.
-    held_after: bool,
-    /// Connections whose server stream has ended.
-    ended: usize,
     /// Everything forwarded, when [`Rules::record`].
     capture: Vec<u8>,
 }
@@ -90,24 +86,18 @@ impl Proxy {
         std::thread::spawn(move || {
             for (n, c) in l.incoming().take(64).enumerate() {
                 let Ok(client) = c else { break };
-                sh.0.lock().unwrap().down.push(0);
+                {
+                    let mut st = sh.0.lock().unwrap();
+                    st.down.push(0);
+                    st.cut_at.push(None);
+                }
                 let Ok(server) = TcpStream::connect(("127.0.0.1", to.load(Ordering::SeqCst)))
                 else {
                     break;
                 };
                 let (c_r, s_w) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let up = Arc::clone(&sh);
-                std::thread::spawn(move || {
-                    if rules.hold && n > 0 {
-                        let (m, cv) = &*up;
-                        let deadline = Instant::now() + Duration::from_secs(30);
-                        let mut st = m.lock().unwrap();
-                        while !st.released && Instant::now() < deadline {
-                            st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
-                        }
-                    }
-                    pump(c_r, s_w, &up, rules, Dir::Up(n));
-                });
+                std::thread::spawn(move || pump(c_r, s_w, &up, rules, Dir::Up(n)));
                 let down = Arc::clone(&sh);
                 std::thread::spawn(move || pump(server, client, &down, rules, Dir::Down(n)));
             }
@@ -125,7 +115,7 @@ impl Proxy {
         self.backend.store(port, Ordering::SeqCst);
     }
 
-    /// Lets held connections through.
+    /// Lets held bytes through.
     pub fn release(&self) {
         let (m, cv) = &*self.shared;
         m.lock().unwrap().released = true;
@@ -153,58 +143,56 @@ impl Proxy {
         c.args([sub, "--ip", &self.addr, "--port", &self.port.to_string()]);
         c
     }
-
-    /// Waits (at most 30 s) until connection `n` carried `bytes` from the
-    /// server; whether it did.
-    pub fn wait_down(&self, n: usize, bytes: u64) -> bool {
-        let (m, cv) = &*self.shared;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut st = m.lock().unwrap();
-        while st.down.get(n).is_none_or(|&d| d < bytes) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
-        }
-        true
-    }
 }
 
 /// Which way a pump forwards, on which connection.
 #[derive(Clone, Copy)]
 enum Dir {
-    /// The client's bytes.
+    /// The client's bytes: looked at for the GETs the rules name.
     Up(usize),
     /// The server's bytes: counted, and subject to the cut and flip rules;
     /// both directions end with them.
     Down(usize),
 }
 
-/// Waits (at most 30 s) while `n`'s client bytes are held by
-/// [`Rules::hold_after`].
-fn held_after(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize) {
-    if rules.hold_after.is_none_or(|(k, _)| k != n) {
+/// The offsets of the GETs of `path` in a client's stream `seen` (a GET
+/// frame: type 0x02, a four-byte length, then the path as a `str16` and the
+/// offset as a big-endian `u64`).
+fn gets(seen: &[u8], path: &str) -> Vec<u64> {
+    let mut name = (path.len() as u16).to_be_bytes().to_vec();
+    name.extend_from_slice(path.as_bytes());
+    let mut found = Vec::new();
+    for at in 5..(seen.len() + 1).saturating_sub(name.len() + 8) {
+        if seen[at - 5] == 0x02 && seen[at..].starts_with(&name) {
+            let o = at + name.len();
+            found.push(u64::from_be_bytes(seen[o..o + 8].try_into().unwrap()));
+        }
+    }
+    found
+}
+
+/// What the rules do with connection `n`'s client stream so far, `seen`,
+/// before its latest bytes go on: [`Rules::cut`] is armed once it carries
+/// that GET; [`Rules::only`] holds it (at most 30 s) while it carries
+/// another GET of that path.
+fn look_up(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize, seen: &[u8]) {
+    if let Some((get, bytes)) = rules.cut {
+        if gets(seen, get.path).contains(&get.offset) {
+            let mut st = shared.0.lock().unwrap();
+            if !st.cut_armed {
+                st.cut_armed = true;
+                st.cut_at[n] = Some(st.down[n] + bytes);
+            }
+        }
+    }
+    let Some(only) = rules.only else { return };
+    if gets(seen, only.path).iter().all(|&o| o == only.offset) {
         return;
     }
     let (m, cv) = shared;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut st = m.lock().unwrap();
-    while st.held_after && !st.released && Instant::now() < deadline {
-        st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
-    }
-}
-
-/// Waits (at most 30 s) while [`Rules::pause_down`] holds `n`'s server
-/// bytes, `sent` of them forwarded so far and `k` more about to be.
-fn paused(shared: &(Mutex<Counts>, Condvar), rules: Rules, n: usize, sent: u64, k: u64) {
-    match rules.pause_down {
-        Some((p, at)) if p == n && sent + k > at => {}
-        _ => return,
-    }
-    let (m, cv) = shared;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut st = m.lock().unwrap();
-    while st.ended == 0 && !st.released && Instant::now() < deadline {
+    while !st.released && Instant::now() < deadline {
         st = cv.wait_timeout(st, Duration::from_millis(50)).unwrap().0;
     }
 }
@@ -217,31 +205,39 @@ fn pump(
     rules: Rules,
     dir: Dir,
 ) {
-    let down = match dir {
-        Dir::Down(n) => Some(n),
-        Dir::Up(_) => None,
-    };
-    let limit = down.map_or(u64::MAX, |n| rules.limit(n));
     let mut buf = vec![0u8; 64 * 1024];
+    // The client's stream so far (requests are small), for the rules.
+    let mut seen = Vec::new();
     let mut sent = 0u64;
-    while sent < limit {
-        let k = match from.read(&mut buf) {
+    loop {
+        let got = match from.read(&mut buf) {
             Ok(0) | Err(_) => break,
-            Ok(k) => k.min((limit - sent) as usize),
+            Ok(k) => k,
         };
-        if let Some(n) = down {
-            paused(shared, rules, n, sent, k as u64);
-        }
-        match (dir, rules.hold_after) {
-            (Dir::Up(n), _) => held_after(shared, rules, n),
-            (Dir::Down(n), Some((k_n, at))) if k_n == n && sent + k as u64 >= at => {
-                shared.0.lock().unwrap().held_after = true;
+        // Looked up after the read: a cut armed while it waited counts.
+        let limit = match dir {
+            Dir::Down(n) => {
+                let at = shared.0.lock().unwrap().cut_at[n];
+                at.unwrap_or(u64::MAX)
+                    .min(rules.cut_each.unwrap_or(u64::MAX))
             }
-            _ => {}
+            Dir::Up(_) => u64::MAX,
+        };
+        let k = got.min(limit.saturating_sub(sent) as usize);
+        if k == 0 {
+            break;
         }
-        if let (Some(at), Some(_)) = (rules.flip_each, down) {
-            if (sent..sent + k as u64).contains(&at) {
-                buf[(at - sent) as usize] ^= 0x10;
+        match dir {
+            Dir::Up(n) => {
+                seen.extend_from_slice(&buf[..k]);
+                look_up(shared, rules, n, &seen);
+            }
+            Dir::Down(_) => {
+                if let Some(at) = rules.flip_each {
+                    if (sent..sent + k as u64).contains(&at) {
+                        buf[(at - sent) as usize] ^= 0x10;
+                    }
+                }
             }
         }
         if to.write_all(&buf[..k]).is_err() {
@@ -253,20 +249,20 @@ fn pump(
         if rules.record {
             st.capture.extend_from_slice(&buf[..k]);
         }
-        if let Some(n) = down {
+        if let Dir::Down(n) = dir {
             st.down[n] = sent;
             cv.notify_all();
         }
+        if sent >= limit {
+            break;
+        }
     }
-    match down {
-        Some(_) => {
+    match dir {
+        Dir::Down(_) => {
             let _ = to.shutdown(Shutdown::Both);
             let _ = from.shutdown(Shutdown::Both);
-            let (m, cv) = shared;
-            m.lock().unwrap().ended += 1;
-            cv.notify_all();
         }
-        None => {
+        Dir::Up(_) => {
             let _ = to.shutdown(Shutdown::Write);
         }
     }
