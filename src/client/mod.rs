@@ -7,6 +7,8 @@
 //! one round trip, not two.
 
 mod limits;
+#[cfg(test)]
+mod tests;
 
 pub use limits::{
     Limits, DEFAULT_MAX_LIST_BYTES, DEFAULT_MAX_LIST_ENTRIES, DEFAULT_SPEED_LIMIT,
@@ -626,6 +628,28 @@ impl<W: Wire> Connection<W> {
         };
         let body = header.range_len(len);
         let mut local: Option<io::Error> = sink.start(&header).err();
+        // The sink's buffer being filled, and how much of it is: it goes to
+        // the sink when full or when the body ends, so a server that sends
+        // small DATA frames (the protocol allows any size) costs the sink
+        // one hand-off per buffer, not one per frame.
+        let mut held: Option<(Vec<u8>, usize)> = None;
+        let r = self.receive_body(header, body, sink, &mut local, &mut held);
+        // However the body ended, what arrived reaches the sink, as it
+        // would have frame by frame: a part file that can resume keeps it.
+        if let Some((buf, n)) = held.filter(|&(_, n)| n > 0 && local.is_none()) {
+            let _ = sink.write(buf, n);
+        }
+        r
+    }
+
+    fn receive_body(
+        &mut self,
+        header: FileHeader,
+        body: u64,
+        sink: &mut dyn FileSink,
+        local: &mut Option<io::Error>,
+        held: &mut Option<(Vec<u8>, usize)>,
+    ) -> Result<Result<Received, FileError>, Error> {
         let mut got = 0u64;
         loop {
             if let Some(e) = local.take_if(|_| !sink.wants_rest()) {
@@ -643,22 +667,34 @@ impl<W: Wire> Connection<W> {
                     // read per megabyte, no copy through our own buffer.
                     let mut left = len as usize;
                     while left > 0 {
-                        let n = left.min(CHUNK);
-                        let mut buf = sink.buffer();
-                        if buf.len() < n {
-                            buf.resize(CHUNK, 0);
-                        }
-                        self.reader
-                            .read_exact(&mut buf[..n])
-                            .map_err(|e| self.lost(ProtocolError::Io(e)))?;
-                        if local.is_none() {
-                            local = sink.write(buf, n).err();
+                        let (mut buf, filled) = match held.take() {
+                            Some(h) => h,
+                            None => {
+                                let mut buf = sink.buffer();
+                                if buf.len() < left.min(CHUNK) {
+                                    buf.resize(CHUNK, 0);
+                                }
+                                (buf, 0)
+                            }
+                        };
+                        let n = left.min(buf.len() - filled);
+                        if let Err(e) = self.reader.read_exact(&mut buf[filled..filled + n]) {
+                            *held = Some((buf, filled));
+                            return Err(self.lost(ProtocolError::Io(e)));
                         }
                         left -= n;
+                        if filled + n < buf.len() {
+                            *held = Some((buf, filled + n));
+                        } else if local.is_none() {
+                            *local = sink.write(buf, filled + n).err();
+                        }
                     }
                     got += u64::from(len);
                 }
                 Response::End(trailer) => {
+                    if let Some((buf, n)) = held.take().filter(|_| local.is_none()) {
+                        *local = sink.write(buf, n).err();
+                    }
                     if got != body {
                         return Err(Error::protocol(
                             format!("server {}", self.addr),
@@ -668,7 +704,7 @@ impl<W: Wire> Connection<W> {
                             },
                         ));
                     }
-                    return Ok(match local {
+                    return Ok(match local.take() {
                         Some(e) => Err(FileError::Local(e)),
                         None => Ok(Received { header, trailer }),
                     });
