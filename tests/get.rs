@@ -57,6 +57,35 @@ fn serial_get_delivers_identical_files() {
 }
 
 #[test]
+fn a_serial_get_sends_its_requests_in_batches_not_one_per_answer() {
+    // Each write the client makes is a TLS record to seal and open and a
+    // wake-up of the server; the window of requests is topped up half a
+    // window at a time, so 300 small files take a handful of writes
+    // (about one per 32 files), not one per file.
+    let s = Server::with_files(|h| {
+        for i in 0..300 {
+            write(h, &format!("s{i:03}.bin"), &bytes(500 + i, 100));
+        }
+    });
+    let p = crate::util::proxy::Proxy::start(s.port, crate::util::proxy::Rules::default());
+    let n: Vec<String> = (0..300).map(|i| format!("s{i:03}.bin")).collect();
+    let o = fxfer(&s.work)
+        .args(["get", "--port", &p.port.to_string()])
+        .args(&n)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    assert_identical(&s.host, &s.downloads(), &n);
+    let reads = p.up_reads();
+    // The handshake and greeting take a few; one write per file would be
+    // well over 200.
+    assert!(
+        reads <= 300 / 8,
+        "{reads} reads of client bytes for 300 files"
+    );
+}
+
+#[test]
 fn parallel_get_delivers_identical_files() {
     let s = Server::with_files(corpus);
     let n = names();

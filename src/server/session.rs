@@ -29,6 +29,11 @@ use crate::transport::{Link, Stream};
 /// Bodies up to this size are read into memory and leave in the same write
 /// as their header and trailer: small files cost one syscall, not three.
 const SMALL_BODY: u64 = 256 * 1024;
+/// Answers to pipelined requests wait in our buffer until this much is
+/// there (or no request is left to answer): a batch of small files leaves
+/// in full TLS records and few writes, yet the client gets its first
+/// answers of a long batch without waiting for the last.
+const FLUSH_AT: usize = 64 * 1024;
 /// Larger bodies go out in DATA frames of this size, each sent with
 /// sendfile(2) (std's `io::copy` from a file to a socket does that on Linux).
 const CHUNK: u64 = 8 * 1024 * 1024;
@@ -138,8 +143,9 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
     loop {
         // Answers to pipelined requests are coalesced: flush only when no
         // complete request is already waiting in our buffer (a partial one
-        // may never be completed while the client waits for our answers).
-        if !holds_complete_frame(reader.buffer()) {
+        // may never be completed while the client waits for our answers),
+        // or when a batch's worth is ready.
+        if !holds_complete_frame(reader.buffer()) || writer.buffer().len() >= FLUSH_AT {
             writer.flush()?;
         }
         if shared.registry.shutting_down.load(Ordering::SeqCst) {

@@ -49,6 +49,11 @@ const WINDOW_REQUESTS: usize = 64;
 /// Most request bytes in flight: far below any socket buffer, so writing
 /// requests can never block while the server waits for us to read.
 const WINDOW_BYTES: usize = 32 * 1024;
+/// The window is topped up only once this few requests are left in it, so
+/// requests leave in batches (one write, one TLS record, one wake-up of the
+/// server for many) rather than one per answer; the half still in flight
+/// keeps the server busy meanwhile.
+const REFILL_AT: usize = WINDOW_REQUESTS / 2;
 
 /// A file that is in place (or was left alone with --no-clobber).
 #[derive(Debug, Clone)]
@@ -672,14 +677,16 @@ fn list_names(
     let mut queue = names.iter().peekable();
     let mut in_flight: VecDeque<&String> = VecDeque::new();
     loop {
-        while in_flight.len() < WINDOW_REQUESTS {
-            let Some(n) = queue.next() else { break };
-            c.send(&Request::List {
-                path: n.trim_end_matches('/').to_string(),
-                recursive: false,
-                digests,
-            })?;
-            in_flight.push_back(n);
+        if in_flight.len() <= REFILL_AT {
+            while in_flight.len() < WINDOW_REQUESTS {
+                let Some(n) = queue.next() else { break };
+                c.send(&Request::List {
+                    path: n.trim_end_matches('/').to_string(),
+                    recursive: false,
+                    digests,
+                })?;
+                in_flight.push_back(n);
+            }
         }
         let Some(n) = in_flight.pop_front() else {
             break;

@@ -17,7 +17,7 @@ use super::schedule::{Item, Queue, LOOKAHEAD_BYTES};
 use super::segmented::{Broken, PieceResult, Segmented, Settled};
 use super::{
     backoff, connect, connection_level, nap, report, settled, transient, Outcome, Received, Run,
-    Task, WINDOW_BYTES, WINDOW_REQUESTS,
+    Task, REFILL_AT, WINDOW_BYTES, WINDOW_REQUESTS,
 };
 use crate::client::{Connection, FileError};
 use crate::error::Error;
@@ -229,7 +229,9 @@ fn pipeline<'p>(
     let mut ahead = 0u64;
     loop {
         let mut sent = false;
-        while in_flight.len() < WINDOW_REQUESTS {
+        // Topped up in batches (see REFILL_AT).
+        let refill = in_flight.len() <= REFILL_AT;
+        while refill && in_flight.len() < WINDOW_REQUESTS {
             let item = if in_flight.is_empty() {
                 match q.take() {
                     Some(i) => i,

@@ -210,13 +210,24 @@ fn stalled(short: bool, started: Instant, timeout: Option<Duration>) -> io::Resu
 }
 
 /// Socket writes with [`stalled`] applied (rustls writes through this).
+/// The time-out is looked up (a system call) only after a short write:
+/// a whole write cannot be a stall.
 struct Watched<'a>(&'a TcpStream);
+
+impl Watched<'_> {
+    fn check(&self, short: bool, started: Instant) -> io::Result<()> {
+        if short {
+            stalled(true, started, self.0.write_timeout()?)?;
+        }
+        Ok(())
+    }
+}
 
 impl Write for Watched<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let started = Instant::now();
         let n = (&*self.0).write(buf)?;
-        stalled(n < buf.len(), started, self.0.write_timeout()?)?;
+        self.check(n < buf.len(), started)?;
         Ok(n)
     }
 
@@ -224,7 +235,7 @@ impl Write for Watched<'_> {
         let started = Instant::now();
         let n = (&*self.0).write_vectored(bufs)?;
         let total: usize = bufs.iter().map(|b| b.len()).sum();
-        stalled(n < total, started, self.0.write_timeout()?)?;
+        self.check(n < total, started)?;
         Ok(n)
     }
 

@@ -59,6 +59,8 @@ struct Counts {
     released: bool,
     /// Everything forwarded, when [`Rules::record`].
     capture: Vec<u8>,
+    /// Reads that brought client bytes, on all connections.
+    up_reads: u64,
 }
 
 pub struct Proxy {
@@ -130,6 +132,13 @@ impl Proxy {
     /// Bytes the server sent through the proxy, on all connections.
     pub fn down(&self) -> u64 {
         self.shared.0.lock().unwrap().down.iter().sum()
+    }
+
+    /// How many reads brought the client's bytes, on all connections: at
+    /// least one per write the client made that did not go out together
+    /// with another (never more reads than writes for small writes).
+    pub fn up_reads(&self) -> u64 {
+        self.shared.0.lock().unwrap().up_reads
     }
 
     /// Everything forwarded so far, both ways (with [`Rules::record`]).
@@ -249,9 +258,12 @@ fn pump(
         if rules.record {
             st.capture.extend_from_slice(&buf[..k]);
         }
-        if let Dir::Down(n) = dir {
-            st.down[n] = sent;
-            cv.notify_all();
+        match dir {
+            Dir::Down(n) => {
+                st.down[n] = sent;
+                cv.notify_all();
+            }
+            Dir::Up(_) => st.up_reads += 1,
         }
         if sent >= limit {
             break;
