@@ -102,13 +102,21 @@ fn parallel_get_delivers_identical_files() {
     let log = s.wait_log("disconnected");
     let n = log.matches(": connected").count();
     assert!((1..=4).contains(&n), "{n} connections: {log}");
-    // The 64 MiB file is the bulk of the work: fetched in pieces.
-    assert_eq!(
-        log.matches("sent \"big.bin\" (16777216 bytes from offset")
-            .count(),
-        4,
-        "{log}"
-    );
+    // The 64 MiB file is the bulk of the work: fetched in pieces of 16
+    // MiB, the first of them made of the first 256 KiB (asked for before
+    // its size was known) and the rest of that piece. No byte came twice.
+    let sent: Vec<(u64, u64)> = log
+        .lines()
+        .filter_map(|l| l.split_once("sent \"big.bin\" (")?.1.split_once(')'))
+        .map(|(what, _)| {
+            let (n, at) = what.split_once(" bytes from offset ").unwrap();
+            (at.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(sent.iter().map(|p| p.1).sum::<u64>(), 64 << 20, "{log}");
+    assert!(sent.contains(&(0, 256 << 10)), "{log}");
+    let whole = sent.iter().filter(|p| p.1 == 16 << 20).count();
+    assert_eq!(whole, 3, "{log}");
 }
 
 #[test]

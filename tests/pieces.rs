@@ -191,7 +191,9 @@ fn a_source_rewritten_between_pieces_is_never_delivered_as_a_mix() {
     // Wait until the server has committed to the first piece's END (it
     // checks the file once more before that), so the rewrite falls between
     // the pieces, not inside the first.
-    let sent = "\"big.bin\" (4194304 bytes from offset 0)";
+    // (The first piece is the first 256 KiB, which the client asked for
+    // before it knew the size.)
+    let sent = "\"big.bin\" (262144 bytes from offset 0)";
     let log = s.wait_log(sent);
     assert!(log.contains(sent), "{log}");
     let path = s.host.join("big.bin");
@@ -243,4 +245,91 @@ fn kept_bytes_damaged_on_disk_are_caught_before_use() {
         stderr(&o)
     );
     assert_eq!(tree(&s.downloads()), ["big.bin"]);
+}
+
+#[test]
+fn a_named_large_file_is_probed_then_fetched_in_pieces_and_nothing_twice() {
+    // A name whose size the client does not know yet: its first 256 KiB
+    // come with the first request, before the listing, and stay as the
+    // start of its first piece; the rest comes in pieces over the other
+    // connections.
+    let data = bytes(36, 8 * MIB);
+    let s = serving(&data);
+    let count = Proxy::start(s.port, Rules::default());
+    let o = get_via(&s, &count, &["--parallel", "--jobs", "4", "big.bin"]);
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join("big.bin")).unwrap() == data);
+    assert_eq!(tree(&s.downloads()), ["big.bin"]);
+    let log = s.wait_log("disconnected");
+    assert!(
+        log.contains("sent \"big.bin\" (262144 bytes from offset 0)"),
+        "{log}"
+    );
+    assert!(
+        log.contains("sent \"big.bin\" (2097152 bytes from offset 2097152)"),
+        "{log}"
+    );
+    assert!(log.matches(": connected").count() > 1, "{log}");
+    // Every byte once, plus the frames around them.
+    let down = count.down();
+    assert!(
+        down >= 8 * MIB as u64 && down < 8 * MIB as u64 + 16 * 1024,
+        "{down} bytes came from the server"
+    );
+}
+
+#[test]
+fn parallel_names_of_every_kind_before_the_listing() {
+    // Fetched at once, without waiting for the listing: folders, missing
+    // names, an empty file (which has no range to probe), a file a little
+    // larger than the first request and one larger than a resumable part,
+    // both continued where that request stopped.
+    let mid = bytes(37, 600 * 1024);
+    let large = bytes(38, 3 * MIB);
+    let (m, l) = (mid.clone(), large.clone());
+    let s = Server::with_files(move |h| {
+        write(h, "dir/inner.txt", b"inside");
+        write(h, "empty.bin", b"");
+        write(h, "mid.bin", &m);
+        write(h, "large.bin", &l);
+        write(h, "small.txt", b"small");
+    });
+    let o = s.get(&[
+        "--parallel",
+        "--jobs",
+        "4",
+        "dir",
+        "nope.txt",
+        "empty.bin",
+        "mid.bin",
+        "large.bin",
+        "small.txt",
+    ]);
+    assert_exit(&o, 1);
+    let err = stderr(&o);
+    assert!(
+        err.contains("dir: not a regular file (use -r to download folders)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nope.txt: no such file on the server"),
+        "{err}"
+    );
+    let d = s.downloads();
+    assert_eq!(tree(&d), ["empty.bin", "large.bin", "mid.bin", "small.txt"]);
+    assert!(std::fs::read(d.join("empty.bin")).unwrap().is_empty());
+    assert!(std::fs::read(d.join("mid.bin")).unwrap() == mid);
+    assert!(std::fs::read(d.join("large.bin")).unwrap() == large);
+    assert_eq!(std::fs::read(d.join("small.txt")).unwrap(), b"small");
+    let log = s.wait_log("disconnected");
+    for (name, rest) in [("mid.bin", 600 * 1024), ("large.bin", 3 * MIB)] {
+        let line = format!(
+            "sent \"{name}\" ({} bytes from offset 262144)",
+            rest - 256 * 1024
+        );
+        assert!(log.contains(&line), "{line}: {log}");
+    }
+    // Still one connection per job at most.
+    let n = log.matches(": connected").count();
+    assert!((1..=4).contains(&n), "{n} connections: {log}");
 }

@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use blake3::hazmat::HasherExt;
+
 use super::commit::CommitQueue;
 use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
 use super::settler::Settler;
@@ -935,6 +937,30 @@ pub struct LocalFile<'a> {
     bar: Option<FileBar<'a>>,
     header: Option<FileHeader>,
     started: Instant,
+    /// Asked for with a ranged GET of at most this many bytes from the
+    /// start, before the file's size was known (see [`Head`]).
+    range: Option<u64>,
+}
+
+/// The first bytes of a file larger than the range that asked for them,
+/// verified and kept in its part: the rest is fetched as a continuation or
+/// in pieces.
+#[derive(Debug, Clone, Copy)]
+pub struct Head {
+    /// The version they are of.
+    pub stamp: Stamp,
+    /// How many there are (the range's length).
+    pub len: u64,
+    /// Their chaining value, as the subtree at offset 0.
+    pub cv: [u8; 32],
+}
+
+/// What a ranged GET from the start of a file brought.
+pub enum Probed {
+    /// The whole file (it was no larger than the range).
+    Whole(Box<Arrived>),
+    /// Its first bytes.
+    Head(Head),
 }
 
 impl<'a> LocalFile<'a> {
@@ -952,11 +978,64 @@ impl<'a> LocalFile<'a> {
             bar: None,
             header: None,
             started: Instant::now(),
+            range: None,
         }
     }
 
-    /// Checks the digest; on success the file is ready to be placed.
-    pub fn finish(mut self, trailer: &Trailer) -> Result<Arrived, Failure> {
+    /// Receives the answer to a ranged GET of at most `len` bytes from the
+    /// start of a file of unknown size; see [`LocalFile::finish_probe`].
+    pub fn probing(dest: &'a Dest, plan: &'a Plan, progress: &'a Progress, len: u64) -> Self {
+        LocalFile {
+            range: Some(len),
+            ..LocalFile::new(dest, plan, progress)
+        }
+    }
+
+    /// Checks what a ranged GET from the start brought against the
+    /// server's chaining value: the whole file, ready to be placed, or its
+    /// first bytes, kept in the part (their hash is kept too, so that
+    /// continuing the file does not read them again).
+    pub fn finish_probe(mut self, trailer: &Trailer) -> Result<Probed, Failure> {
+        self.finish_writing()?;
+        let header = self
+            .header
+            .ok_or_else(|| Failure::Permanent("no file header".into()))?;
+        if trailer.algorithm != DigestAlgorithm::Blake3Subtree || trailer.digest.len() != 32 {
+            return Err(Failure::Permanent(
+                "server sent no BLAKE3 chaining value for a range; cannot verify it".into(),
+            ));
+        }
+        let cv = self.hasher.finalize_non_root();
+        if trailer.digest != cv {
+            return Err(Failure::Corrupt(format!(
+                "BLAKE3 mismatch in bytes 0..{}",
+                self.hasher.count()
+            )));
+        }
+        if self.hasher.count() == header.size {
+            let ours = *self.hasher.finalize().as_bytes();
+            return self
+                .arrived(header, ours)
+                .map(|a| Probed::Whole(Box::new(a)));
+        }
+        let head = Head {
+            stamp: header.stamp(),
+            len: self.hasher.count(),
+            cv,
+        };
+        if let Some(id) = self.file.as_ref().and_then(PartId::of) {
+            self.dest
+                .hashed
+                .lock()
+                .unwrap()
+                .insert(self.plan.part.clone(), (head.len, self.hasher.clone(), id));
+        }
+        Ok(Probed::Head(head))
+    }
+
+    /// Waits for the writing thread, if there is one, and takes back the
+    /// file and the hash from it.
+    fn finish_writing(&mut self) -> Result<(), Failure> {
         drop(self.bar.take());
         if let Some(mut w) = self.writer.take() {
             let (file, hasher, err) = w
@@ -968,6 +1047,12 @@ impl<'a> LocalFile<'a> {
             self.file = Some(file);
             self.hasher = hasher;
         }
+        Ok(())
+    }
+
+    /// Checks the digest; on success the file is ready to be placed.
+    pub fn finish(mut self, trailer: &Trailer) -> Result<Arrived, Failure> {
+        self.finish_writing()?;
         let header = self
             .header
             .ok_or_else(|| Failure::Permanent("no file header".into()))?;
@@ -984,6 +1069,11 @@ impl<'a> LocalFile<'a> {
                 hex(&ours)
             )));
         }
+        self.arrived(header, ours)
+    }
+
+    /// The file, verified (its digest is `ours`), ready to be placed.
+    fn arrived(mut self, header: FileHeader, ours: [u8; 32]) -> Result<Arrived, Failure> {
         let dir = self
             .dir
             .take()
@@ -1113,7 +1203,12 @@ impl FileSink for LocalFile<'_> {
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
         // A small new file waits in memory for the thread that writes small
         // files, so this connection goes on receiving (see `commit`).
-        let stage = header.offset == 0 && header.size < SYNC_ALONE_MIN && self.dest.commits.open();
+        // Only the first bytes of a file larger than the range come: they
+        // stay in the part, where the rest will join them.
+        let head = self.range.is_some_and(|r| header.size > r);
+        let body = header.range_len(self.range);
+        let stage =
+            header.offset == 0 && header.size < SYNC_ALONE_MIN && !head && self.dest.commits.open();
         let file = if header.offset > 0 {
             Some(self.reopen(&dir, header.offset)?)
         } else if stage {
@@ -1133,7 +1228,7 @@ impl FileSink for LocalFile<'_> {
         }
         self.dir = Some(dir);
         match file {
-            Some(file) if header.body_len() >= PIPELINE_MIN => {
+            Some(file) if body >= PIPELINE_MIN => {
                 let hasher = std::mem::replace(&mut self.hasher, blake3::Hasher::new());
                 self.writer = Some(
                     Writer::start(
@@ -1150,7 +1245,7 @@ impl FileSink for LocalFile<'_> {
             None => {}
         }
         self.header = Some(*header);
-        self.bar = Some(self.progress.start_file(&self.plan.name, header.body_len()));
+        self.bar = Some(self.progress.start_file(&self.plan.name, body));
         Ok(())
     }
 
@@ -1162,7 +1257,7 @@ impl FileSink for LocalFile<'_> {
             None => self.spare.take().unwrap_or_else(|| {
                 let want = self
                     .header
-                    .map_or(CHUNK as u64, |h| h.body_len().min(CHUNK as u64));
+                    .map_or(CHUNK as u64, |h| h.range_len(self.range).min(CHUNK as u64));
                 vec![0; want as usize]
             }),
         }

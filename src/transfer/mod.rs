@@ -905,6 +905,9 @@ struct Task {
     first: Option<Plan>,
     /// Bytes received this run into a partial file that is kept.
     kept: u64,
+    /// Its size is not known yet: ask for its first [`PROBE_LEN`] bytes
+    /// (all of it, if it is small), not for all of it.
+    probe: bool,
 }
 
 impl Task {
@@ -915,6 +918,7 @@ impl Task {
             restarted: false,
             first: Some(plan),
             kept: 0,
+            probe: false,
         }
     }
 }
@@ -923,6 +927,11 @@ impl Task {
 enum Received {
     Arrived(Box<local::Arrived>),
     Failed(Failure),
+    /// The first bytes of a file larger than the range asked for.
+    Head(local::Head),
+    /// The server would not send a range of it (an empty file has none):
+    /// it must be asked for whole.
+    Unranged,
 }
 
 /// Whether an error is worth another try: the network, not the peer's
@@ -1061,6 +1070,7 @@ impl Run<'_> {
             crate::paths::display_safe(&t.name)
         ));
         t.restarted = true;
+        t.probe = false;
         Ok(t)
     }
 
@@ -1081,25 +1091,55 @@ impl Run<'_> {
     /// failed (the part is kept when it can be resumed, and what arrived
     /// into it this time is added to `kept`).
     fn receive(&self, c: &mut Connection, plan: &Plan, kept: &mut u64) -> Result<Received, Error> {
-        receive_into(self.dest, self.progress, c, plan, kept)
+        receive_into(self.dest, self.progress, c, plan, None, kept)
+    }
+
+    /// Receives the answer to a probe (a ranged GET of the first
+    /// [`PROBE_LEN`] bytes) of `plan`'s file, as [`Run::receive`].
+    fn receive_probe(
+        &self,
+        c: &mut Connection,
+        plan: &Plan,
+        kept: &mut u64,
+    ) -> Result<Received, Error> {
+        receive_into(self.dest, self.progress, c, plan, Some(PROBE_LEN), kept)
     }
 }
 
-/// Receives the next file on `c` into `plan`'s part, as [`Run::receive`].
+/// How much of a file of unknown size a parallel `get` asks for first: a
+/// file no larger arrives whole with it; a larger one shows its size and
+/// stamp, and what came stays as its start.
+pub const PROBE_LEN: u64 = 256 * 1024;
+
+/// Receives the next file on `c` into `plan`'s part, as [`Run::receive`]
+/// (`range`: the answer to a ranged GET of at most that many bytes from
+/// the start).
 fn receive_into<W: Wire>(
     dest: &Dest,
     progress: &Progress,
     c: &mut Connection<W>,
     plan: &Plan,
+    range: Option<u64>,
     kept: &mut u64,
 ) -> Result<Received, Error> {
-    let mut sink = LocalFile::new(dest, plan, progress);
-    let got = c.receive_file(plan.offset, None, &mut sink);
+    let mut sink = match range {
+        Some(len) => LocalFile::probing(dest, plan, progress, len),
+        None => LocalFile::new(dest, plan, progress),
+    };
+    let got = c.receive_file(plan.offset, range, &mut sink);
     match got {
+        Ok(Ok(received)) if range.is_some() => Ok(match sink.finish_probe(&received.trailer) {
+            Ok(local::Probed::Whole(a)) => Received::Arrived(a),
+            Ok(local::Probed::Head(h)) => Received::Head(h),
+            Err(f) => Received::Failed(f),
+        }),
         Ok(Ok(received)) => Ok(match sink.finish(&received.trailer) {
             Ok(a) => Received::Arrived(Box::new(a)),
             Err(f) => Received::Failed(f),
         }),
+        Ok(Err(FileError::Refused(e))) if range.is_some() && e.code == ErrorCode::BadRequest => {
+            Ok(Received::Unranged)
+        }
         Ok(Err(FileError::Refused(e))) => Ok(Received::Failed(match e.code {
             ErrorCode::NotRegularFile => {
                 Failure::Permanent(format!("{e} (use -r to download folders)"))
@@ -1150,7 +1190,7 @@ pub fn receive_one<W: Wire>(
         Err(why) => return Ok(Err(why)),
     };
     let progress = Progress::new(true, false);
-    let got = receive_into(&dest, &progress, c, &plan, &mut 0);
+    let got = receive_into(&dest, &progress, c, &plan, None, &mut 0);
     let arrived = match got {
         Ok(Received::Arrived(a)) => a,
         Ok(Received::Failed(f)) => {
@@ -1158,6 +1198,9 @@ pub fn receive_one<W: Wire>(
             return Ok(Err(match f {
                 Failure::Permanent(why) | Failure::Corrupt(why) => why,
             }));
+        }
+        Ok(Received::Head(_) | Received::Unranged) => {
+            unreachable!("no range was asked for")
         }
         Err(e) => {
             dest.discard(&plan);

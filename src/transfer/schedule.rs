@@ -4,19 +4,32 @@
 //! `worker`; aria2 keeps "which ranges are left" apart from "how a
 //! connection fetches one" the same way.)
 //!
-//! A parallel `get` learns every file's size and stamp first (from the
-//! listing it already has, or by listing the folders the names are in), so
-//! that it can put large files first (the work then stays balanced), bound
-//! each connection's look-ahead by bytes (small files never wait behind a
-//! huge one), and split a file that is too large for one connection's share
-//! into pieces fetched over several at once.
+//! A parallel `get` learns every file's size and stamp (from the listing it
+//! already has, or by listing the folders the names are in), so that it
+//! can put large files first (the work then stays balanced), bound each
+//! connection's look-ahead by bytes (small files never wait behind a huge
+//! one), and split a file that is too large for one connection's share into
+//! pieces fetched over several at once.
+//!
+//! Plain names do not wait for that listing: it costs a round trip before
+//! the first file. Each connection starts at once with *probes*, ranged
+//! GETs of a file's first [`PROBE_LEN`] bytes: a small file arrives whole
+//! with its probe; a larger one shows its size and stamp, and what came is
+//! kept as its start (the first piece, or the beginning of a continuation).
+//! The listing goes out as one more request beside them; when it arrives,
+//! the probes not yet sent become the plan's items (largest first, pieces
+//! of large files) and more connections are opened if the plan wants them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::local::{Head, Plan};
 use super::segmented::{Segmented, PIECE_MIN};
 use super::worker;
-use super::{connect, plan_totals, report, stamps_from_server, unusable, Outcome, Run, Task};
+use super::{
+    connect, plan_totals, report, stamps_from_server, unusable, Outcome, Run, Task, PROBE_LEN,
+    SIZE_LISTINGS,
+};
 use crate::client::Connection;
 use crate::protocol::Stamp;
 
@@ -44,6 +57,13 @@ pub enum Item<'p> {
         expect: [u8; 32],
         retries: u32,
     },
+    /// The listing of these folders (the whole tree when `recursive`), for
+    /// the plan of files being probed. It is asked for once: if its
+    /// connection breaks, the probes go on without it.
+    List {
+        folders: Vec<String>,
+        recursive: bool,
+    },
 }
 
 impl Item<'_> {
@@ -51,16 +71,19 @@ impl Item<'_> {
         match self {
             Item::Whole { task, .. } => &task.name,
             Item::Piece { file, .. } | Item::Verify { file, .. } => &file.name,
+            Item::List { .. } => "",
         }
     }
 
     /// What it adds to a connection's look-ahead. A file of unknown size
-    /// counts as a full look-ahead: nothing is asked for behind it.
+    /// counts as a full look-ahead (nothing is asked for behind it), unless
+    /// only its first bytes are asked for.
     pub fn bytes(&self) -> u64 {
         match self {
+            Item::Whole { task, size: None } if task.probe => PROBE_LEN,
             Item::Whole { size, .. } => size.unwrap_or(LOOKAHEAD_BYTES),
             Item::Piece { file, index, .. } => file.pieces[*index].1,
-            Item::Verify { .. } => 0,
+            Item::Verify { .. } | Item::List { .. } => 0,
         }
     }
 
@@ -68,6 +91,7 @@ impl Item<'_> {
         match self {
             Item::Whole { task, .. } => task.retries,
             Item::Piece { retries, .. } | Item::Verify { retries, .. } => *retries,
+            Item::List { .. } => 0,
         }
     }
 
@@ -76,6 +100,7 @@ impl Item<'_> {
         match self {
             Item::Whole { task, .. } => task.retries += 1,
             Item::Piece { retries, .. } | Item::Verify { retries, .. } => *retries += 1,
+            Item::List { .. } => {}
         }
     }
 }
@@ -88,6 +113,20 @@ struct State<'p> {
     live: usize,
     /// Whether the plan is made (workers may connect before that).
     ready: bool,
+    /// Probing: the names asked for, and once the listing is in (or lost),
+    /// the bytes of those it listed (for the size of pieces).
+    asked: HashSet<String>,
+    known: Option<u64>,
+}
+
+/// What the thread that starts the workers of a probing run does next.
+pub enum Next {
+    /// Start this many more.
+    Hire(usize),
+    /// Nothing is left to do.
+    Finished,
+    /// Every worker has left: the work that is left needs one.
+    Alone,
 }
 
 /// The queue every worker takes from.
@@ -106,6 +145,8 @@ impl<'p> Queue<'p> {
                 items: items.unwrap_or_default().into(),
                 active: 0,
                 live: workers,
+                asked: HashSet::new(),
+                known: None,
             }),
             changed: Condvar::new(),
         }
@@ -121,6 +162,74 @@ impl<'p> Queue<'p> {
     /// More workers are about to start.
     pub fn hire(&self, n: usize) {
         self.st.lock().unwrap().live += n;
+    }
+
+    /// Waits until a probing run wants more workers than the `hired` so
+    /// far (at most `jobs`: one per item in line or in flight, once the
+    /// listing is in), or needs none.
+    pub fn next(&self, hired: usize, jobs: usize) -> Next {
+        let mut st = self.st.lock().unwrap();
+        loop {
+            if st.items.is_empty() && st.active == 0 {
+                return Next::Finished;
+            }
+            // (The thread that asks counts as one.)
+            if st.live <= 1 {
+                return Next::Alone;
+            }
+            let want = jobs.min(st.items.len() + st.active);
+            if st.known.is_some() && want > hired {
+                return Next::Hire(want - hired);
+            }
+            st = self.changed.wait(st).unwrap();
+        }
+    }
+
+    /// The bytes of all the files asked for, once the listing told them.
+    pub fn total(&self) -> Option<u64> {
+        let st = self.st.lock().unwrap();
+        st.known.filter(|&t| t > 0)
+    }
+
+    /// The listing arrived (`None`: it was lost, the probes go on alone).
+    /// Returns the probes still in line, which the caller plans and puts
+    /// back with [`Queue::planned`].
+    fn listed(
+        &self,
+        stamps: Option<HashMap<String, Stamp>>,
+    ) -> (Vec<Task>, HashMap<String, Stamp>) {
+        let mut st = self.st.lock().unwrap();
+        let stamps = stamps.unwrap_or_default();
+        let total = st
+            .asked
+            .iter()
+            .filter_map(|n| stamps.get(n).map(|s| s.size))
+            .sum();
+        let (probes, rest): (VecDeque<Item>, VecDeque<Item>) = st
+            .items
+            .drain(..)
+            .partition(|i| matches!(i, Item::Whole { task, .. } if task.probe));
+        st.items = rest;
+        // Counted as taken until they are back.
+        st.active += probes.len();
+        let tasks = probes
+            .into_iter()
+            .filter_map(|i| match i {
+                Item::Whole { task, .. } => Some(*task),
+                _ => None,
+            })
+            .collect();
+        st.known = Some(total);
+        (tasks, stamps)
+    }
+
+    /// The plan's items for `n` probes taken back by [`Queue::listed`]; the
+    /// listing itself is settled with them.
+    fn planned(&self, items: Vec<Item<'p>>, n: usize) {
+        let mut st = self.st.lock().unwrap();
+        st.items.extend(items);
+        st.active -= n + 1;
+        self.changed.notify_all();
     }
 
     /// Whether there is nothing left at all (a worker need not connect).
@@ -225,11 +334,21 @@ pub fn plan<'p>(
     tasks: Vec<Task>,
     stamps: &HashMap<String, Stamp>,
 ) -> (Vec<Item<'p>>, Vec<Outcome>) {
-    let jobs = run.settings.jobs;
     let total: u64 = tasks
         .iter()
         .filter_map(|t| stamps.get(&t.name).map(|s| s.size))
         .sum();
+    plan_within(run, tasks, stamps, total)
+}
+
+/// [`plan`], for tasks that are part of a run of `total` bytes.
+fn plan_within<'p>(
+    run: &Run<'p>,
+    tasks: Vec<Task>,
+    stamps: &HashMap<String, Stamp>,
+    total: u64,
+) -> (Vec<Item<'p>>, Vec<Outcome>) {
+    let jobs = run.settings.jobs;
     let mut items = Vec::new();
     let mut failed = Vec::new();
     for mut task in tasks {
@@ -261,32 +380,217 @@ pub fn plan<'p>(
             stamp,
             target,
             run.settings.resume,
+            None,
         );
         match opened {
-            Ok(seg) => {
-                let seg = Arc::new(seg);
-                let todo = seg.todo();
-                if todo.is_empty() {
-                    // Every piece was already here and checked out.
-                    let (done, again) = worker::conclude(run, &seg, seg.conclude());
-                    failed.extend(done);
-                    items.extend(again);
-                }
-                for index in todo {
-                    items.push(Item::Piece {
-                        file: Arc::clone(&seg),
-                        index,
-                        retries: 0,
-                        again: false,
-                    });
-                }
-            }
+            Ok(seg) => pieces_of(run, seg, &mut items, &mut failed),
             Err(e) => failed.push(report(run.progress, &task.name, Err(e.to_string()), 0)),
         }
     }
     // Largest first (stable: pieces of one file stay in order).
     items.sort_by_key(|i| std::cmp::Reverse(i.bytes()));
     (items, failed)
+}
+
+/// The items of a file opened for fetching in pieces: those still to fetch
+/// (or, if every piece was already here and checked out, what concludes
+/// it).
+fn pieces_of<'p>(
+    run: &Run<'p>,
+    seg: Segmented<'p>,
+    items: &mut Vec<Item<'p>>,
+    failed: &mut Vec<Outcome>,
+) {
+    let seg = Arc::new(seg);
+    let todo = seg.todo();
+    if todo.is_empty() {
+        let (done, again) = worker::conclude(run, &seg, seg.conclude());
+        failed.extend(done);
+        items.extend(again);
+    }
+    for index in todo {
+        items.push(Item::Piece {
+            file: Arc::clone(&seg),
+            index,
+            retries: 0,
+            again: false,
+        });
+    }
+}
+
+/// The listing of a probing run arrived (`None`: it was lost): the probes
+/// still in line become the plan's items, and the listing is settled.
+/// Returns the outcomes of files that failed on the way.
+pub fn on_listing<'p>(
+    run: &Run<'p>,
+    q: &Queue<'p>,
+    stamps: Option<HashMap<String, Stamp>>,
+) -> Vec<Outcome> {
+    let (mut tasks, stamps) = q.listed(stamps);
+    let n = tasks.len();
+    for t in &mut tasks {
+        // Known now: asked for whole or in pieces, not probed.
+        t.probe = !stamps.contains_key(&t.name);
+    }
+    plan_totals(run.progress, &tasks, &stamps);
+    let total = q.total().unwrap_or(0);
+    let (items, failed) = plan_within(run, tasks, &stamps, total);
+    q.planned(items, n);
+    failed
+}
+
+/// What is left of a file whose probe brought only its `head`: the rest,
+/// as pieces (the head is the first) when the file is too large for one
+/// connection's share of the run, or else as a continuation. `plan` is the
+/// probe's.
+pub fn rest<'p>(
+    run: &Run<'p>,
+    q: &Queue<'p>,
+    mut task: Task,
+    plan: &Plan,
+    head: Head,
+) -> (Vec<Item<'p>>, Vec<Outcome>) {
+    let size = head.stamp.size;
+    // Before the listing, the file is planned as if it were alone.
+    let total = q.total().unwrap_or(size).max(size);
+    task.probe = false;
+    let mut items = Vec::new();
+    let mut failed = Vec::new();
+    match piece_size(size, total, run.settings.jobs) {
+        Some(target) => match Segmented::open(
+            run.dest,
+            run.progress,
+            plan.clone(),
+            head.stamp,
+            target,
+            run.settings.resume,
+            Some(head),
+        ) {
+            Ok(seg) => pieces_of(run, seg, &mut items, &mut failed),
+            Err(e) => failed.push(report(run.progress, &task.name, Err(e.to_string()), 0)),
+        },
+        None => {
+            task.first = Some(Plan {
+                offset: head.len,
+                stamp: Some(head.stamp),
+                ..plan.clone()
+            });
+            items.push(Item::Whole {
+                task: Box::new(task),
+                size: Some(size),
+            });
+        }
+    }
+    (items, failed)
+}
+
+/// Whether a parallel run of `tasks` can start with probes: none of them
+/// continues a partial download (that needs the stamps first, to tell
+/// which of its pieces or bytes still hold).
+fn can_probe(run: &Run, tasks: &[Task]) -> bool {
+    tasks.iter().all(|t| {
+        t.first
+            .as_ref()
+            .is_some_and(|p| p.offset == 0 && std::fs::symlink_metadata(&p.part).is_err())
+    }) && !tasks.is_empty()
+        && run.settings.jobs > 1
+}
+
+/// The listing a probing run asks for: the folders the names are in, or
+/// the whole tree when they are many.
+fn listing_for<'p>(tasks: &[Task]) -> Item<'p> {
+    let mut folders: Vec<String> = tasks
+        .iter()
+        .map(|t| {
+            t.name
+                .rsplit_once('/')
+                .map_or("", |(dir, _)| dir)
+                .to_string()
+        })
+        .collect();
+    folders.sort_unstable();
+    folders.dedup();
+    let recursive = folders.len() > SIZE_LISTINGS;
+    if recursive {
+        folders = vec![String::new()];
+    }
+    Item::List { folders, recursive }
+}
+
+/// Starts `n` workers (numbered from `from`), each with a connection of
+/// its own. A worker that cannot start has left at once: the others (the
+/// calling thread at least) do its share.
+fn spawn_workers<'scope, 'env, 'p>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    run: &'env Run<'p>,
+    q: &'env Queue<'p>,
+    from: usize,
+    n: usize,
+) -> Vec<std::thread::ScopedJoinHandle<'scope, Vec<Outcome>>>
+where
+    'p: 'env,
+{
+    (from..from + n)
+        .filter_map(|i| {
+            let h = std::thread::Builder::new()
+                .name(format!("get-{i}"))
+                .spawn_scoped(s, move || worker::work(run, q, None, true));
+            if h.is_err() {
+                q.leave();
+            }
+            h.ok()
+        })
+        .collect()
+}
+
+/// Runs a parallel `get` of plain names whose sizes are not known: every
+/// connection starts at once with probes, and the listing goes beside
+/// them (see the module's comment).
+fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
+    let jobs = run.settings.jobs;
+    let early = jobs.min(tasks.len()).max(1);
+    let mut items = vec![listing_for(&tasks)];
+    let asked = tasks.iter().map(|t| t.name.clone()).collect();
+    for t in &mut tasks {
+        t.probe = true;
+    }
+    items.extend(tasks.into_iter().map(|t| Item::Whole {
+        task: Box::new(t),
+        size: None,
+    }));
+    // This thread counts as a worker until it is done hiring.
+    let q = Queue::new(Some(items), early + 1);
+    q.st.lock().unwrap().asked = asked;
+    std::thread::scope(|s| {
+        let q = &q;
+        let spawn = |n: usize, from: usize| spawn_workers(s, run, q, from, n);
+        let mut handles = spawn(early, 0);
+        let mut hired = early;
+        let mut outcomes = Vec::new();
+        loop {
+            match q.next(hired, jobs) {
+                Next::Hire(n) => {
+                    q.hire(n);
+                    handles.extend(spawn(n, hired));
+                    hired += n;
+                }
+                Next::Finished => {
+                    for item in q.leave() {
+                        outcomes.extend(worker::stopped(run, item));
+                    }
+                    break;
+                }
+                Next::Alone => {
+                    outcomes.extend(worker::work(run, q, None, true));
+                    break;
+                }
+            }
+        }
+        for h in handles {
+            outcomes.extend(h.join().unwrap_or_default());
+        }
+        outcomes
+    })
 }
 
 /// Runs a parallel `get`: workers connect while the sizes are found out,
@@ -304,25 +608,16 @@ pub fn parallel(
         .enumerate()
         .map(|(i, t)| (t.name.clone(), i))
         .collect();
+    if known.is_none() && first.is_none() && can_probe(run, &tasks) {
+        let mut outcomes = probing(run, tasks);
+        outcomes.sort_by_key(|o| order.get(&o.name).copied().unwrap_or(usize::MAX));
+        return outcomes;
+    }
     let early = jobs.min(tasks.len()).max(1);
     let q = Queue::new(None, early);
     let mut outcomes = std::thread::scope(|s| {
         let q = &q;
-        let spawn = |n: usize| {
-            (0..n)
-                .filter_map(|i| {
-                    let h = std::thread::Builder::new()
-                        .name(format!("get-{i}"))
-                        .spawn_scoped(s, move || worker::work(run, q, None, true));
-                    if h.is_err() {
-                        // A worker that never started has left; the others
-                        // (this thread at least) do its share.
-                        q.leave();
-                    }
-                    h.ok()
-                })
-                .collect::<Vec<_>>()
-        };
+        let spawn = |n: usize| spawn_workers(s, run, q, 0, n);
         // The other connections are opened while this one is: each costs
         // a TCP and a TLS handshake, and none needs to wait for another.
         let mut handles = spawn(early - 1);

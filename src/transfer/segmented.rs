@@ -190,7 +190,9 @@ enum Saved {
 impl<'p> Segmented<'p> {
     /// Prepares `plan` for fetching in pieces of about `target` bytes:
     /// creates its part (or, resuming, reuses the part and whatever of the
-    /// same version the note lists and the disk still holds).
+    /// same version the note lists and the disk still holds). With `head`,
+    /// the part already holds the file's first bytes, verified: they are
+    /// its first piece, in place.
     pub fn open(
         dest: &'p Dest,
         progress: &'p Progress,
@@ -198,15 +200,16 @@ impl<'p> Segmented<'p> {
         stamp: Stamp,
         target: u64,
         resume: bool,
+        head: Option<local::Head>,
     ) -> io::Result<Segmented<'p>> {
-        let saved = if resume {
+        let saved = if resume && head.is_none() {
             local::read_note_with(dest, &plan, NOTE_MAGIC)
                 .filter(|(s, _)| *s == stamp)
                 .and_then(|(_, rest)| parse_note(&rest, stamp.size))
         } else {
             None
         };
-        let file = local::open_part(dest, &plan, saved.is_some(), progress)?;
+        let file = local::open_part(dest, &plan, saved.is_some() || head.is_some(), progress)?;
         let fail = |what: &str, e: io::Error| {
             io::Error::new(e.kind(), format!("{what} {}: {e}", plan.part.display()))
         };
@@ -246,11 +249,23 @@ impl<'p> Segmented<'p> {
                 }
             }
             _ => {
-                file.set_len(0).map_err(|e| fail("cannot trim", e))?;
+                let kept = head.map_or(0, |h| h.len);
+                file.set_len(kept).map_err(|e| fail("cannot trim", e))?;
                 file.set_len(stamp.size)
                     .map_err(|e| fail("cannot size", e))?;
                 pieces = split(stamp.size, target);
                 done = vec![None; pieces.len()];
+                if let Some(h) = head.filter(|h| h.len < pieces[0].1) {
+                    // The first piece becomes the head and the fewest
+                    // subtrees that fill the rest of it.
+                    let rest = blocks(h.len, pieces[0].1);
+                    let n = rest.len();
+                    pieces.splice(0..1, std::iter::once((0, h.len)).chain(rest));
+                    done.splice(
+                        0..1,
+                        std::iter::once(Some(h.cv)).chain(std::iter::repeat_n(None, n)),
+                    );
+                }
             }
         }
         let left: u64 = pieces
@@ -275,7 +290,8 @@ impl<'p> Segmented<'p> {
                 partial: vec![0; n],
                 open,
                 broken: None,
-                got: 0,
+                // The head came in this run too.
+                got: head.map_or(0, |h| h.len),
             }),
             started: Instant::now(),
         };

@@ -16,19 +16,23 @@ use super::local::{Failure, Plan};
 use super::schedule::{Item, Queue, LOOKAHEAD_BYTES};
 use super::segmented::{Broken, PieceResult, Segmented, Settled};
 use super::{
-    backoff, connect, connection_level, nap, report, settled, transient, Outcome, Received, Run,
-    Task, REFILL_AT, WINDOW_BYTES, WINDOW_REQUESTS,
+    backoff, connect, connection_level, nap, report, schedule, settled, stamps_of, transient,
+    Outcome, Received, Run, Task, PROBE_LEN, REFILL_AT, WINDOW_BYTES, WINDOW_REQUESTS,
 };
 use crate::client::{Connection, FileError};
 use crate::error::Error;
 use crate::paths::display_safe;
-use crate::protocol::{DigestAlgorithm, ErrorCode, Stamp};
+use crate::protocol::{DigestAlgorithm, Entry, ErrorCode, Request, Stamp};
 
 /// What was asked for an item in flight.
 enum Sent {
     Whole(Box<Plan>),
+    /// The first [`super::PROBE_LEN`] bytes of a file.
+    Probe(Box<Plan>),
     /// A piece, or the digest check of a file in pieces.
     Piece,
+    /// The listing of a probing run.
+    List,
 }
 
 /// Request bytes an item costs in the window (its GET frame, about).
@@ -92,6 +96,11 @@ pub fn work<'p>(
         };
         conn = None;
         let mut back: Vec<Item<'p>> = in_flight.into_iter().map(|(item, _)| item).collect();
+        if let Some(i) = back.iter().position(|i| matches!(i, Item::List { .. })) {
+            // The listing is not asked for again: the probes need none.
+            back.remove(i);
+            outcomes.extend(schedule::on_listing(run, q, None));
+        }
         if crate::interrupt::requested() {
             let n = back.len();
             q.give_back(back, n);
@@ -150,8 +159,9 @@ fn give_up<'p>(
 }
 
 /// Ctrl-C stopped an item that was in line.
-fn stopped<'p>(run: &Run<'p>, item: Item<'p>) -> Vec<Outcome> {
+pub fn stopped<'p>(run: &Run<'p>, item: Item<'p>) -> Vec<Outcome> {
     match item {
+        Item::List { .. } => Vec::new(),
         Item::Whole { task, .. } => vec![run.stopped(&task)],
         Item::Piece { file, index, .. } => {
             let r = file.settle(index, Some(PieceResult::Broken(Broken::Stopped)));
@@ -175,6 +185,7 @@ fn failed(e: &Error, keep: bool) -> Broken {
 /// (It was never taken, so it is not counted as active.)
 fn unreached<'p>(run: &Run<'p>, item: Item<'p>, e: &Error) -> Vec<Outcome> {
     match item {
+        Item::List { .. } => Vec::new(),
         Item::Whole { task, .. } => vec![run.gave_up(&task, e)],
         Item::Piece { file, index, .. } => {
             let r = file.settle(index, Some(PieceResult::Broken(failed(e, true))));
@@ -195,6 +206,8 @@ fn unreached<'p>(run: &Run<'p>, item: Item<'p>, e: &Error) -> Vec<Outcome> {
 /// An item taken from the queue failed for good because of `e`.
 fn fail<'p>(run: &Run<'p>, q: &Queue<'p>, item: Item<'p>, e: &Error) -> Vec<Outcome> {
     let out = match item {
+        // (Settled with the plan.)
+        Item::List { .. } => return schedule::on_listing(run, q, None),
         Item::Whole { task, .. } => vec![run.gave_up(&task, e)],
         Item::Piece { file, index, .. } => {
             let r = file.settle(
@@ -249,6 +262,16 @@ fn pipeline<'p>(
             };
             let (item, request, what) = match item {
                 Item::Whole { mut task, size } => match run.plan(&mut task) {
+                    // (A probe that resumes what it had asks for the rest.)
+                    Ok(plan) if task.probe && plan.offset == 0 => {
+                        let r = Request::Get {
+                            path: plan.name.clone(),
+                            offset: 0,
+                            if_unchanged: None,
+                            len: Some(PROBE_LEN),
+                        };
+                        (Item::Whole { task, size }, r, Sent::Probe(Box::new(plan)))
+                    }
                     Ok(plan) => {
                         let r = Run::request(&plan);
                         (Item::Whole { task, size }, r, Sent::Whole(Box::new(plan)))
@@ -296,6 +319,27 @@ fn pipeline<'p>(
                     };
                     (item, r, Sent::Piece)
                 }
+                Item::List { folders, recursive } => {
+                    // Every folder but the last is sent here; the last as
+                    // the item's request, like any other.
+                    let list = |path: &String| Request::List {
+                        path: path.clone(),
+                        recursive,
+                        digests: false,
+                    };
+                    for f in &folders[..folders.len().saturating_sub(1)] {
+                        c.send(&list(f))?;
+                    }
+                    let r = folders.last().map_or(
+                        Request::List {
+                            path: String::new(),
+                            recursive,
+                            digests: false,
+                        },
+                        list,
+                    );
+                    (Item::List { folders, recursive }, r, Sent::List)
+                }
             };
             window_bytes += request_len(item.name());
             ahead += item.bytes();
@@ -315,6 +359,14 @@ fn pipeline<'p>(
             (Item::Whole { task, .. }, Sent::Whole(plan)) => {
                 Got::Whole(run.receive(c, plan, &mut task.kept)?)
             }
+            (Item::Whole { task, .. }, Sent::Probe(plan)) => {
+                Got::Whole(run.receive_probe(c, plan, &mut task.kept)?)
+            }
+            (Item::List { folders, .. }, Sent::List) => {
+                Got::List(receive_listing(c, folders.len())?)
+            }
+            (Item::List { .. }, _) | (_, Sent::List) => unreachable!("a listing is sent as one"),
+            (_, Sent::Probe(_)) => unreachable!("only a whole file is probed"),
             (Item::Piece { .. }, Sent::Whole(_)) => unreachable!("a piece is sent as one"),
             (Item::Piece { file, index, .. }, Sent::Piece) => {
                 Got::Piece(receive_piece(c, file, *index)?)
@@ -329,11 +381,15 @@ fn pipeline<'p>(
         window_bytes -= request_len(item.name());
         ahead -= item.bytes();
         match (item, what, got) {
-            (Item::Whole { task, size }, Sent::Whole(plan), Got::Whole(r)) => {
-                if matches!(r, Received::Arrived(_)) {
+            (Item::Whole { task, size }, Sent::Whole(plan) | Sent::Probe(plan), Got::Whole(r)) => {
+                if matches!(r, Received::Arrived(_) | Received::Head(_)) {
                     *failures = 0;
                 }
                 outcomes.extend(whole_arrived(run, q, *task, size, &plan, r));
+            }
+            (Item::List { .. }, _, Got::List(entries)) => {
+                let stamps = stamps_of(&entries);
+                outcomes.extend(schedule::on_listing(run, q, Some(stamps)));
             }
             (
                 Item::Piece {
@@ -381,6 +437,21 @@ enum Got {
     Whole(Received),
     Piece(PieceResult),
     Verify(Result<[u8; 32], String>),
+    List(Vec<Entry>),
+}
+
+/// Reads the answers to `n` LISTs: every entry of the folders the server
+/// listed (one it refused adds none). `Err`: the connection broke.
+fn receive_listing(c: &mut Connection, n: usize) -> Result<Vec<Entry>, Error> {
+    let mut all = Vec::new();
+    for _ in 0..n.max(1) {
+        match c.read_listing() {
+            Ok(mut l) => all.append(&mut l),
+            Err(Error::Remote(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(all)
 }
 
 /// Takes nothing: the answer to a GET from a file's end has no bytes.
@@ -484,6 +555,25 @@ fn whole_arrived<'p>(
             run.dest.discard(plan);
             vec![report(run.progress, &t.name, Err(why), t.retries)]
         }
+        Received::Head(head) => {
+            let (items, out) = schedule::rest(run, q, t, plan, head);
+            // In line before the probe is counted done, so no worker sees
+            // an empty queue in between and leaves.
+            q.give_back(items, 0);
+            out
+        }
+        Received::Unranged => {
+            let mut t = t;
+            t.probe = false;
+            q.give_back(
+                vec![Item::Whole {
+                    task: Box::new(t),
+                    size,
+                }],
+                1,
+            );
+            return Vec::new();
+        }
         Received::Failed(Failure::Corrupt(why)) => match run.corrupt(t, plan, why) {
             Ok(again) => {
                 q.give_back(
@@ -545,6 +635,7 @@ pub fn conclude<'p>(
                 restarted: false,
                 first: None,
                 kept: file.got(),
+                probe: false,
             };
             (vec![run.stopped(&task)], Vec::new())
         }
@@ -580,6 +671,7 @@ pub fn conclude<'p>(
                 restarted: true,
                 first: None,
                 kept: 0,
+                probe: false,
             };
             (
                 Vec::new(),
