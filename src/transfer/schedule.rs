@@ -466,7 +466,12 @@ pub fn rest<'p>(
             run.settings.resume,
             Some(head),
         ) {
-            Ok(seg) => pieces_of(run, seg, &mut items, &mut failed),
+            Ok(seg) => {
+                pieces_of(run, seg, &mut items, &mut failed);
+                // Largest first: the small subtrees beside the head fill
+                // the gaps at the end.
+                items.sort_by_key(|i| std::cmp::Reverse(i.bytes()));
+            }
             Err(e) => failed.push(report(run.progress, &task.name, Err(e.to_string()), 0)),
         },
         None => {
