@@ -333,3 +333,28 @@ fn parallel_names_of_every_kind_before_the_listing() {
     let n = log.matches(": connected").count();
     assert!((1..=4).contains(&n), "{n} connections: {log}");
 }
+
+#[test]
+fn a_parallel_get_of_a_dead_server_gives_up_after_its_retries() {
+    // Each connection tries --retries more times, then leaves; the last to
+    // leave reports every file. Nobody starts the series over.
+    let work = tempfile::tempdir().unwrap();
+    let port = dead_port().to_string();
+    let o = fxfer(work.path())
+        .args(["get", "--port", &port, "--parallel", "--jobs", "4"])
+        .args(["--retries", "2", "a", "b", "c", "d", "e"])
+        .output()
+        .unwrap();
+    assert_exit(&o, 3);
+    let err = stderr(&o);
+    let retries = err.matches("retrying in").count();
+    assert!((1..=4 * 2).contains(&retries), "{retries} retries: {err}");
+    // Each retry is announced for a file.
+    assert!(!err.contains("fxfer: : "), "{err}");
+    for n in ["a", "b", "c", "d", "e"] {
+        assert!(
+            err.contains(&format!("fxfer: {n}: cannot connect")),
+            "{err}"
+        );
+    }
+}

@@ -123,10 +123,9 @@ struct State<'p> {
 pub enum Next {
     /// Start this many more.
     Hire(usize),
-    /// Nothing is left to do.
+    /// Nothing is left to do, or no worker is left to do it (the last one
+    /// to leave reported what was left).
     Finished,
-    /// Every worker has left: the work that is left needs one.
-    Alone,
 }
 
 /// The queue every worker takes from.
@@ -170,12 +169,8 @@ impl<'p> Queue<'p> {
     pub fn next(&self, hired: usize, jobs: usize) -> Next {
         let mut st = self.st.lock().unwrap();
         loop {
-            if st.items.is_empty() && st.active == 0 {
+            if (st.items.is_empty() && st.active == 0) || st.live == 0 {
                 return Next::Finished;
-            }
-            // (The thread that asks counts as one.)
-            if st.live <= 1 {
-                return Next::Alone;
             }
             let want = jobs.min(st.items.len() + st.active);
             if st.known.is_some() && want > hired {
@@ -270,10 +265,14 @@ impl<'p> Queue<'p> {
     /// could be asked for); its name, for the message.
     pub fn charge_next(&self) -> Option<String> {
         let mut st = self.st.lock().unwrap();
-        st.items.front_mut().map(|i| {
-            i.charge();
-            i.name().to_string()
-        })
+        // (The listing is nobody's file.)
+        st.items
+            .iter_mut()
+            .find(|i| !matches!(i, Item::List { .. }))
+            .map(|i| {
+                i.charge();
+                i.name().to_string()
+            })
     }
 
     /// An item taken is done with.
@@ -563,7 +562,8 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
         task: Box::new(t),
         size: None,
     }));
-    // This thread counts as a worker until it is done hiring.
+    // This thread holds the queue open while it starts the workers, so
+    // that one failing to start cannot leave the work without anyone.
     let q = Queue::new(Some(items), early + 1);
     q.st.lock().unwrap().asked = asked;
     std::thread::scope(|s| {
@@ -572,24 +572,17 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
         let mut handles = spawn(early, 0);
         let mut hired = early;
         let mut outcomes = Vec::new();
-        loop {
-            match q.next(hired, jobs) {
-                Next::Hire(n) => {
-                    q.hire(n);
-                    handles.extend(spawn(n, hired));
-                    hired += n;
-                }
-                Next::Finished => {
-                    for item in q.leave() {
-                        outcomes.extend(worker::stopped(run, item));
-                    }
-                    break;
-                }
-                Next::Alone => {
-                    outcomes.extend(worker::work(run, q, None, true));
-                    break;
-                }
-            }
+        let left = q.leave();
+        if !left.is_empty() {
+            // No worker is left (none could start): this thread works.
+            q.hire(1);
+            q.give_back(left, 0);
+            outcomes.extend(worker::work(run, q, None, true));
+        }
+        while let Next::Hire(n) = q.next(hired, jobs) {
+            q.hire(n);
+            handles.extend(spawn(n, hired));
+            hired += n;
         }
         for h in handles {
             outcomes.extend(h.join().unwrap_or_default());
