@@ -59,9 +59,9 @@ fn serial_get_delivers_identical_files() {
 #[test]
 fn a_serial_get_sends_its_requests_in_batches_not_one_per_answer() {
     // Each write the client makes is a TLS record to seal and open and a
-    // wake-up of the server; the window of requests is topped up half a
-    // window at a time, so 300 small files take a handful of writes
-    // (about one per 32 files), not one per file.
+    // wake-up of the server; the window of requests is topped up 32
+    // requests at a time, so 300 small files take a handful of writes,
+    // not one per file.
     let s = Server::with_files(|h| {
         for i in 0..300 {
             write(h, &format!("s{i:03}.bin"), &bytes(500 + i, 100));

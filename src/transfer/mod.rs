@@ -45,15 +45,16 @@ use local::{Dest, Failure, LocalFile, Plan};
 use sync::{Listing, Verdict};
 
 /// Most GET requests in flight on one connection.
-const WINDOW_REQUESTS: usize = 64;
+const WINDOW_REQUESTS: usize = 96;
 /// Most request bytes in flight: far below any socket buffer, so writing
 /// requests can never block while the server waits for us to read.
 const WINDOW_BYTES: usize = 32 * 1024;
 /// The window is topped up only once this few requests are left in it, so
-/// requests leave in batches (one write, one TLS record, one wake-up of the
-/// server for many) rather than one per answer; the half still in flight
-/// keeps the server busy meanwhile.
-const REFILL_AT: usize = WINDOW_REQUESTS / 2;
+/// requests leave in batches of 32 (one write, one TLS record, one wake-up
+/// of the server for all of them) rather than one per answer, and never
+/// fewer than 64 are in flight while there are more to ask for (what a
+/// long round trip needs to stay busy).
+const REFILL_AT: usize = WINDOW_REQUESTS - 32;
 
 /// A file that is in place (or was left alone with --no-clobber).
 #[derive(Debug, Clone)]
