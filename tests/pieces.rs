@@ -91,6 +91,60 @@ fn five_hundred_small_files_over_four_kept_connections() {
     assert!((1..=4).contains(&n), "{n} connections: {log}");
 }
 
+/// The peers ("127.0.0.1:PORT") that the server's log says sent files
+/// whose names start with `prefix`.
+fn senders(log: &str, prefix: &str) -> std::collections::BTreeSet<String> {
+    let needle = format!(": sent \"{prefix}");
+    log.lines()
+        .filter_map(|l| l.split_once(&needle))
+        .filter_map(|(head, _)| head.split_whitespace().last().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn at_a_short_round_trip_small_files_share_one_connection_and_pieces_all() {
+    // On loopback one pipelined connection keeps up with small files, and
+    // more connections would only compete for the CPU with the thread that
+    // writes them: they all come over one. A large file among them still
+    // comes in pieces over several. (Plaintext: the set-up is then a bare
+    // TCP connect, well below the threshold even in a debug build.)
+    let names: Vec<String> = (0..300).map(|i| format!("f{i:03}")).collect();
+    let files = names.clone();
+    let big = bytes(38, 8 * MIB);
+    let b = big.clone();
+    let s = Server::builder()
+        .plaintext()
+        .files(move |h| {
+            for (i, n) in files.iter().enumerate() {
+                write(h, n, &bytes(i as u64, 4096 + i));
+            }
+            write(h, "big.bin", &b);
+        })
+        .start();
+    let mut args = vec!["--parallel", "--jobs", "4", "big.bin"];
+    args.extend(names.iter().map(String::as_str));
+    let o = s.get(&args);
+    assert_exit(&o, 0);
+    assert!(std::fs::read(s.downloads().join("big.bin")).unwrap() == big);
+    for (i, n) in names.iter().enumerate() {
+        let got = std::fs::read(s.downloads().join(n)).unwrap();
+        assert!(got == bytes(i as u64, 4096 + i), "{n} differs");
+    }
+    // Every connection has closed (so every "sent" is logged).
+    let mut log = s.wait_log("disconnected");
+    for _ in 0..100 {
+        if log.matches(": connected").count() == log.matches(": disconnected").count() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        log = s.log_text();
+    }
+    let small = senders(&log, "f");
+    assert_eq!(small.len(), 1, "small files from {small:?}: {log}");
+    let pieces = senders(&log, "big.bin");
+    assert!(pieces.len() > 1, "big.bin from {pieces:?}: {log}");
+}
+
 #[test]
 fn one_small_file_or_one_job_uses_one_connection() {
     let s = Server::with_files(|h| {

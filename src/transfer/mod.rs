@@ -1085,7 +1085,7 @@ impl Run<'_> {
             })
             .collect();
         let q = schedule::Queue::new(Some(items), 1);
-        worker::work(self, &q, first, false)
+        worker::work(self, &q, first, None, false)
     }
 
     /// Receives the next file on `c` into its part. `Err`: the connection

@@ -19,9 +19,14 @@
 //! The listing goes out as one more request beside them; when it arrives,
 //! the probes not yet sent become the plan's items (largest first, pieces
 //! of large files) and more connections are opened if the plan wants them.
+//!
+//! When the round trip is short, the small files all go over one
+//! connection, the first to be ready (the *lane*), and the others fetch
+//! only large files and pieces (see [`SHORT_HANDSHAKE`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use super::local::{Head, Plan};
 use super::segmented::{Segmented, PIECE_MIN};
@@ -36,6 +41,44 @@ use crate::protocol::Stamp;
 /// Most bytes one connection asks for ahead of what it is receiving,
 /// counting each file in flight at its full size.
 pub const LOOKAHEAD_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Longest connection set-up (TCP connect and TLS handshake, at least one
+/// round trip) at which the small files of a parallel `get` all go over
+/// one connection. One pipelined connection keeps 64 to 96 requests in
+/// flight and a small file costs the client about 70 us of work, so it only
+/// waits on the network once the round trip is beyond about 4.5 ms; below
+/// that, more connections fetching small files only add threads that
+/// compete for the CPU with the one thread that writes them all (on
+/// loopback, 2,000 small files took 1.5x as long over 8 connections as
+/// over one). Large files and pieces still use every connection: they are
+/// bound by bytes per connection, not by round trips.
+pub const SHORT_HANDSHAKE: Duration = Duration::from_millis(4);
+
+/// Smallest whole file the other connections take from the lane (see
+/// [`SHORT_HANDSHAKE`]): larger ones are bound by bytes, not round trips.
+const BULK_MIN: u64 = 1024 * 1024;
+
+/// Which items a worker takes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    /// Any item, front first (a serial `get`, or a long round trip).
+    Any,
+    /// The lane of a short round trip: small items first, then large ones.
+    Lane,
+    /// Only large files and pieces, while the lane is at work.
+    Bulk,
+}
+
+/// How the items are shared out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// No connection has been timed yet.
+    Undecided,
+    /// Every worker takes from the one line.
+    Shared,
+    /// Small items in `items` for the lane, large ones in `bulk`.
+    Lane,
+}
 
 /// One unit of work: one request, one response.
 pub enum Item<'p> {
@@ -87,6 +130,17 @@ impl Item<'_> {
         }
     }
 
+    /// Whether it is a large file or a piece, which any connection may
+    /// take from the lane (see [`SHORT_HANDSHAKE`]).
+    pub fn bulk(&self) -> bool {
+        match self {
+            Item::Whole { task, size: None } => !task.probe,
+            Item::Whole { size: Some(n), .. } => *n >= BULK_MIN,
+            Item::Piece { .. } | Item::Verify { .. } => true,
+            Item::List { .. } => false,
+        }
+    }
+
     pub fn retries(&self) -> u32 {
         match self {
             Item::Whole { task, .. } => task.retries,
@@ -107,6 +161,11 @@ impl Item<'_> {
 
 struct State<'p> {
     items: VecDeque<Item<'p>>,
+    /// In [`Mode::Lane`], the large items (in `items` otherwise).
+    bulk: VecDeque<Item<'p>>,
+    mode: Mode,
+    /// Whether a worker is connecting to time the set-up.
+    timing: bool,
     /// Items taken by a worker and not yet settled or put back.
     active: usize,
     /// Workers still running.
@@ -128,10 +187,58 @@ pub enum Next {
     Finished,
 }
 
+impl<'p> State<'p> {
+    fn len(&self) -> usize {
+        self.items.len() + self.bulk.len()
+    }
+
+    fn empty(&self) -> bool {
+        self.items.is_empty() && self.bulk.is_empty()
+    }
+
+    /// The line an item belongs in.
+    fn line(&mut self, item: &Item) -> &mut VecDeque<Item<'p>> {
+        if self.mode == Mode::Lane && item.bulk() {
+            &mut self.bulk
+        } else {
+            &mut self.items
+        }
+    }
+
+    fn push_back(&mut self, item: Item<'p>) {
+        self.line(&item).push_back(item);
+    }
+
+    fn push_front(&mut self, item: Item<'p>) {
+        self.line(&item).push_front(item);
+    }
+
+    /// The line `role` takes from next, if it has anything.
+    fn next_line(&mut self, role: Role) -> Option<&mut VecDeque<Item<'p>>> {
+        let order = match (self.mode, role) {
+            (Mode::Lane, Role::Lane) => [&mut self.items, &mut self.bulk],
+            (Mode::Lane, Role::Bulk) => return Some(&mut self.bulk).filter(|l| !l.is_empty()),
+            _ => [&mut self.bulk, &mut self.items],
+        };
+        order.into_iter().find(|l| !l.is_empty())
+    }
+
+    /// Everything in line.
+    fn drain(&mut self) -> Vec<Item<'p>> {
+        let mut all: Vec<Item<'p>> = self.bulk.drain(..).collect();
+        all.extend(self.items.drain(..));
+        all
+    }
+}
+
 /// The queue every worker takes from.
 pub struct Queue<'p> {
     st: Mutex<State<'p>>,
     changed: Condvar,
+    /// What workers that take only large items wait on, and the thread
+    /// that starts workers: told of the plan, of large items and of the
+    /// end, not woken for every small file settled.
+    bulk_changed: Condvar,
 }
 
 impl<'p> Queue<'p> {
@@ -142,20 +249,109 @@ impl<'p> Queue<'p> {
             st: Mutex::new(State {
                 ready: items.is_some(),
                 items: items.unwrap_or_default().into(),
+                bulk: VecDeque::new(),
+                mode: Mode::Undecided,
+                timing: false,
                 active: 0,
                 live: workers,
                 asked: HashSet::new(),
                 known: None,
             }),
             changed: Condvar::new(),
+            bulk_changed: Condvar::new(),
         }
+    }
+
+    /// Wakes every waiting worker.
+    fn notify(&self) {
+        self.changed.notify_all();
+        self.bulk_changed.notify_all();
     }
 
     pub fn fill(&self, items: Vec<Item<'p>>) {
         let mut st = self.st.lock().unwrap();
-        st.items.extend(items);
+        for item in items {
+            st.push_back(item);
+        }
         st.ready = true;
-        self.changed.notify_all();
+        self.notify();
+    }
+
+    /// A worker's connection is up, after `setup` (`None`: not timed, such
+    /// as one opened before the run). The first one timed decides how the
+    /// items are shared (see [`SHORT_HANDSHAKE`]); returns what this worker
+    /// takes.
+    pub fn connected(&self, setup: Option<Duration>) -> Role {
+        let mut st = self.st.lock().unwrap();
+        match (st.mode, setup) {
+            (Mode::Undecided, Some(t)) if t <= SHORT_HANDSHAKE => {
+                log::debug!("set-up took {t:?}: small files over this connection only");
+                st.mode = Mode::Lane;
+                let all: Vec<Item<'p>> = st.items.drain(..).collect();
+                for item in all {
+                    st.push_back(item);
+                }
+                self.notify();
+                Role::Lane
+            }
+            (Mode::Undecided, Some(t)) => {
+                log::debug!("set-up took {t:?}: every connection fetches small files");
+                st.mode = Mode::Shared;
+                Role::Any
+            }
+            (Mode::Lane, Some(_)) => Role::Bulk,
+            _ => Role::Any,
+        }
+    }
+
+    /// A connection is being opened and timed by someone who does not ask
+    /// [`Queue::before_connect`] (the one that lists the folders).
+    pub fn timing(&self) {
+        self.st.lock().unwrap().timing = true;
+    }
+
+    /// Called before a worker opens its connection. The first one connects
+    /// at once, to time the set-up; the others wait for that (at most
+    /// [`SHORT_HANDSHAKE`], so a long round trip costs them no more than
+    /// that) and, if the lane takes the small files, connect only once
+    /// there is a large item for them (they may never need to). Returns
+    /// the worker's role when that is decided here.
+    pub fn before_connect(&self) -> Option<Role> {
+        let deadline = Instant::now() + SHORT_HANDSHAKE;
+        let mut st = self.st.lock().unwrap();
+        loop {
+            match st.mode {
+                Mode::Undecided if !st.timing => {
+                    st.timing = true;
+                    return None;
+                }
+                Mode::Undecided => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    st = self.changed.wait_timeout(st, left).unwrap().0;
+                }
+                Mode::Shared => return None,
+                Mode::Lane => {
+                    if !st.bulk.is_empty() || (st.ready && st.empty() && st.active == 0) {
+                        return Some(Role::Bulk);
+                    }
+                    st = self.bulk_changed.wait(st).unwrap();
+                }
+            }
+        }
+    }
+
+    /// The lane stops: its small items are anyone's now.
+    fn lane_closed(&self, st: &mut State<'p>) {
+        if st.mode == Mode::Lane {
+            st.mode = Mode::Shared;
+            while let Some(item) = st.bulk.pop_back() {
+                st.items.push_front(item);
+            }
+            self.notify();
+        }
     }
 
     /// More workers are about to start.
@@ -169,14 +365,15 @@ impl<'p> Queue<'p> {
     pub fn next(&self, hired: usize, jobs: usize) -> Next {
         let mut st = self.st.lock().unwrap();
         loop {
-            if (st.items.is_empty() && st.active == 0) || st.live == 0 {
+            if (st.empty() && st.active == 0) || st.live == 0 {
                 return Next::Finished;
             }
-            let want = jobs.min(st.items.len() + st.active);
+            let want = jobs.min(st.len() + st.active);
             if st.known.is_some() && want > hired {
                 return Next::Hire(want - hired);
             }
-            st = self.changed.wait(st).unwrap();
+            // (Told of the plan and of large items, not of every file.)
+            st = self.bulk_changed.wait(st).unwrap();
         }
     }
 
@@ -222,43 +419,54 @@ impl<'p> Queue<'p> {
     /// listing itself is settled with them.
     fn planned(&self, items: Vec<Item<'p>>, n: usize) {
         let mut st = self.st.lock().unwrap();
-        st.items.extend(items);
+        for item in items {
+            st.push_back(item);
+        }
         st.active -= n + 1;
-        self.changed.notify_all();
+        self.notify();
     }
 
     /// Whether there is nothing left at all (a worker need not connect).
     pub fn finished(&self) -> bool {
         let st = self.st.lock().unwrap();
-        st.ready && st.items.is_empty() && st.active == 0
+        st.ready && st.empty() && st.active == 0
     }
 
     /// Waits for the next item; `None` once there is nothing left and
     /// nothing in flight anywhere (in flight items may come back).
-    pub fn take(&self) -> Option<Item<'p>> {
+    pub fn take(&self, role: Role) -> Option<Item<'p>> {
         let mut st = self.st.lock().unwrap();
         loop {
             if st.ready {
-                if let Some(item) = st.items.pop_front() {
+                if let Some(item) = st.next_line(role).and_then(|l| l.pop_front()) {
                     st.active += 1;
                     return Some(item);
                 }
-                if st.active == 0 {
+                if st.empty() && st.active == 0 {
                     return None;
                 }
             }
-            st = self.changed.wait(st).unwrap();
+            st = if role == Role::Bulk && st.mode == Mode::Lane {
+                self.bulk_changed.wait(st).unwrap()
+            } else {
+                self.changed.wait(st).unwrap()
+            };
         }
     }
 
-    /// The next item, if there is one and `fits` accepts it.
-    pub fn take_if(&self, fits: impl FnOnce(&Item) -> bool) -> Option<Item<'p>> {
+    /// The next item for `role`, if there is one and `fits` accepts it.
+    pub fn take_if(&self, role: Role, fits: impl FnOnce(&Item) -> bool) -> Option<Item<'p>> {
         let mut st = self.st.lock().unwrap();
-        if !st.ready || !st.items.front().is_some_and(fits) {
+        if !st.ready {
             return None;
         }
+        let line = st.next_line(role)?;
+        if !line.front().is_some_and(fits) {
+            return None;
+        }
+        let item = line.pop_front();
         st.active += 1;
-        st.items.pop_front()
+        item
     }
 
     /// The next item is charged a retry (a connection failed before it
@@ -266,8 +474,10 @@ impl<'p> Queue<'p> {
     pub fn charge_next(&self) -> Option<String> {
         let mut st = self.st.lock().unwrap();
         // (The listing is nobody's file.)
-        st.items
+        let st = &mut *st;
+        st.bulk
             .iter_mut()
+            .chain(st.items.iter_mut())
             .find(|i| !matches!(i, Item::List { .. }))
             .map(|i| {
                 i.charge();
@@ -285,28 +495,35 @@ impl<'p> Queue<'p> {
     /// them going back).
     pub fn give_back(&self, items: Vec<Item<'p>>, taken: usize) {
         let mut st = self.st.lock().unwrap();
+        let bulk = items.iter().any(Item::bulk);
         for item in items.into_iter().rev() {
-            st.items.push_front(item);
+            st.push_front(item);
         }
         st.active -= taken;
         self.changed.notify_all();
+        if bulk || (st.empty() && st.active == 0) {
+            self.bulk_changed.notify_all();
+        }
     }
 
     /// Everything in line (Ctrl-C: nothing more will be asked for).
     pub fn take_all(&self) -> Vec<Item<'p>> {
         let mut st = self.st.lock().unwrap();
-        self.changed.notify_all();
-        st.items.drain(..).collect()
+        self.notify();
+        st.drain()
     }
 
-    /// A worker stops. Returns whatever is left in line when it was the
-    /// last one (nobody else will fetch it).
-    pub fn leave(&self) -> Vec<Item<'p>> {
+    /// A worker that took as `role` stops. Returns whatever is left in line
+    /// when it was the last one (nobody else will fetch it).
+    pub fn leave(&self, role: Role) -> Vec<Item<'p>> {
         let mut st = self.st.lock().unwrap();
         st.live -= 1;
-        self.changed.notify_all();
+        if role == Role::Lane {
+            self.lane_closed(&mut st);
+        }
+        self.notify();
         if st.live == 0 {
-            st.items.drain(..).collect()
+            st.drain()
         } else {
             Vec::new()
         }
@@ -538,9 +755,9 @@ where
         .filter_map(|i| {
             let h = std::thread::Builder::new()
                 .name(format!("get-{i}"))
-                .spawn_scoped(s, move || worker::work(run, q, None, true));
+                .spawn_scoped(s, move || worker::work(run, q, None, None, true));
             if h.is_err() {
-                q.leave();
+                q.leave(Role::Any);
             }
             h.ok()
         })
@@ -572,12 +789,12 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
         let mut handles = spawn(early, 0);
         let mut hired = early;
         let mut outcomes = Vec::new();
-        let left = q.leave();
+        let left = q.leave(Role::Any);
         if !left.is_empty() {
             // No worker is left (none could start): this thread works.
             q.hire(1);
             q.give_back(left, 0);
-            outcomes.extend(worker::work(run, q, None, true));
+            outcomes.extend(worker::work(run, q, None, None, true));
         }
         while let Next::Hire(n) = q.next(hired, jobs) {
             q.hire(n);
@@ -618,11 +835,18 @@ pub fn parallel(
         let spawn = |n: usize| spawn_workers(s, run, q, 0, n);
         // The other connections are opened while this one is: each costs
         // a TCP and a TLS handshake, and none needs to wait for another.
+        let lists = first.is_none() && known.is_none();
+        if lists {
+            q.timing();
+        }
         let mut handles = spawn(early - 1);
         let mut conn = first;
-        if conn.is_none() && known.is_none() {
+        let mut setup = None;
+        if lists {
             // This connection lists the folders while the others connect.
+            let start = Instant::now();
             conn = connect(run.settings, run.limiter.as_ref()).ok();
+            setup = Some(start.elapsed());
         }
         let stamps = match known {
             Some(k) => k,
@@ -654,7 +878,7 @@ pub fn parallel(
             handles.extend(spawn(wanted - early));
         }
         q.fill(items);
-        outcomes.extend(worker::work(run, q, conn, true));
+        outcomes.extend(worker::work(run, q, conn, setup, true));
         for h in handles {
             outcomes.extend(h.join().unwrap_or_default());
         }

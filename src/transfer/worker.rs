@@ -11,9 +11,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::local::{Failure, Plan};
-use super::schedule::{Item, Queue, LOOKAHEAD_BYTES};
+use super::schedule::{Item, Queue, Role, LOOKAHEAD_BYTES};
 use super::segmented::{Broken, PieceResult, Segmented, Settled};
 use super::{
     backoff, connect, connection_level, nap, report, schedule, settled, stamps_of, transient,
@@ -40,16 +41,24 @@ fn request_len(name: &str) -> usize {
     name.len() + 48
 }
 
-/// Works through the queue over one connection (`first`, or a new one)
-/// until nothing is left; `multi` when other workers share the queue (the
-/// look-ahead is then bounded by bytes, so work stays spread).
+/// Works through the queue over one connection (`first`, set up in
+/// `setup` if that was timed, or a new one) until nothing is left; `multi`
+/// when other workers share the queue (the look-ahead is then bounded by
+/// bytes, so work stays spread, and the connection's set-up time says
+/// which items it takes: see [`super::schedule::SHORT_HANDSHAKE`]).
 pub fn work<'p>(
     run: &Run<'p>,
     q: &Queue<'p>,
     first: Option<Connection>,
+    setup: Option<Duration>,
     multi: bool,
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::new();
+    let mut role = match (&first, multi) {
+        (Some(_), true) => Some(q.connected(setup)),
+        (_, false) => Some(Role::Any),
+        (None, true) => q.before_connect(),
+    };
     let mut conn = first;
     // Connection failures since the last item arrived.
     let mut failures = 0u32;
@@ -65,12 +74,15 @@ pub fn work<'p>(
         let c = match conn.as_mut() {
             Some(c) => c,
             None if q.finished() => break,
-            None => match connect(run.settings, run.limiter.as_ref()) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
+            None => match timed(|| connect(run.settings, run.limiter.as_ref())) {
+                (Ok(c), took) => {
+                    role.get_or_insert_with(|| q.connected(Some(took)));
+                    conn.insert(c)
+                }
+                (Err(e), _) => {
                     failures += 1;
                     if !transient(&e, run.settings) || failures > retries {
-                        return give_up(run, q, outcomes, &e);
+                        return give_up(run, q, role, outcomes, &e);
                     }
                     let wait = backoff(failures - 1);
                     // The retry is announced for the item in front, so it
@@ -82,10 +94,12 @@ pub fn work<'p>(
                 }
             },
         };
+        let role = role.unwrap_or(Role::Any);
         let mut in_flight: VecDeque<(Item<'p>, Sent)> = VecDeque::new();
         let Err(e) = pipeline(
             run,
             q,
+            role,
             c,
             &mut in_flight,
             &mut outcomes,
@@ -117,7 +131,7 @@ pub fn work<'p>(
             back.insert(0, front);
             let n = back.len();
             q.give_back(back, n);
-            return give_up(run, q, outcomes, &e);
+            return give_up(run, q, Some(role), outcomes, &e);
         }
         if !transient(&e, run.settings) || front.retries() >= retries {
             let n = back.len();
@@ -138,21 +152,29 @@ pub fn work<'p>(
         c.quit();
     }
     // Left over only if Ctrl-C came between the last look and now.
-    for item in q.leave() {
+    for item in q.leave(role.unwrap_or(Role::Any)) {
         outcomes.extend(stopped(run, item));
     }
     outcomes
 }
 
-/// This worker stops for good because of `e`; if it was the last one,
-/// whatever is left fails with `e`.
+/// `f`'s result and how long it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+    let start = Instant::now();
+    let r = f();
+    (r, start.elapsed())
+}
+
+/// This worker (taking as `role`) stops for good because of `e`; if it
+/// was the last one, whatever is left fails with `e`.
 fn give_up<'p>(
     run: &Run<'p>,
     q: &Queue<'p>,
+    role: Option<Role>,
     mut outcomes: Vec<Outcome>,
     e: &Error,
 ) -> Vec<Outcome> {
-    for item in q.leave() {
+    for item in q.leave(role.unwrap_or(Role::Any)) {
         outcomes.extend(unreached(run, item, e));
     }
     outcomes
@@ -229,9 +251,11 @@ fn fail<'p>(run: &Run<'p>, q: &Queue<'p>, item: Item<'p>, e: &Error) -> Vec<Outc
 /// flight so small files arrive back to back. Returns when the queue is
 /// done, or with the connection's error (unanswered items left in
 /// `in_flight`).
+#[allow(clippy::too_many_arguments)]
 fn pipeline<'p>(
     run: &Run<'p>,
     q: &Queue<'p>,
+    role: Role,
     c: &mut Connection,
     in_flight: &mut VecDeque<(Item<'p>, Sent)>,
     outcomes: &mut Vec<Outcome>,
@@ -246,16 +270,20 @@ fn pipeline<'p>(
         let refill = in_flight.len() <= REFILL_AT;
         while refill && in_flight.len() < WINDOW_REQUESTS {
             let item = if in_flight.is_empty() {
-                match q.take() {
+                match q.take(role) {
                     Some(i) => i,
                     None => return Ok(()),
                 }
             } else {
+                // (The lane's small items need no bound: the others take
+                // the large ones.)
                 let fits = |i: &Item| {
                     window_bytes + request_len(i.name()) <= WINDOW_BYTES
-                        && (!multi || ahead + i.bytes() <= LOOKAHEAD_BYTES)
+                        && (!multi
+                            || (role == Role::Lane && !i.bulk())
+                            || ahead + i.bytes() <= LOOKAHEAD_BYTES)
                 };
-                match q.take_if(fits) {
+                match q.take_if(role, fits) {
                     Some(i) => i,
                     None => break,
                 }
