@@ -49,7 +49,7 @@ pub const LOOKAHEAD_BYTES: u64 = 4 * 1024 * 1024;
 /// waits on the network once the round trip is beyond about 4.5 ms; below
 /// that, more connections fetching small files only add threads that
 /// compete for the CPU with the one thread that writes them all (on
-/// loopback, 2,000 small files took 1.5x as long over 8 connections as
+/// loopback, 2,000 small files took 1.4x as long over 8 connections as
 /// over one). Large files and pieces still use every connection: they are
 /// bound by bytes per connection, not by round trips.
 pub const SHORT_HANDSHAKE: Duration = Duration::from_millis(4);
