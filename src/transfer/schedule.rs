@@ -25,7 +25,7 @@
 //! only large files and pieces (see [`SHORT_HANDSHAKE`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::local::{Head, Plan};
@@ -53,6 +53,22 @@ pub const LOOKAHEAD_BYTES: u64 = 4 * 1024 * 1024;
 /// over one). Large files and pieces still use every connection: they are
 /// bound by bytes per connection, not by round trips.
 pub const SHORT_HANDSHAKE: Duration = Duration::from_millis(4);
+/// The environment variable that sets another threshold than
+/// [`SHORT_HANDSHAKE`], in milliseconds (tests use it so that a loaded
+/// machine's slow connect cannot change which way they go).
+pub const SHORT_HANDSHAKE_VAR: &str = "FXFER_SHORT_HANDSHAKE_MS";
+
+/// [`SHORT_HANDSHAKE`], unless [`SHORT_HANDSHAKE_VAR`] holds a whole
+/// number of milliseconds.
+fn short_handshake() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var(SHORT_HANDSHAKE_VAR)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .map_or(SHORT_HANDSHAKE, Duration::from_millis)
+    })
+}
 
 /// Smallest whole file the other connections take from the lane (see
 /// [`SHORT_HANDSHAKE`]): larger ones are bound by bytes, not round trips.
@@ -284,7 +300,7 @@ impl<'p> Queue<'p> {
     pub fn connected(&self, setup: Option<Duration>) -> Role {
         let mut st = self.st.lock().unwrap();
         match (st.mode, setup) {
-            (Mode::Undecided, Some(t)) if t <= SHORT_HANDSHAKE => {
+            (Mode::Undecided, Some(t)) if t <= short_handshake() => {
                 log::debug!("set-up took {t:?}: small files over this connection only");
                 st.mode = Mode::Lane;
                 let all: Vec<Item<'p>> = st.items.drain(..).collect();
@@ -317,7 +333,7 @@ impl<'p> Queue<'p> {
     /// there is a large item for them (they may never need to). Returns
     /// the worker's role when that is decided here.
     pub fn before_connect(&self) -> Option<Role> {
-        let deadline = Instant::now() + SHORT_HANDSHAKE;
+        let deadline = Instant::now() + short_handshake();
         let mut st = self.st.lock().unwrap();
         loop {
             match st.mode {
