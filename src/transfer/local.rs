@@ -274,6 +274,21 @@ impl Dest {
         notes[rel].contains(name)
     }
 
+    /// Whether anything is at `plan`'s part file: looked up only when a
+    /// read of its folder (made once, and shared with the notes) found a
+    /// name of that kind, so a fresh download folder costs no system call
+    /// per file.
+    pub(super) fn has_part(&self, plan: &Plan) -> bool {
+        match self.dir(&plan.dir, false) {
+            Ok(Some(d)) => {
+                self.may_have_note(&plan.dir, &d, &plan.part_name)
+                    && d.stat(&plan.part_name).is_some()
+            }
+            Ok(None) => false,
+            Err(_) => fs::symlink_metadata(&plan.part).is_ok(),
+        }
+    }
+
     /// Remembers that `plan`'s note exists now (we wrote it), for a retry
     /// later in this run.
     fn noted(&self, plan: &Plan) {

@@ -728,7 +728,7 @@ fn can_probe(run: &Run, tasks: &[Task]) -> bool {
     tasks.iter().all(|t| {
         t.first
             .as_ref()
-            .is_some_and(|p| p.offset == 0 && std::fs::symlink_metadata(&p.part).is_err())
+            .is_some_and(|p| p.offset == 0 && !run.dest.has_part(p))
     }) && !tasks.is_empty()
         && run.settings.jobs > 1
 }
