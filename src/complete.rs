@@ -40,10 +40,7 @@ pub const DEADLINE_VAR: &str = "FXFER_COMPLETE_DEADLINE_MS";
 /// [`DEADLINE`], unless [`DEADLINE_VAR`] holds a whole number of
 /// milliseconds (anything else is ignored: a Tab has no way to report it).
 fn deadline() -> Duration {
-    std::env::var(DEADLINE_VAR)
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .map_or(DEADLINE, Duration::from_millis)
+    crate::config::millis_from_env(DEADLINE_VAR, DEADLINE)
 }
 
 /// The shell asking, as [`VAR`] named it (clap_complete clears the

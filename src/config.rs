@@ -913,6 +913,16 @@ impl GetSettings {
     }
 }
 
+/// A duration in whole milliseconds from the environment variable `var`,
+/// or `default` when it is unset or not a whole number (settings for tests
+/// and unusual machines, read where nothing could report a bad value).
+pub fn millis_from_env(var: &str, default: Duration) -> Duration {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .map_or(default, Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,17 +17,14 @@
 //! `fxfer_fuzz::CLIENT_BOUND`, live heap under `LIVE_BOUND`.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use fxfer::client::{Connection, Limits};
 use fxfer::paths::display_safe;
 use fxfer::protocol::{entry_len, Entry, Hello, Request, HELLO_AUTH, VERSION};
-use fxfer::transport::Wire;
+use fxfer::transport::Memory;
 use fxfer_fuzz::{Bounded, CLIENT_BOUND};
 use libfuzzer_sys::fuzz_target;
 
@@ -41,49 +38,6 @@ static ALLOC: Bounded = Bounded::new(CLIENT_BOUND, LIVE_BOUND);
 /// Caps for the listings that use small ones.
 const SMALL_ENTRIES: u64 = 40;
 const SMALL_BYTES: u64 = 2048;
-
-/// The server's side in memory: reads come from the input (in pieces of at
-/// most `piece` bytes), writes are dropped.
-#[derive(Clone)]
-struct Memory(Rc<RefCell<Server>>);
-
-struct Server {
-    bytes: Vec<u8>,
-    at: usize,
-    piece: usize,
-}
-
-impl Read for Memory {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut s = self.0.borrow_mut();
-        let n = buf.len().min(s.piece).min(s.bytes.len() - s.at);
-        buf[..n].copy_from_slice(&s.bytes[s.at..s.at + n]);
-        s.at += n;
-        Ok(n)
-    }
-}
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Wire for Memory {
-    fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_write_timeout(&self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-    fn binding(&self) -> [u8; 32] {
-        [0; 32]
-    }
-    fn close_write(&self) {}
-}
 
 /// What the first byte chooses.
 struct Mode(u8);
@@ -152,11 +106,7 @@ fn assert_clean(msg: &str) {
 
 fn connect(server: &[u8], mode: &Mode, limits: &Limits) -> Result<Connection<Memory>, String> {
     let piece = if mode.short_reads() { 61 } else { usize::MAX };
-    let wire = Memory(Rc::new(RefCell::new(Server {
-        bytes: server.to_vec(),
-        at: 0,
-        piece,
-    })));
+    let wire = Memory::new(server.to_vec(), piece);
     let token = mode.token().then(|| b"fuzz token".to_vec());
     Connection::over(wire, "fuzz".into(), token, limits, "memory".into()).map_err(|e| e.to_string())
 }

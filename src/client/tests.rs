@@ -1,8 +1,6 @@
 //! The receiving loop against a server of bytes in memory.
 
-use std::cell::RefCell;
-use std::io::{self, Read, Write};
-use std::rc::Rc;
+use std::io;
 use std::time::Duration;
 
 use super::{Connection, FileSink, Limits, CHUNK};
@@ -10,39 +8,7 @@ use crate::protocol::{
     write_data_header, write_file_header, write_trailer, DigestAlgorithm, FileHeader, Hello,
     Request, Trailer, VERSION,
 };
-use crate::transport::Wire;
-
-/// Reads come from `bytes`; writes are dropped.
-#[derive(Clone)]
-struct Memory(Rc<RefCell<io::Cursor<Vec<u8>>>>);
-
-impl Read for Memory {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.borrow_mut().read(buf)
-    }
-}
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Wire for Memory {
-    fn set_read_timeout(&self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_write_timeout(&self, _: Duration) -> io::Result<()> {
-        Ok(())
-    }
-    fn binding(&self) -> [u8; 32] {
-        [0; 32]
-    }
-    fn close_write(&self) {}
-}
+use crate::transport::Memory;
 
 /// Keeps what it is given and counts the hand-offs.
 #[derive(Default)]
@@ -99,7 +65,7 @@ fn answer(body: &[u8], frame: usize) -> Vec<u8> {
 
 /// What the sink got, and whether the file arrived.
 fn receive_any(server: Vec<u8>) -> (Counting, bool) {
-    let wire = Memory(Rc::new(RefCell::new(io::Cursor::new(server))));
+    let wire = Memory::new(server, usize::MAX);
     let limits = Limits::new(Duration::from_secs(5));
     let mut c = Connection::over(wire, "memory".into(), None, &limits, "memory".into()).unwrap();
     c.send(&Request::get("f")).unwrap();

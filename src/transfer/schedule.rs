@@ -62,12 +62,7 @@ pub const SHORT_HANDSHAKE_VAR: &str = "FXFER_SHORT_HANDSHAKE_MS";
 /// number of milliseconds.
 fn short_handshake() -> Duration {
     static T: OnceLock<Duration> = OnceLock::new();
-    *T.get_or_init(|| {
-        std::env::var(SHORT_HANDSHAKE_VAR)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .map_or(SHORT_HANDSHAKE, Duration::from_millis)
-    })
+    *T.get_or_init(|| crate::config::millis_from_env(SHORT_HANDSHAKE_VAR, SHORT_HANDSHAKE))
 }
 
 /// Smallest whole file the other connections take from the lane (see

@@ -358,14 +358,7 @@ fn pipeline<'p>(
                     for f in &folders[..folders.len().saturating_sub(1)] {
                         c.send(&list(f))?;
                     }
-                    let r = folders.last().map_or(
-                        Request::List {
-                            path: String::new(),
-                            recursive,
-                            digests: false,
-                        },
-                        list,
-                    );
+                    let r = list(folders.last().unwrap_or(&String::new()));
                     (Item::List { folders, recursive }, r, Sent::List)
                 }
             };

@@ -9,7 +9,10 @@
 
 pub mod identity;
 pub mod known;
+mod memory;
 pub mod tls;
+
+pub use memory::Memory;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
