@@ -308,7 +308,21 @@ impl Progress {
     /// Whether totals are shown, so knowing every file's size up front is
     /// worth a listing.
     pub fn shows_totals(&self) -> bool {
-        self.bars.is_some() || self.ticker.lock().unwrap().is_some()
+        self.totals_due().is_some()
+    }
+
+    /// How soon after the start the total must be known: at once when bars
+    /// show it, half way to the first line of a run without a terminal
+    /// (time enough to list the server), never when quiet. A parallel
+    /// `get` of small files asks for the listing that gives it only then.
+    pub fn totals_due(&self) -> Option<Duration> {
+        if self.bars.is_some() {
+            Some(Duration::ZERO)
+        } else if self.ticker.lock().unwrap().is_some() {
+            Some(LINE_EVERY / 2)
+        } else {
+            None
+        }
     }
 
     /// How many files this run will fetch.
@@ -320,14 +334,16 @@ impl Progress {
     }
 
     /// The bytes each file is expected to bring (known from a listing), so
-    /// the total covers every file from the start.
+    /// the total covers every file from the start. A file that started (or
+    /// finished) already is counted as it is: a listing may come while
+    /// files arrive.
     pub fn plan<'n>(&self, files: impl IntoIterator<Item = (&'n str, u64)>) {
         let mut e = self.tally.expect.lock().unwrap();
         for (name, len) in files {
-            if let Some(old) = e.left.insert(name.to_string(), len) {
-                e.total -= old;
+            if !e.left.contains_key(name) {
+                e.left.insert(name.to_string(), len);
+                e.total += len;
             }
-            e.total += len;
         }
         if let Some(b) = &self.bars {
             b.total.set_length(e.total);

@@ -101,6 +101,15 @@ fn senders(log: &str, prefix: &str) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// A `get` command for `s` that decides as a short round trip does: small
+/// files over one connection (a loaded machine may take more than the
+/// 4 ms of a real one to connect, so the threshold is raised).
+fn at_a_short_round_trip(s: &Server) -> std::process::Command {
+    let mut c = s.client("get");
+    c.env("FXFER_SHORT_HANDSHAKE_MS", "2000");
+    c
+}
+
 #[test]
 fn at_a_short_round_trip_small_files_share_one_connection_and_pieces_all() {
     // On loopback one pipelined connection keeps up with small files, and
@@ -122,14 +131,7 @@ fn at_a_short_round_trip_small_files_share_one_connection_and_pieces_all() {
         .start();
     let mut args = vec!["--parallel", "--jobs", "4", "big.bin"];
     args.extend(names.iter().map(String::as_str));
-    // A loaded machine may take more than the 4 ms of a real short round
-    // trip to connect; the threshold is raised so that it cannot decide.
-    let o = s
-        .client("get")
-        .env("FXFER_SHORT_HANDSHAKE_MS", "2000")
-        .args(&args)
-        .output()
-        .unwrap();
+    let o = at_a_short_round_trip(&s).args(&args).output().unwrap();
     assert_exit(&o, 0);
     assert!(std::fs::read(s.downloads().join("big.bin")).unwrap() == big);
     for (i, n) in names.iter().enumerate() {
@@ -149,6 +151,94 @@ fn at_a_short_round_trip_small_files_share_one_connection_and_pieces_all() {
     assert_eq!(small.len(), 1, "small files from {small:?}: {log}");
     let pieces = senders(&log, "big.bin");
     assert!(pieces.len() > 1, "big.bin from {pieces:?}: {log}");
+}
+
+#[test]
+fn at_a_short_round_trip_small_files_come_without_a_listing() {
+    // The one connection fetches them as the serial get does: nothing
+    // needs their sizes (no total is shown), and a listing ahead of them
+    // would only hold up the first (the server walks the folder, the
+    // client reads every entry).
+    let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+    let files = names.clone();
+    let s = Server::with_files(move |h| {
+        for (i, n) in files.iter().enumerate() {
+            write(h, n, &bytes(i as u64, 1000 + 37 * i));
+        }
+        write(h, "unasked.bin", b"not asked for");
+    });
+    let o = at_a_short_round_trip(&s)
+        .args(["-q", "--parallel", "--jobs", "4"])
+        .args(&names)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    for (i, n) in names.iter().enumerate() {
+        let got = std::fs::read(s.downloads().join(n)).unwrap();
+        assert!(got == bytes(i as u64, 1000 + 37 * i), "{n} differs");
+    }
+    let log = s.wait_log("disconnected");
+    assert!(!log.contains(": list "), "{log}");
+    assert_eq!(log.matches(": connected").count(), 1, "{log}");
+}
+
+#[test]
+fn files_found_large_wait_for_the_listing_to_be_planned() {
+    // Four files of 8 MiB for two connections: each is a fair share, so
+    // each comes whole (after its first 256 KiB). Without the run's total
+    // each would look like a file alone, and come in two pieces.
+    let names = ["a.bin", "b.bin", "c.bin", "d.bin"];
+    let s = Server::builder()
+        .plaintext()
+        .files(move |h| {
+            for (i, n) in names.iter().enumerate() {
+                write(h, n, &bytes(40 + i as u64, 8 * MIB));
+            }
+        })
+        .start();
+    let o = at_a_short_round_trip(&s)
+        .args(["-q", "--parallel", "--jobs", "2"])
+        .args(names)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    for (i, n) in names.iter().enumerate() {
+        let got = std::fs::read(s.downloads().join(n)).unwrap();
+        assert!(got == bytes(40 + i as u64, 8 * MIB), "{n} differs");
+    }
+    let log = s.wait_log("disconnected");
+    assert_eq!(log.matches(": list ").count(), 1, "{log}");
+    for n in names {
+        let rest = format!(
+            "sent \"{n}\" ({} bytes from offset 262144)",
+            8 * MIB - 256 * 1024
+        );
+        assert!(log.contains(&rest), "{rest}: {log}");
+    }
+}
+
+#[test]
+fn without_a_terminal_the_first_progress_line_has_the_whole_total() {
+    // Small files, at 1 MiB/s: the line every few seconds shows the total
+    // of all of them, which only the listing knows that early.
+    let names: Vec<String> = (0..24).map(|i| format!("f{i:02}")).collect();
+    let files = names.clone();
+    let s = Server::with_files(move |h| {
+        for (i, n) in files.iter().enumerate() {
+            write(h, n, &bytes(i as u64, 200 * 1024));
+        }
+    });
+    let o = at_a_short_round_trip(&s)
+        .args(["--parallel", "--jobs", "4", "--limit-rate", "1M"])
+        .args(&names)
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    let first = err
+        .lines()
+        .find(|l| l.contains(" at ") && l.contains("ETA"));
+    assert!(first.is_some_and(|l| l.contains(" of 4.7 MiB")), "{err}");
 }
 
 #[test]

@@ -577,7 +577,16 @@ fn whole_arrived<'p>(
             vec![report(run.progress, &t.name, Err(why), t.retries)]
         }
         Received::Head(head) => {
-            let (items, out) = schedule::rest(run, q, t, plan, head);
+            let held = schedule::Held {
+                task: t,
+                plan: plan.clone(),
+                head,
+            };
+            // Planned with the listing, which it may have to wait for.
+            let Some(schedule::Held { task, plan, head }) = q.hold(held) else {
+                return Vec::new();
+            };
+            let (items, out) = schedule::rest(run, q, task, &plan, head);
             // In line before the probe is counted done, so no worker sees
             // an empty queue in between and leaves.
             q.give_back(items, 0);
