@@ -11,7 +11,7 @@
 # Each round runs every command once, each after `rm -rf OUT && mkdir -p OUT
 # && sync` and inside OUT; round r starts with command r (mod count), so no
 # command always follows the same one. EXPECT=N checks that each run left N
-# files. Prints each command's median and its runs, in seconds.
+# files. Prints each command's median and its runs, in seconds (to the millisecond).
 set -u
 (($# >= 3)) || { sed -n '2,14p' "$0"; exit 2; }
 ROUNDS=$1 OUT=$2
@@ -37,7 +37,7 @@ for ((i = 0; i < n; i++)); do
     END {
       m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2
       gsub(/ $/, "", runs); n = split(runs, r, " "); s = ""
-      for (j = 1; j <= n; j++) s = s sprintf("%.2f ", r[j] / 1000)
+      for (j = 1; j <= n; j++) s = s sprintf("%.3f ", r[j] / 1000)
       printf "%-26s median %.3f  runs %s\n", name, m, s
     }'
 done
