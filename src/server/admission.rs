@@ -42,6 +42,7 @@ use super::{IpSlot, Registry, Shared};
 use crate::error::describe_io;
 use crate::protocol::{self, handshake, ErrorCode, ErrorFrame, Hello};
 use crate::transport::tls::{self as tlsx, BINDING_LABEL, BINDING_LEN, TLS_HANDSHAKE};
+use crate::transport::TrafficSecrets;
 
 /// After a refusal: the longest we keep sending our reply and reading
 /// what the client still sends, in all.
@@ -140,7 +141,7 @@ pub struct Admitted {
     pub version: u16,
     /// The TLS connection, when the server speaks TLS (it may still hold
     /// decrypted bytes and encrypted ones not yet sent).
-    pub tls: Option<Box<rustls::ServerConnection>>,
+    pub tls: Option<Box<tlsx::Established>>,
 }
 
 /// How bytes move during the handshake: plain TCP, or through rustls's
@@ -151,13 +152,18 @@ enum Wire {
     /// `decided`: the first byte showed a TLS ClientHello.
     Tls {
         conn: Box<rustls::ServerConnection>,
+        /// What its key log caught, for the session's record layer.
+        secrets: Arc<TrafficSecrets>,
+        /// Bytes read and not yet given to rustls: it is fed whole records
+        /// only, so the session can take the connection over from it.
+        raw: Vec<u8>,
         decided: bool,
     },
 }
 
 impl Wire {
     fn read(&mut self, s: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
-        let Wire::Tls { conn, .. } = self else {
+        let Wire::Tls { conn, raw, .. } = self else {
             return s.read(buf);
         };
         loop {
@@ -167,15 +173,16 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
-            let mut raw = [0u8; 4096];
-            let n = s.read(&mut raw)?;
+            let mut got = [0u8; 4096];
+            let n = s.read(&mut got)?;
             if n == 0 {
                 return Ok(0);
             }
-            let mut data = &raw[..n];
-            while !data.is_empty() {
-                conn.read_tls(&mut data)?;
-                if let Err(e) = conn.process_new_packets() {
+            raw.extend_from_slice(&got[..n]);
+            match tlsx::feed_records(conn, raw, |_| false) {
+                Ok(()) => {}
+                Err(tlsx::FeedError::Io(e)) => return Err(e),
+                Err(tlsx::FeedError::Tls(e)) => {
                     // The alert that says why, if the socket takes it.
                     let _ = Self::flush_conn(conn, s);
                     return Err(io::Error::new(io::ErrorKind::InvalidData, e));
@@ -563,10 +570,15 @@ impl Loop {
             slot: slot.unwrap_or_else(|| IpSlot::none(&self.registry)),
             deadline: now + shared.settings.handshake_timeout,
             wire: match &shared.tls {
-                Some(cfg) => Wire::Tls {
-                    conn: Box::new(tlsx::Accepting::connection(cfg)),
-                    decided: false,
-                },
+                Some(cfg) => {
+                    let (conn, secrets) = tlsx::server_connection(cfg);
+                    Wire::Tls {
+                        conn: Box::new(conn),
+                        secrets,
+                        raw: Vec::new(),
+                        decided: false,
+                    }
+                }
                 None => Wire::Plain,
             },
             state: State::Greeting,
@@ -1018,7 +1030,9 @@ impl Loop {
             owed: out,
             version,
             tls: match wire {
-                Wire::Tls { conn, .. } => Some(conn),
+                Wire::Tls {
+                    conn, secrets, raw, ..
+                } => Some(Box::new(tlsx::Established::server(*conn, secrets, raw))),
                 Wire::Plain => None,
             },
         });

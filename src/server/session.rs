@@ -123,7 +123,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
     let cfg = &shared.settings;
     stream.set_read_timeout(Some(cfg.idle_timeout))?;
     stream.set_write_timeout(Some(cfg.write_timeout))?;
-    let link = Link::new(Stream::server(tls.map(|b| *b), stream));
+    let link = Link::new(Stream::server(tls.map(|b| *b), stream)?);
     let mut reader = BufReader::with_capacity(
         16 * 1024,
         Incoming {

@@ -4,30 +4,38 @@
 //!
 //! - [`tls`]: rustls configurations and handshakes (the server's can be
 //!   driven without a thread of its own);
+//! - [`record`]: the TLS records after the handshake (sealed and opened
+//!   in place, key updates, alerts);
 //! - [`identity`]: the server's key, certificate and fingerprint;
 //! - [`known`]: the client's known-servers file and trust decisions.
 
 pub mod identity;
 pub mod known;
 mod memory;
+mod record;
 pub mod tls;
 
 pub use memory::Memory;
+pub use record::TrafficSecrets;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::CertificateDer;
 
-/// Bytes read from the socket at a time on a TLS connection, before they
-/// are handed to rustls (which alone would read 4 KiB per system call).
+use record::{Keys, Messages, PostHandshake, ALERT, APPLICATION_DATA, HANDSHAKE};
+
+/// Bytes read from the socket at a time on a TLS connection; records are
+/// opened in place in this buffer.
 const TLS_READ_BUF: usize = 256 * 1024;
-/// Encrypted bytes rustls may queue before they must reach the socket.
-const TLS_SEND_LIMIT: usize = 1024 * 1024;
+/// Sealed records are written to the socket once this many are waiting
+/// (and at the end of every write).
+const TLS_SEND_AT: usize = 256 * 1024;
 
 /// One connection's byte stream, plain or TLS.
 pub enum Stream {
@@ -35,18 +43,33 @@ pub enum Stream {
     Tls(Box<TlsStream>),
 }
 
-/// A TLS connection and its socket, moving bytes in large reads.
+/// A TLS 1.3 connection after its handshake: rustls ran the handshake,
+/// [`record`] moves the records (see there why).
 pub struct TlsStream {
-    conn: rustls::Connection,
     /// Shared with whoever may need to shut the socket down from outside
     /// (the server's registry).
     sock: Arc<TcpStream>,
-    /// Raw bytes read from the socket and not yet given to rustls.
+    keys: Keys,
+    client: bool,
+    /// Bytes read from the socket. `plain` is the opened content of a
+    /// record not yet handed on; `start..end` are bytes after it not yet
+    /// opened.
     inbuf: Vec<u8>,
+    plain: Range<usize>,
     start: usize,
     end: usize,
-    /// A TLS error met while topping up a read, for the next read.
-    failed: Option<rustls::Error>,
+    /// Records sealed and not yet written.
+    out: Vec<u8>,
+    /// Post-handshake handshake messages, until whole.
+    messages: Messages,
+    /// The peer's close_notify arrived.
+    closed: bool,
+    /// A fatal error met while more was being opened after some bytes
+    /// were handed on, for the next read (and every one after).
+    failed: Option<(io::ErrorKind, String)>,
+    binding: [u8; tls::BINDING_LEN],
+    certs: Option<Vec<CertificateDer<'static>>>,
+    suite: String,
 }
 
 impl Stream {
@@ -54,29 +77,77 @@ impl Stream {
         Stream::Plain(Arc::new(sock))
     }
 
-    /// A server's stream once its handshake is done: TLS when `conn` is
+    /// A server's stream once its handshake is done: TLS when `tls` is
     /// given.
-    pub fn server(conn: Option<rustls::ServerConnection>, sock: Arc<TcpStream>) -> Stream {
-        match conn {
-            Some(c) => Stream::tls_shared(rustls::Connection::Server(c), sock),
-            None => Stream::Plain(sock),
+    pub fn server(tls: Option<tls::Established>, sock: Arc<TcpStream>) -> io::Result<Stream> {
+        match tls {
+            Some(t) => Stream::tls(t, sock),
+            None => Ok(Stream::Plain(sock)),
         }
     }
 
-    pub(crate) fn tls(conn: rustls::Connection, sock: TcpStream) -> Stream {
-        Stream::tls_shared(conn, Arc::new(sock))
-    }
-
-    fn tls_shared(mut conn: rustls::Connection, sock: Arc<TcpStream>) -> Stream {
-        conn.set_buffer_limit(Some(TLS_SEND_LIMIT));
-        Stream::Tls(Box::new(TlsStream {
-            conn,
+    /// Takes a finished handshake over: what rustls still holds (bytes it
+    /// decrypted, records it has yet to send) is taken out of it, the
+    /// channel binding and the peer's certificates kept, and its keys
+    /// handed to our record layer.
+    pub(crate) fn tls(t: tls::Established, sock: Arc<TcpStream>) -> io::Result<Stream> {
+        let tls::Established {
+            mut conn,
+            secrets,
+            raw,
+        } = t;
+        let mut early = Vec::new();
+        let mut closed = false;
+        loop {
+            let mut chunk = [0u8; 4096];
+            match conn.reader().read(&mut chunk) {
+                Ok(0) => {
+                    closed = true;
+                    break;
+                }
+                Ok(n) => early.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        while conn.wants_write() {
+            conn.write_tls(&mut Watched(&sock))?;
+        }
+        let mut binding = [0u8; tls::BINDING_LEN];
+        conn.export_keying_material(&mut binding, tls::BINDING_LABEL, None)
+            .map_err(|e| record::takeover_error(&e.to_string()))?;
+        let certs = conn
+            .peer_certificates()
+            .map(|c| c.iter().map(|c| c.clone().into_owned()).collect());
+        let suite = match conn.negotiated_cipher_suite() {
+            Some(s) => format!("TLS 1.3, {:?}", s.suite()),
+            None => "TLS".into(),
+        };
+        let client = matches!(conn, rustls::Connection::Client(_));
+        let extracted = conn
+            .dangerous_extract_secrets()
+            .map_err(|e| record::takeover_error(&e.to_string()))?;
+        let keys = Keys::new(extracted, &secrets, client)?;
+        // What rustls decrypted comes first, then the records after it.
+        let mut inbuf = vec![0u8; TLS_READ_BUF.max(early.len() + raw.len())];
+        inbuf[..early.len()].copy_from_slice(&early);
+        inbuf[early.len()..early.len() + raw.len()].copy_from_slice(&raw);
+        Ok(Stream::Tls(Box::new(TlsStream {
             sock,
-            inbuf: vec![0u8; TLS_READ_BUF],
-            start: 0,
-            end: 0,
+            keys,
+            client,
+            inbuf,
+            plain: 0..early.len(),
+            start: early.len(),
+            end: early.len() + raw.len(),
+            out: Vec::new(),
+            messages: Messages::default(),
+            closed,
             failed: None,
-        }))
+            binding,
+            certs,
+            suite,
+        })))
     }
 
     /// The TCP socket underneath (for time-outs and shutdown).
@@ -95,27 +166,16 @@ impl Stream {
     /// exporter value, unique to this connection; 32 zero bytes without TLS
     /// (where nothing can bind a proof to the channel).
     pub fn binding(&self) -> [u8; tls::BINDING_LEN] {
-        let mut out = [0u8; tls::BINDING_LEN];
-        if let Stream::Tls(t) = self {
-            if t.conn
-                .export_keying_material(&mut out, tls::BINDING_LABEL, None)
-                .is_err()
-            {
-                // Only possible before the handshake ends, which a Stream
-                // never is; a zero binding then fails authentication.
-                out = [0u8; tls::BINDING_LEN];
-            }
+        match self {
+            Stream::Tls(t) => t.binding,
+            Stream::Plain(_) => [0u8; tls::BINDING_LEN],
         }
-        out
     }
 
     /// The certificates the server showed (client side, TLS only).
     pub fn peer_certificates(&self) -> Option<Vec<CertificateDer<'static>>> {
         match self {
-            Stream::Tls(t) => t
-                .conn
-                .peer_certificates()
-                .map(|c| c.iter().map(|c| c.clone().into_owned()).collect()),
+            Stream::Tls(t) => t.certs.clone(),
             Stream::Plain(_) => None,
         }
     }
@@ -124,18 +184,14 @@ impl Stream {
     pub fn describe(&self) -> String {
         match self {
             Stream::Plain(_) => "plaintext (no TLS)".into(),
-            Stream::Tls(t) => match t.conn.negotiated_cipher_suite() {
-                Some(s) => format!("TLS 1.3, {:?}", s.suite()),
-                None => "TLS".into(),
-            },
+            Stream::Tls(t) => t.suite.clone(),
         }
     }
 
     /// Ends our sending side: a TLS close_notify, then a TCP shutdown.
     pub fn close_write(&mut self) {
         if let Stream::Tls(t) = self {
-            t.conn.send_close_notify();
-            let _ = t.flush_tls();
+            let _ = t.send_alert(1, record::CLOSE_NOTIFY);
         }
         let _ = self.socket().shutdown(Shutdown::Write);
     }
@@ -153,8 +209,8 @@ impl Stream {
         match self {
             Stream::Plain(sock) => send_file_plain(sock, file, offset, len),
             Stream::Tls(t) => {
-                if buf.len() < TLS_SEND_LIMIT {
-                    buf.resize(TLS_SEND_LIMIT, 0);
+                if buf.len() < TLS_SEND_AT {
+                    buf.resize(TLS_SEND_AT, 0);
                 }
                 let mut pos = offset;
                 let end = offset + len;
@@ -212,33 +268,18 @@ fn stalled(short: bool, started: Instant, timeout: Option<Duration>) -> io::Resu
     }
 }
 
-/// Socket writes with [`stalled`] applied (rustls writes through this).
-/// The time-out is looked up (a system call) only after a short write:
-/// a whole write cannot be a stall.
+/// Socket writes with [`stalled`] applied. The time-out is looked up (a
+/// system call) only after a short write: a whole write cannot be a
+/// stall.
 struct Watched<'a>(&'a TcpStream);
-
-impl Watched<'_> {
-    fn check(&self, short: bool, started: Instant) -> io::Result<()> {
-        if short {
-            stalled(true, started, self.0.write_timeout()?)?;
-        }
-        Ok(())
-    }
-}
 
 impl Write for Watched<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let started = Instant::now();
         let n = (&*self.0).write(buf)?;
-        self.check(n < buf.len(), started)?;
-        Ok(n)
-    }
-
-    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        let started = Instant::now();
-        let n = (&*self.0).write_vectored(bufs)?;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        self.check(n < total, started)?;
+        if n < buf.len() {
+            stalled(true, started, self.0.write_timeout()?)?;
+        }
         Ok(n)
     }
 
@@ -248,109 +289,205 @@ impl Write for Watched<'_> {
 }
 
 impl TlsStream {
-    /// Writes every encrypted byte rustls holds to the socket.
+    /// Writes every sealed record to the socket.
     fn flush_tls(&mut self) -> io::Result<()> {
-        while self.conn.wants_write() {
-            self.conn.write_tls(&mut Watched(&self.sock))?;
-        }
-        Ok(())
+        let r = Watched(&self.sock).write_all(&self.out);
+        // After an error the stream is broken; nothing more is sent.
+        self.out.clear();
+        r
     }
 
-    fn write_all_plain(&mut self, mut data: &[u8]) -> io::Result<()> {
-        while !data.is_empty() {
-            let n = self.conn.writer().write(data)?;
-            data = &data[n..];
-            self.flush_tls()?;
+    /// Seals `data` into records of up to 16 KiB and sends them.
+    fn write_all_plain(&mut self, data: &[u8]) -> io::Result<()> {
+        for chunk in data.chunks(record::MAX_PLAIN) {
+            if self.keys.tx.worn() {
+                self.keys
+                    .tx
+                    .seal(HANDSHAKE, &record::key_update(false), &mut self.out);
+                self.keys.tx.update();
+            }
+            self.keys.tx.seal(APPLICATION_DATA, chunk, &mut self.out);
+            if self.out.len() >= TLS_SEND_AT {
+                self.flush_tls()?;
+            }
         }
-        Ok(())
+        self.flush_tls()
     }
 
-    /// Adds to `buf` what can be decrypted from the bytes already read from
-    /// the socket, without waiting for more: one read then hands the layer
-    /// above as much as a plaintext read would (rustls alone gives at most
-    /// one record, 16 KiB, at a time). A TLS error is kept for the next
-    /// read to report.
-    fn top_up(&mut self, buf: &mut [u8]) -> usize {
-        let mut got = 0;
-        while got < buf.len() && self.failed.is_none() {
-            match self.conn.reader().read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => {
-                    got += n;
-                    continue;
+    /// Sends an alert (level 1 warning, 2 fatal).
+    fn send_alert(&mut self, level: u8, desc: u8) -> io::Result<()> {
+        self.keys.tx.seal(ALERT, &[level, desc], &mut self.out);
+        self.flush_tls()
+    }
+
+    /// A fatal error: the peer is told why (if the socket still takes
+    /// it), and every later read fails the same way.
+    fn fatal(&mut self, alert: u8, what: String) -> io::Error {
+        if alert != 0 {
+            let _ = self.send_alert(2, alert);
+        }
+        let msg = format!("TLS: {what}");
+        self.failed = Some((io::ErrorKind::InvalidData, msg.clone()));
+        io::Error::new(io::ErrorKind::InvalidData, msg)
+    }
+
+    /// Opens the next whole record already read, if there is one: its
+    /// content becomes `plain` (application data) or is acted on (alerts,
+    /// key updates). `false`: no whole record is there.
+    fn open_next(&mut self) -> io::Result<bool> {
+        let Some(n) = record::whole_record(&self.inbuf[self.start..self.end]) else {
+            return Ok(false);
+        };
+        let at = self.start;
+        let rec = &mut self.inbuf[at..at + n];
+        if rec[0] != APPLICATION_DATA {
+            let what = format!(
+                "unexpected record type 0x{:02x} after the handshake",
+                rec[0]
+            );
+            return Err(self.fatal(record::UNEXPECTED_MESSAGE, what));
+        }
+        if n - record::HEADER > record::MAX_BODY {
+            return Err(self.fatal(record::RECORD_OVERFLOW, "record too long".into()));
+        }
+        let opened = self.keys.rx.open(rec);
+        self.start += n;
+        let (kind, content) = match opened {
+            Ok((kind, r)) => (kind, at + r.start..at + r.end),
+            Err(alert) => {
+                let what = format!("cannot open a record ({})", record::alert_name(alert));
+                return Err(self.fatal(alert, what));
+            }
+        };
+        if kind != HANDSHAKE && !self.messages.is_empty() {
+            return Err(self.fatal(
+                record::UNEXPECTED_MESSAGE,
+                "a handshake message split by other records".into(),
+            ));
+        }
+        match kind {
+            APPLICATION_DATA => self.plain = content,
+            HANDSHAKE => self.post_handshake(content)?,
+            ALERT => match self.inbuf[content.clone()] {
+                [_, record::CLOSE_NOTIFY] => self.closed = true,
+                // user_canceled: a close_notify follows.
+                [1, 90] => {}
+                [_, desc] => {
+                    let what = format!("the peer sent an alert: {}", record::alert_name(desc));
+                    return Err(self.fatal(0, what));
                 }
-                Err(_) => {}
-            }
-            if self.start == self.end {
-                break;
-            }
-            let mut avail = &self.inbuf[self.start..self.end];
-            let before = avail.len();
-            if self.conn.read_tls(&mut avail).is_err() {
-                break;
-            }
-            self.start += before - avail.len();
-            if let Err(e) = self.conn.process_new_packets() {
-                self.failed = Some(e);
+                _ => return Err(self.fatal(record::DECODE_ERROR, "malformed alert".into())),
+            },
+            other => {
+                let what = format!("unexpected content type 0x{other:02x}");
+                return Err(self.fatal(record::UNEXPECTED_MESSAGE, what));
             }
         }
-        got
+        Ok(true)
     }
 
-    fn tls_error(&mut self, e: rustls::Error) -> io::Error {
-        // Send the alert that says why, if the socket still takes it.
-        let _ = self.flush_tls();
-        io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
+    /// Handshake messages after the handshake: key updates (ours follow
+    /// when asked for) and session tickets (ignored: we never resume).
+    fn post_handshake(&mut self, content: Range<usize>) -> io::Result<()> {
+        if content.is_empty() {
+            return Err(self.fatal(record::UNEXPECTED_MESSAGE, "empty handshake record".into()));
+        }
+        if let Err(a) = self.messages.add(&self.inbuf[content]) {
+            return Err(self.fatal(a, "post-handshake message too long".into()));
+        }
+        while let Some(m) = self.messages.next(self.client) {
+            match m {
+                Ok(PostHandshake::Nothing) => {}
+                Ok(PostHandshake::KeyUpdate(asked)) => {
+                    // Later records are under the new keys, so a key update
+                    // must end its record.
+                    if !self.messages.is_empty() {
+                        return Err(self.fatal(
+                            record::UNEXPECTED_MESSAGE,
+                            "data after a key update in its record".into(),
+                        ));
+                    }
+                    self.keys.rx.update();
+                    if asked {
+                        self.keys
+                            .tx
+                            .seal(HANDSHAKE, &record::key_update(false), &mut self.out);
+                        self.keys.tx.update();
+                        self.flush_tls()?;
+                    }
+                }
+                Err(a) => {
+                    let what = format!(
+                        "unexpected post-handshake message ({})",
+                        record::alert_name(a)
+                    );
+                    return Err(self.fatal(a, what));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads more from the socket (after what is there, moved to the front
+    /// when the room after it could not hold a whole record).
+    fn fill(&mut self) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.inbuf.len() - self.end < record::HEADER + record::MAX_BODY + 2048 {
+            self.inbuf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.plain = self.start..self.start;
+        // (A read that fails, say a time-out, leaves the buffer consistent
+        // for the next try.)
+        let n = (&*self.sock).read(&mut self.inbuf[self.end..])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed without a TLS close_notify (cut off?)",
+            ));
+        }
+        self.end += n;
+        Ok(())
     }
 }
 
 impl Read for TlsStream {
+    /// Hands on as much as has arrived and can be opened without waiting,
+    /// as a plaintext read would; waits only when nothing has.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
         }
-        if let Some(e) = self.failed.take() {
-            return Err(self.tls_error(e));
-        }
+        let mut got = 0;
         loop {
-            match self.conn.reader().read(buf) {
+            if !self.plain.is_empty() {
+                let n = self.plain.len().min(buf.len() - got);
+                buf[got..got + n].copy_from_slice(&self.inbuf[self.plain.start..][..n]);
+                self.plain.start += n;
+                got += n;
+                if got == buf.len() {
+                    return Ok(got);
+                }
+            }
+            if let Some((kind, msg)) = &self.failed {
+                if got > 0 {
+                    return Ok(got);
+                }
+                return Err(io::Error::new(*kind, msg.clone()));
+            }
+            if self.closed {
                 // 0: the peer's close_notify, a clean end.
-                Ok(0) => return Ok(0),
-                Ok(n) => return Ok(n + self.top_up(&mut buf[n..])),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed without a TLS close_notify (cut off?)",
-                    ))
-                }
+                return Ok(got);
+            }
+            match self.open_next() {
+                Ok(true) => continue,
+                Ok(false) if got > 0 => return Ok(got),
+                Ok(false) => self.fill()?,
+                Err(_) if got > 0 => return Ok(got),
                 Err(e) => return Err(e),
-            }
-            if self.start == self.end {
-                // (A read that fails, say a time-out, leaves the buffer
-                // empty and consistent for the next try.)
-                let n = (&*self.sock).read(&mut self.inbuf)?;
-                self.start = 0;
-                self.end = n;
-                if self.end == 0 {
-                    // Let rustls see the end of the stream.
-                    let _ = self.conn.read_tls(&mut io::empty());
-                    if let Err(e) = self.conn.process_new_packets() {
-                        return Err(self.tls_error(e));
-                    }
-                    continue;
-                }
-            }
-            let mut avail = &self.inbuf[self.start..self.end];
-            let before = avail.len();
-            self.conn.read_tls(&mut avail)?;
-            self.start += before - avail.len();
-            if let Err(e) = self.conn.process_new_packets() {
-                return Err(self.tls_error(e));
-            }
-            // Answers rustls owes the peer (key updates) go out now.
-            if self.conn.wants_write() {
-                self.flush_tls()?;
             }
         }
     }
@@ -377,10 +514,7 @@ impl Write for Stream {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Stream::Plain(_) => Ok(()),
-            Stream::Tls(t) => t.flush_tls(),
-        }
+        Ok(())
     }
 }
 
@@ -446,3 +580,6 @@ impl Write for Link {
         self.lock().flush()
     }
 }
+
+#[cfg(test)]
+mod tests;

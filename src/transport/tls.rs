@@ -19,6 +19,7 @@ use rustls::{
 };
 
 use super::identity::Identity;
+use super::record::TrafficSecrets;
 use crate::protocol::{Hello, HELLO_LEN, MAGIC};
 
 /// The exporter label of the channel binding that token authentication
@@ -60,7 +61,92 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, String> {
         .map_err(|e| format!("the certificate and key do not go together: {e}"))?;
     cfg.send_tls13_tickets = 0;
     cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    // After the handshake our record layer takes the keys over.
+    cfg.enable_secret_extraction = true;
     Ok(Arc::new(cfg))
+}
+
+/// A rustls connection whose handshake is done, with what our record
+/// layer ([`super::record`]) needs to take it over: the traffic secrets its
+/// key log caught and the bytes read from the socket that rustls was not
+/// given (rustls is fed whole records only, so none of a later record is
+/// left inside it).
+pub struct Established {
+    pub(super) conn: rustls::Connection,
+    pub(super) secrets: Arc<TrafficSecrets>,
+    pub(super) raw: Vec<u8>,
+}
+
+impl Established {
+    pub fn server(
+        conn: rustls::ServerConnection,
+        secrets: Arc<TrafficSecrets>,
+        raw: Vec<u8>,
+    ) -> Self {
+        Established {
+            conn: rustls::Connection::Server(conn),
+            secrets,
+            raw,
+        }
+    }
+}
+
+/// Hands rustls the whole TLS records at the front of `raw`, one at a
+/// time, and takes them off; stops early once `done(conn)` says so (the
+/// handshake ended: what follows is for our record layer). A partial
+/// record stays in `raw` for the next call.
+pub fn feed_records<D>(
+    conn: &mut rustls::ConnectionCommon<D>,
+    raw: &mut Vec<u8>,
+    done: impl Fn(&rustls::ConnectionCommon<D>) -> bool,
+) -> Result<(), FeedError> {
+    let mut at = 0;
+    let r = loop {
+        if done(conn) {
+            break Ok(());
+        }
+        let Some(n) = super::record::whole_record(&raw[at..]) else {
+            break Ok(());
+        };
+        let mut rec = &raw[at..at + n];
+        at += n;
+        let mut r = Ok(());
+        while !rec.is_empty() && r.is_ok() {
+            r = match conn.read_tls(&mut rec) {
+                Ok(0) => Err(io::Error::other("TLS record not taken")),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+        }
+        if let Err(e) = r {
+            break Err(FeedError::Io(e));
+        }
+        if let Err(e) = conn.process_new_packets() {
+            break Err(FeedError::Tls(e));
+        }
+    };
+    raw.drain(..at);
+    r
+}
+
+/// Why [`feed_records`] stopped.
+#[derive(Debug)]
+pub enum FeedError {
+    Io(io::Error),
+    Tls(rustls::Error),
+}
+
+/// A fresh server connection for `cfg` that logs its traffic secrets for
+/// our record layer.
+pub fn server_connection(
+    cfg: &Arc<ServerConfig>,
+) -> (rustls::ServerConnection, Arc<TrafficSecrets>) {
+    let secrets = Arc::new(TrafficSecrets::default());
+    let mut c = (**cfg).clone();
+    c.key_log = secrets.clone();
+    let conn = rustls::ServerConnection::new(Arc::new(c))
+        .expect("a server config always makes a connection");
+    (conn, secrets)
 }
 
 /// Why a server-side handshake did not produce a TLS connection.
@@ -114,6 +200,10 @@ pub enum Step {
 /// what arrives, write what it wants written. It does no I/O itself.
 pub struct Accepting {
     conn: rustls::ServerConnection,
+    secrets: Arc<TrafficSecrets>,
+    /// Bytes that arrived and are not yet given to rustls (part of a
+    /// record, or what follows the handshake).
+    raw: Vec<u8>,
     /// The first bytes seen, until we know they start a TLS record (or
     /// hold a whole plaintext greeting).
     prefix: Vec<u8>,
@@ -121,24 +211,19 @@ pub struct Accepting {
 }
 
 impl Accepting {
-    /// A fresh server connection for `cfg` (for a caller that drives
-    /// rustls itself, like the server's handshake loop).
-    pub fn connection(cfg: &Arc<ServerConfig>) -> rustls::ServerConnection {
-        rustls::ServerConnection::new(Arc::clone(cfg))
-            .expect("a server config always makes a connection")
-    }
-
     pub fn new(cfg: &Arc<ServerConfig>) -> Accepting {
+        let (conn, secrets) = server_connection(cfg);
         Accepting {
-            conn: rustls::ServerConnection::new(Arc::clone(cfg))
-                .expect("a server config always makes a connection"),
+            conn,
+            secrets,
+            raw: Vec::new(),
             prefix: Vec::new(),
             decided: false,
         }
     }
 
     /// Takes bytes read from the peer (an empty slice: the peer closed).
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<Step, HandshakeFailure> {
+    pub fn feed(&mut self, data: &[u8]) -> Result<Step, HandshakeFailure> {
         if data.is_empty() {
             return Err(HandshakeFailure::Closed);
         }
@@ -163,14 +248,13 @@ impl Accepting {
             }
             self.decided = true;
         }
-        while !data.is_empty() {
-            self.conn
-                .read_tls(&mut data)
-                .map_err(HandshakeFailure::Io)?;
-            self.conn
-                .process_new_packets()
-                .map_err(HandshakeFailure::Tls)?;
-        }
+        self.raw.extend_from_slice(data);
+        feed_records(&mut self.conn, &mut self.raw, |c| !c.is_handshaking()).map_err(
+            |e| match e {
+                FeedError::Io(e) => HandshakeFailure::Io(e),
+                FeedError::Tls(e) => HandshakeFailure::Tls(e),
+            },
+        )?;
         Ok(if self.conn.is_handshaking() {
             Step::Continue
         } else {
@@ -189,8 +273,11 @@ impl Accepting {
         self.conn.write_tls(w)
     }
 
-    pub fn into_stream(self, sock: TcpStream) -> super::Stream {
-        super::Stream::tls(rustls::Connection::Server(self.conn), sock)
+    pub fn into_stream(self, sock: Arc<TcpStream>) -> io::Result<super::Stream> {
+        super::Stream::server(
+            Some(Established::server(self.conn, self.secrets, self.raw)),
+            sock,
+        )
     }
 }
 
@@ -231,7 +318,11 @@ pub fn accept_blocking(
                         return Err((HandshakeFailure::Io(e), sock));
                     }
                 }
-                return Ok(hs.into_stream(sock));
+                let sock = Arc::new(sock);
+                return hs.into_stream(Arc::clone(&sock)).map_err(|e| {
+                    let sock = Arc::try_unwrap(sock).expect("a failed take-over drops its socket");
+                    (HandshakeFailure::Io(e), sock)
+                });
             }
             Err(f) => {
                 // Tell the peer why, when TLS has an alert for it.
@@ -311,6 +402,8 @@ pub fn client_config() -> Arc<ClientConfig> {
             .with_no_client_auth();
         // Every connection shows its certificate, so every one is checked.
         cfg.resumption = rustls::client::Resumption::disabled();
+        // After the handshake our record layer takes the keys over.
+        cfg.enable_secret_extraction = true;
         Arc::new(cfg)
     }))
 }
@@ -381,8 +474,14 @@ pub fn connect(
 ) -> Result<super::Stream, ConnectFailure> {
     let name = ServerName::try_from(host.to_string())
         .unwrap_or_else(|_| ServerName::try_from("fxfer-server").expect("a valid name"));
-    let mut conn = ClientConnection::new(client_config(), name).map_err(ConnectFailure::Tls)?;
+    let secrets = Arc::new(TrafficSecrets::default());
+    let mut cfg = (*client_config()).clone();
+    cfg.key_log = secrets.clone();
+    let mut conn = ClientConnection::new(Arc::new(cfg), name).map_err(ConnectFailure::Tls)?;
     let mut buf = vec![0u8; 16 * 1024];
+    // Bytes read and not yet given to rustls: part of a record, or what
+    // follows the handshake (for our record layer).
+    let mut raw = Vec::new();
     let mut first = true;
     while conn.is_handshaking() {
         while conn.wants_write() {
@@ -420,10 +519,11 @@ pub fn connect(
                 return Err(ConnectFailure::NotTls(buf[..n].to_vec()));
             }
         }
-        let mut data = &buf[..n];
-        while !data.is_empty() {
-            conn.read_tls(&mut data).map_err(ConnectFailure::Io)?;
-            if let Err(e) = conn.process_new_packets() {
+        raw.extend_from_slice(&buf[..n]);
+        match feed_records(&mut conn, &mut raw, |c| !c.is_handshaking()) {
+            Ok(()) => {}
+            Err(FeedError::Io(e)) => return Err(ConnectFailure::Io(e)),
+            Err(FeedError::Tls(e)) => {
                 // Send the alert that says why, then give up.
                 while conn.wants_write() {
                     if conn.write_tls(&mut &sock).is_err() {
@@ -437,7 +537,12 @@ pub fn connect(
     while conn.wants_write() {
         conn.write_tls(&mut &sock).map_err(ConnectFailure::Io)?;
     }
-    Ok(super::Stream::tls(rustls::Connection::Client(conn), sock))
+    let est = Established {
+        conn: rustls::Connection::Client(conn),
+        secrets,
+        raw,
+    };
+    super::Stream::tls(est, Arc::new(sock)).map_err(ConnectFailure::Io)
 }
 
 /// A plaintext server's greeting and its ERROR frame may come in two

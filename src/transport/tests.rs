@@ -1,0 +1,246 @@
+//! Our TLS record layer against rustls's own, over real sockets, both
+//! ways: data both ways, key updates started by either side, session
+//! tickets, close_notify, a damaged record, and how writes become records.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustls::{ClientConnection, ServerConfig, ServerConnection, StreamOwned};
+
+use super::{identity, record, tls, Stream};
+
+fn an_identity() -> (tempfile::TempDir, identity::Identity) {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity::load_or_create(&dir.path().join("state")).unwrap();
+    (dir, id)
+}
+
+fn socket_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (s, _) = l.accept().unwrap();
+    for x in [&c, &s] {
+        x.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    }
+    (c, s)
+}
+
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + seed as usize) as u8).collect()
+}
+
+/// A rustls server as rustls configures one by default (it sends session
+/// tickets, which ours never does).
+fn rustls_server(id: &identity::Identity) -> ServerConnection {
+    let cfg = ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(id.certs.clone(), id.key.clone_key())
+        .unwrap();
+    assert!(cfg.send_tls13_tickets > 0);
+    ServerConnection::new(Arc::new(cfg)).unwrap()
+}
+
+/// Our server's configuration, a rustls client as ours is configured,
+/// and the two ends of a connection (client's first).
+fn our_server_and_a_rustls_client() -> (
+    tempfile::TempDir,
+    Arc<ServerConfig>,
+    ClientConnection,
+    TcpStream,
+    TcpStream,
+) {
+    let (dir, id) = an_identity();
+    let cfg = tls::server_config(&id).unwrap();
+    let (c, srv) = socket_pair();
+    let name = "127.0.0.1".try_into().unwrap();
+    let conn = ClientConnection::new(tls::client_config(), name).unwrap();
+    (dir, cfg, conn, c, srv)
+}
+
+fn binding_of<D>(c: &rustls::ConnectionCommon<D>) -> [u8; tls::BINDING_LEN] {
+    let mut b = [0u8; tls::BINDING_LEN];
+    c.export_keying_material(&mut b, tls::BINDING_LABEL, None)
+        .unwrap();
+    b
+}
+
+fn rekey_every(s: &mut Stream, n: u64) {
+    match s {
+        Stream::Tls(t) => t.keys.rekey_every(n),
+        Stream::Plain(_) => unreachable!(),
+    }
+}
+
+/// The rustls side of the exchange: reads `first` bytes, changes its keys
+/// and asks us to change ours, echoes them, reads `then` bytes, closes.
+fn rustls_side<C, D>(mut s: StreamOwned<C, TcpStream>, first: usize, then: usize) -> [Vec<u8>; 3]
+where
+    C: std::ops::DerefMut<Target = rustls::ConnectionCommon<D>>,
+    D: rustls::SideData,
+{
+    let mut got = vec![0u8; first];
+    s.read_exact(&mut got).unwrap();
+    let binding = binding_of(&s.conn).to_vec();
+    s.conn.refresh_traffic_keys().unwrap();
+    s.write_all(&got).unwrap();
+    s.flush().unwrap();
+    let mut more = vec![0u8; then];
+    s.read_exact(&mut more).unwrap();
+    s.conn.send_close_notify();
+    s.flush().unwrap();
+    [binding, got, more]
+}
+
+/// Our side: sends `data`, reads it back (across the peer's key update,
+/// answered with ours), sends its first `then` bytes again, and reads the
+/// peer's close_notify as a clean end. Our own keys change every 5 records.
+fn our_side(mut s: Stream, data: &[u8], then: usize) -> [u8; tls::BINDING_LEN] {
+    rekey_every(&mut s, 5);
+    s.write_all(data).unwrap();
+    let mut back = vec![0u8; data.len()];
+    s.read_exact(&mut back).unwrap();
+    assert!(back == data, "echo differs");
+    s.write_all(&data[..then]).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty());
+    s.binding()
+}
+
+#[test]
+fn our_client_and_a_rustls_server_agree_through_key_updates_and_tickets() {
+    let (_dir, id) = an_identity();
+    let (c, srv) = socket_pair();
+    let conn = rustls_server(&id);
+    let peer = thread::spawn(move || rustls_side(StreamOwned::new(conn, srv), 300_000, 100_000));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
+    let data = pattern(300_000, 1);
+    let binding = our_side(ours, &data, 100_000);
+    let [their_binding, got, more] = peer.join().unwrap();
+    assert_eq!(got, data);
+    assert_eq!(more, data[..100_000]);
+    assert_eq!(their_binding, binding, "both ends export the same binding");
+}
+
+#[test]
+fn our_server_and_a_rustls_client_agree_through_key_updates() {
+    let (_dir, cfg, conn, c, srv) = our_server_and_a_rustls_client();
+    let peer = thread::spawn(move || rustls_side(StreamOwned::new(conn, c), 200_000, 50_000));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let ours = tls::accept_blocking(srv, &cfg, deadline).unwrap();
+    let data = pattern(200_000, 2);
+    let binding = our_side(ours, &data, 50_000);
+    let [their_binding, got, more] = peer.join().unwrap();
+    assert_eq!(got, data);
+    assert_eq!(more, data[..50_000]);
+    assert_eq!(their_binding, binding);
+}
+
+#[test]
+fn a_damaged_record_is_refused_with_an_alert_and_stays_refused() {
+    let (_dir, id) = an_identity();
+    let (c, srv) = socket_pair();
+    let mut conn = rustls_server(&id);
+    let peer = thread::spawn(move || {
+        let mut sock = srv;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        conn.writer().write_all(b"intact").unwrap();
+        conn.writer().write_all(b"damaged").unwrap();
+        let mut wire = Vec::new();
+        while conn.wants_write() {
+            conn.write_tls(&mut wire).unwrap();
+        }
+        // The last record's last byte (its tag).
+        *wire.last_mut().unwrap() ^= 1;
+        sock.write_all(&wire).unwrap();
+        // What comes back: our fatal alert.
+        loop {
+            match conn.complete_io(&mut sock) {
+                Ok((0, 0)) => break None,
+                Ok(_) => continue,
+                Err(e) => break Some(e.to_string()),
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
+    let mut buf = [0u8; 64];
+    let mut got = Vec::new();
+    let err = loop {
+        match ours.read(&mut buf) {
+            Ok(0) => panic!("clean end instead of an error"),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(got, b"intact");
+    assert!(err.to_string().contains("BadRecordMac"), "{err}");
+    let again = ours.read(&mut buf).unwrap_err();
+    assert_eq!(again.to_string(), err.to_string());
+    let told = peer.join().unwrap().unwrap_or_default();
+    assert!(told.contains("BadRecordMac"), "{told}");
+}
+
+/// The record headers in `wire` (after the handshake's records).
+fn record_lengths(wire: &[u8]) -> Vec<usize> {
+    let mut at = 0;
+    let mut lens = Vec::new();
+    while let Some(n) = record::whole_record(&wire[at..]) {
+        lens.push(n - record::HEADER);
+        at += n;
+    }
+    assert_eq!(at, wire.len());
+    lens
+}
+
+#[test]
+fn a_write_leaves_in_full_records_and_reaches_the_peer_intact() {
+    let (_dir, cfg, mut conn, c, srv) = our_server_and_a_rustls_client();
+    let data = pattern(4 * 16 * 1024 + 100, 3);
+    let peer = thread::spawn(move || {
+        let mut sock = c;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        // Everything after the handshake, raw.
+        let mut wire = Vec::new();
+        sock.read_to_end(&mut wire).unwrap();
+        let lens = record_lengths(&wire);
+        let mut plain = Vec::new();
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            conn.read_tls(&mut rd).unwrap();
+            conn.process_new_packets().unwrap();
+            let _ = conn.reader().read_to_end(&mut plain);
+        }
+        (lens, plain)
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ours = tls::accept_blocking(srv, &cfg, deadline).unwrap();
+    ours.write_all(&data).unwrap();
+    ours.close_write();
+    let (lens, plain) = peer.join().unwrap();
+    assert_eq!(plain, data);
+    // Four full records of 16 KiB (+ content type and tag), the rest in
+    // a fifth, then the close_notify alert.
+    let full = 16 * 1024 + 1 + record::TAG;
+    assert_eq!(
+        lens,
+        [
+            full,
+            full,
+            full,
+            full,
+            100 + 1 + record::TAG,
+            2 + 1 + record::TAG
+        ]
+    );
+}
