@@ -26,6 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use rustix::net::RecvFlags;
 use rustls::pki_types::CertificateDer;
 
 use record::{Keys, Messages, PostHandshake, ALERT, APPLICATION_DATA, HANDSHAKE};
@@ -33,6 +34,9 @@ use record::{Keys, Messages, PostHandshake, ALERT, APPLICATION_DATA, HANDSHAKE};
 /// Bytes read from the socket at a time on a TLS connection; records are
 /// opened in place in this buffer.
 const TLS_READ_BUF: usize = 256 * 1024;
+/// Reads into buffers at least this large open records in them (room for
+/// a record's first part and several whole ones).
+const DIRECT_READ: usize = 64 * 1024;
 /// Sealed records are written to the socket once this many are waiting
 /// (and at the end of every write).
 const TLS_SEND_AT: usize = 256 * 1024;
@@ -339,21 +343,38 @@ impl TlsStream {
             return Ok(false);
         };
         let at = self.start;
-        let rec = &mut self.inbuf[at..at + n];
-        if rec[0] != APPLICATION_DATA {
+        self.start += n;
+        let mut inbuf = std::mem::take(&mut self.inbuf);
+        let r = self.open_one(&mut inbuf, at + record::HEADER, at, n);
+        self.inbuf = inbuf;
+        if let Some(content) = r? {
+            self.plain = content;
+        }
+        Ok(true)
+    }
+
+    /// Opens the whole record at `buf[at..at + n]`, its content written
+    /// from `buf[to]` on (see [`record::Direction::open`]). Application
+    /// data: where its content is; anything else is acted on here.
+    fn open_one(
+        &mut self,
+        buf: &mut [u8],
+        to: usize,
+        at: usize,
+        n: usize,
+    ) -> io::Result<Option<Range<usize>>> {
+        if buf[at] != APPLICATION_DATA {
             let what = format!(
                 "unexpected record type 0x{:02x} after the handshake",
-                rec[0]
+                buf[at]
             );
             return Err(self.fatal(record::UNEXPECTED_MESSAGE, what));
         }
         if n - record::HEADER > record::MAX_BODY {
             return Err(self.fatal(record::RECORD_OVERFLOW, "record too long".into()));
         }
-        let opened = self.keys.rx.open(rec);
-        self.start += n;
-        let (kind, content) = match opened {
-            Ok((kind, r)) => (kind, at + r.start..at + r.end),
+        let (kind, content) = match self.keys.rx.open(buf, to, at, n) {
+            Ok(opened) => opened,
             Err(alert) => {
                 let what = format!("cannot open a record ({})", record::alert_name(alert));
                 return Err(self.fatal(alert, what));
@@ -366,9 +387,9 @@ impl TlsStream {
             ));
         }
         match kind {
-            APPLICATION_DATA => self.plain = content,
-            HANDSHAKE => self.post_handshake(content)?,
-            ALERT => match self.inbuf[content.clone()] {
+            APPLICATION_DATA => return Ok(Some(content)),
+            HANDSHAKE => self.post_handshake(&buf[content])?,
+            ALERT => match buf[content] {
                 [_, record::CLOSE_NOTIFY] => self.closed = true,
                 // user_canceled: a close_notify follows.
                 [1, 90] => {}
@@ -383,16 +404,103 @@ impl TlsStream {
                 return Err(self.fatal(record::UNEXPECTED_MESSAGE, what));
             }
         }
-        Ok(true)
+        Ok(None)
+    }
+
+    /// A read into a large buffer when nothing is waiting but part of a
+    /// record: the socket's bytes land in `buf` itself and each record is
+    /// opened there, its content moved down over the headers and tags in
+    /// the same pass, so they cross memory once as they do without TLS.
+    /// While a record is left in two parts and the rest of it would fit,
+    /// what has already arrived is read too (without waiting); a record
+    /// still in two parts passes through `inbuf` to the next read.
+    fn read_direct(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.end - self.start;
+        buf[..k].copy_from_slice(&self.inbuf[self.start..self.end]);
+        let (mut at, mut to, mut total) = (0, 0, k);
+        let mut failed = None;
+        let mut first = true;
+        loop {
+            let want = aligned(&buf[at..total], buf.len() - total);
+            let got = if first {
+                (&*self.sock).read(&mut buf[total..total + want])
+            } else {
+                rustix::net::recv(
+                    &*self.sock,
+                    &mut buf[total..total + want],
+                    RecvFlags::DONTWAIT,
+                )
+                .map(|(n, _)| n)
+                .map_err(io::Error::from)
+            };
+            match got {
+                Ok(0) if first => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed without a TLS close_notify (cut off?)",
+                    ))
+                }
+                Ok(n) => total += n,
+                // What was waiting stays where it was.
+                Err(e) if first => return Err(e),
+                // Nothing more yet (or the end, or an error the next read
+                // meets).
+                Err(_) => break,
+            }
+            if got.is_ok_and(|n| n == 0) {
+                break;
+            }
+            first = false;
+            while !self.closed {
+                let Some(n) = record::whole_record(&buf[at..total]) else {
+                    break;
+                };
+                match self.open_one(buf, to, at, n) {
+                    Ok(Some(content)) => to = content.end,
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                at += n;
+            }
+            let part = &buf[at..total];
+            let fits = part.len() < record::HEADER
+                || at + record::HEADER + u16::from_be_bytes([part[3], part[4]]) as usize
+                    <= buf.len();
+            if self.closed || failed.is_some() || part.is_empty() || !fits {
+                break;
+            }
+        }
+        // A record's first part waits for the rest.
+        let rest = if self.closed || failed.is_some() {
+            0
+        } else {
+            total - at
+        };
+        if self.inbuf.len() < rest {
+            self.inbuf.resize(rest, 0);
+        }
+        self.inbuf[..rest].copy_from_slice(&buf[at..at + rest]);
+        self.start = 0;
+        self.end = rest;
+        self.plain = 0..0;
+        match failed {
+            // What was opened before it is handed on; the error is kept.
+            Some(_) if to > 0 => Ok(to),
+            Some(e) => Err(e),
+            None => Ok(to),
+        }
     }
 
     /// Handshake messages after the handshake: key updates (ours follow
     /// when asked for) and session tickets (ignored: we never resume).
-    fn post_handshake(&mut self, content: Range<usize>) -> io::Result<()> {
+    fn post_handshake(&mut self, content: &[u8]) -> io::Result<()> {
         if content.is_empty() {
             return Err(self.fatal(record::UNEXPECTED_MESSAGE, "empty handshake record".into()));
         }
-        if let Err(a) = self.messages.add(&self.inbuf[content]) {
+        if let Err(a) = self.messages.add(content) {
             return Err(self.fatal(a, "post-handshake message too long".into()));
         }
         while let Some(m) = self.messages.next(self.client) {
@@ -454,6 +562,24 @@ impl TlsStream {
     }
 }
 
+/// How much of `room` to ask the socket for after `part` (part of a
+/// record, or nothing): what ends where a record ends if the records to
+/// come are full ones, as a peer sending much sends them, so that none is
+/// left in two parts; all of `room` if not even one would fit.
+fn aligned(part: &[u8], room: usize) -> usize {
+    let full = record::HEADER + record::MAX_PLAIN + 1 + record::TAG;
+    let first = if part.len() >= record::HEADER {
+        record::HEADER + u16::from_be_bytes([part[3], part[4]]) as usize - part.len()
+    } else {
+        0
+    };
+    match room.checked_sub(first) {
+        Some(r) if r >= full => first + r / full * full,
+        Some(_) if first > 0 => first,
+        _ => room,
+    }
+}
+
 impl Read for TlsStream {
     /// Hands on as much as has arrived and can be opened without waiting,
     /// as a plaintext read would; waits only when nothing has.
@@ -485,6 +611,12 @@ impl Read for TlsStream {
             match self.open_next() {
                 Ok(true) => continue,
                 Ok(false) if got > 0 => return Ok(got),
+                Ok(false) if buf.len() >= DIRECT_READ => {
+                    let n = self.read_direct(buf)?;
+                    if n > 0 {
+                        return Ok(n);
+                    }
+                }
                 Ok(false) => self.fill()?,
                 Err(_) if got > 0 => return Ok(got),
                 Err(e) => return Err(e),

@@ -223,15 +223,28 @@ impl Direction {
         out.extend_from_slice(tag.as_ref());
     }
 
-    /// Opens the record `rec` (header and body) in place: its content type
-    /// and where its content now lies within `rec`.
-    pub fn open(&mut self, rec: &mut [u8]) -> Result<(u8, Range<usize>), u8> {
+    /// Opens the record at `buf[at..at + len]` (header and body), writing
+    /// its content from `buf[to]` on (`to` at most `at + HEADER`: in place,
+    /// or moved down over what came before it, in the same pass): its
+    /// content type and where its content now lies.
+    pub fn open(
+        &mut self,
+        buf: &mut [u8],
+        to: usize,
+        at: usize,
+        len: usize,
+    ) -> Result<(u8, Range<usize>), u8> {
         let mut header = [0u8; HEADER];
-        header.copy_from_slice(&rec[..HEADER]);
+        header.copy_from_slice(&buf[at..at + HEADER]);
         let nonce = self.nonce();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(header), &mut rec[HEADER..])
+            .open_within(
+                nonce,
+                Aad::from(header),
+                &mut buf[to..at + len],
+                at + HEADER - to..,
+            )
             .map_err(|_| BAD_RECORD_MAC)?;
         // The content type is the last byte that is not padding.
         let Some(end) = plain.iter().rposition(|&b| b != 0) else {
@@ -240,7 +253,7 @@ impl Direction {
         if end > MAX_PLAIN {
             return Err(RECORD_OVERFLOW);
         }
-        Ok((plain[end], HEADER..HEADER + end))
+        Ok((plain[end], to..to + end))
     }
 }
 

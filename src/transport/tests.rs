@@ -142,26 +142,42 @@ fn our_server_and_a_rustls_client_agree_through_key_updates() {
     assert_eq!(their_binding, binding);
 }
 
-#[test]
-fn a_damaged_record_is_refused_with_an_alert_and_stays_refused() {
-    let (_dir, id) = an_identity();
-    let (c, srv) = socket_pair();
-    let mut conn = rustls_server(&id);
-    let peer = thread::spawn(move || {
-        let mut sock = srv;
+/// A rustls server that finishes its handshake on `sock`, then sends
+/// `records` (each written as a record of its own) as raw bytes passed
+/// through `mangle`, in pieces of the sizes `pieces` gives in turn; then
+/// reads until the client is done and returns the error rustls met, if
+/// any (the alert we sent).
+fn rustls_sends(
+    id: &identity::Identity,
+    sock: TcpStream,
+    records: Vec<Vec<u8>>,
+    mangle: fn(&mut Vec<u8>),
+    pieces: &'static [usize],
+) -> thread::JoinHandle<Option<String>> {
+    let mut conn = rustls_server(id);
+    thread::spawn(move || {
+        let mut sock = sock;
         while conn.is_handshaking() {
             conn.complete_io(&mut sock).unwrap();
         }
-        conn.writer().write_all(b"intact").unwrap();
-        conn.writer().write_all(b"damaged").unwrap();
         let mut wire = Vec::new();
-        while conn.wants_write() {
-            conn.write_tls(&mut wire).unwrap();
+        for r in &records {
+            conn.writer().write_all(r).unwrap();
+            while conn.wants_write() {
+                conn.write_tls(&mut wire).unwrap();
+            }
         }
-        // The last record's last byte (its tag).
-        *wire.last_mut().unwrap() ^= 1;
-        sock.write_all(&wire).unwrap();
-        // What comes back: our fatal alert.
+        mangle(&mut wire);
+        let mut at = 0;
+        for n in pieces.iter().cycle() {
+            if at == wire.len() {
+                break;
+            }
+            let n = (*n).min(wire.len() - at);
+            sock.write_all(&wire[at..at + n]).unwrap();
+            at += n;
+            thread::sleep(Duration::from_micros(200));
+        }
         loop {
             match conn.complete_io(&mut sock) {
                 Ok((0, 0)) => break None,
@@ -169,24 +185,72 @@ fn a_damaged_record_is_refused_with_an_alert_and_stays_refused() {
                 Err(e) => break Some(e.to_string()),
             }
         }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
-    let mut buf = [0u8; 64];
-    let mut got = Vec::new();
-    let err = loop {
-        match ours.read(&mut buf) {
-            Ok(0) => panic!("clean end instead of an error"),
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => break e,
+    })
+}
+
+#[test]
+fn a_damaged_record_is_refused_with_an_alert_and_stays_refused() {
+    // Small reads go through our buffer; large ones open records where
+    // they land.
+    for read_size in [64, 256 * 1024] {
+        let (_dir, id) = an_identity();
+        let (c, srv) = socket_pair();
+        let records = vec![b"intact".to_vec(), b"damaged".to_vec()];
+        // The last record's last byte (its tag).
+        let flip: fn(&mut Vec<u8>) = |w| *w.last_mut().unwrap() ^= 1;
+        let peer = rustls_sends(&id, srv, records, flip, &[usize::MAX]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
+        let mut buf = vec![0u8; read_size];
+        let mut got = Vec::new();
+        let err = loop {
+            match ours.read(&mut buf) {
+                Ok(0) => panic!("clean end instead of an error"),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, b"intact");
+        assert!(err.to_string().contains("BadRecordMac"), "{err}");
+        let again = ours.read(&mut buf).unwrap_err();
+        assert_eq!(again.to_string(), err.to_string());
+        let told = peer.join().unwrap().unwrap_or_default();
+        assert!(told.contains("BadRecordMac"), "{told}");
+    }
+}
+
+#[test]
+fn records_split_anywhere_by_the_network_arrive_whole_in_reads_of_any_size() {
+    let (_dir, id) = an_identity();
+    // Full records and short ones, as a server's batches make them.
+    let sizes = [
+        16384, 16384, 100, 16384, 7, 16384, 16384, 16384, 5000, 1, 16384,
+    ];
+    let records: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| pattern(n, i as u8))
+        .collect();
+    let want: Vec<u8> = records.concat();
+    for read_size in [1000, 64 * 1024, 100_000, 1 << 20] {
+        let (c, srv) = socket_pair();
+        let keep: fn(&mut Vec<u8>) = |_| {};
+        let pieces = &[1, 4, 3, 16406, 999, 2, 16400, 40_000, 7, 33_000];
+        let peer = rustls_sends(&id, srv, records.clone(), keep, pieces);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
+        let mut buf = vec![0u8; read_size];
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let n = ours.read(&mut buf).unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
         }
-    };
-    assert_eq!(got, b"intact");
-    assert!(err.to_string().contains("BadRecordMac"), "{err}");
-    let again = ours.read(&mut buf).unwrap_err();
-    assert_eq!(again.to_string(), err.to_string());
-    let told = peer.join().unwrap().unwrap_or_default();
-    assert!(told.contains("BadRecordMac"), "{told}");
+        assert!(got == want, "read size {read_size}: bytes differ");
+        ours.close_write();
+        drop(ours);
+        assert_eq!(peer.join().unwrap(), None);
+    }
 }
 
 /// The record headers in `wire` (after the handshake's records).
