@@ -4,7 +4,7 @@
 //! stays usable after a refused request.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::fs::MetadataExt;
@@ -24,7 +24,7 @@ use crate::protocol::{
     Stamp, Trailer,
 };
 use crate::ratelimit::RateLimiter;
-use crate::transport::{Link, Stream};
+use crate::transport::{Batch, Link, Stream};
 
 /// Bodies up to this size are read into memory and leave in the same write
 /// as their header and trailer: small files cost one syscall, not three.
@@ -69,22 +69,13 @@ pub(super) fn run(admitted: Admitted) {
     );
 }
 
-/// The session's socket, shared by its reader, its writer and the
+/// The session's socket for reading, shared with its writer and the
 /// registry (one descriptor, never duplicated).
 pub(super) struct Sock(Link);
 
 impl Read for Sock {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf)
-    }
-}
-
-impl Write for Sock {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
 
@@ -132,7 +123,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
             sock: Sock(link.clone()),
         },
     );
-    let mut writer = BufWriter::with_capacity(SMALL_BODY as usize + 64 * 1024, Sock(link));
+    let mut writer = Batch::new(link, SMALL_BODY as usize + 64 * 1024);
     // The handshake phase's last words (our greeting, AUTH_OK) go out with
     // the first answer.
     writer.write_all(&owed)?;
@@ -145,7 +136,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         // complete request is already waiting in our buffer (a partial one
         // may never be completed while the client waits for our answers),
         // or when a batch's worth is ready.
-        if !holds_complete_frame(reader.buffer()) || writer.buffer().len() >= FLUSH_AT {
+        if !holds_complete_frame(reader.buffer()) || writer.pending() >= FLUSH_AT {
             writer.flush()?;
         }
         if shared.registry.shutting_down.load(Ordering::SeqCst) {
@@ -180,7 +171,7 @@ fn serve(a: Admitted, stats: &mut Stats) -> Result<String, ProtocolError> {
         match req {
             Request::Quit => {
                 writer.flush()?;
-                writer.get_ref().0.lock().close_write();
+                writer.link().lock().close_write();
                 return Ok("client quit".into());
             }
             Request::Auth { .. } => {
@@ -355,7 +346,7 @@ struct ListRequest<'a> {
 }
 
 fn list(
-    w: &mut BufWriter<Sock>,
+    w: &mut Batch,
     peer: SocketAddr,
     shared: &Shared,
     want: ListRequest,
@@ -547,7 +538,7 @@ fn list_entry(
 
 /// Answers a LIST of one regular file: its entry alone.
 fn list_file(
-    w: &mut BufWriter<Sock>,
+    w: &mut Batch,
     peer: SocketAddr,
     shared: &Shared,
     path: &str,
@@ -585,7 +576,7 @@ struct GetRequest<'a> {
 /// file, or for a ranged GET the chaining value of the range sent. Returns
 /// the body bytes sent, or `None` if refused.
 fn get(
-    w: &mut BufWriter<Sock>,
+    w: &mut Batch,
     peer: SocketAddr,
     shared: &Shared,
     want: GetRequest,
@@ -709,7 +700,7 @@ fn get(
                     .spawn_scoped(scope, || digest::hash(&file, size, range, &cancel))
                     .ok(),
             };
-            let sent = send_body(&w.get_ref().0, &file, offset, body, limiter);
+            let sent = send_body(w.link(), &file, offset, body, limiter);
             if sent.is_err() {
                 cancel.store(true, Ordering::Relaxed);
             }

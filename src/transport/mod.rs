@@ -9,12 +9,14 @@
 //! - [`identity`]: the server's key, certificate and fingerprint;
 //! - [`known`]: the client's known-servers file and trust decisions.
 
+mod batch;
 pub mod identity;
 pub mod known;
 mod memory;
 mod record;
 pub mod tls;
 
+pub use batch::Batch;
 pub use memory::Memory;
 pub use record::TrafficSecrets;
 
@@ -22,7 +24,6 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -192,6 +193,15 @@ impl Stream {
         }
     }
 
+    /// Sends what a [`Batch`] gathered, in one write: with TLS its
+    /// records are sealed where they lie.
+    fn send_batch(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => Watched(s).write_all(buf),
+            Stream::Tls(t) => t.send_batch(buf),
+        }
+    }
+
     /// Ends our sending side: a TLS close_notify, then a TCP shutdown.
     pub fn close_write(&mut self) {
         if let Stream::Tls(t) = self {
@@ -212,26 +222,7 @@ impl Stream {
     ) -> io::Result<()> {
         match self {
             Stream::Plain(sock) => send_file_plain(sock, file, offset, len),
-            Stream::Tls(t) => {
-                if buf.len() < TLS_SEND_AT {
-                    buf.resize(TLS_SEND_AT, 0);
-                }
-                let mut pos = offset;
-                let end = offset + len;
-                while pos < end {
-                    let want = ((end - pos) as usize).min(buf.len());
-                    let n = file.read_at(&mut buf[..want], pos)?;
-                    if n == 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "source file shrank during transfer",
-                        ));
-                    }
-                    t.write_all_plain(&buf[..n])?;
-                    pos += n as u64;
-                }
-                Ok(())
-            }
+            Stream::Tls(t) => t.send_file(file, offset, len, buf),
         }
     }
 }
@@ -305,10 +296,7 @@ impl TlsStream {
     fn write_all_plain(&mut self, data: &[u8]) -> io::Result<()> {
         for chunk in data.chunks(record::MAX_PLAIN) {
             if self.keys.tx.worn() {
-                self.keys
-                    .tx
-                    .seal(HANDSHAKE, &record::key_update(false), &mut self.out);
-                self.keys.tx.update();
+                self.rekey();
             }
             self.keys.tx.seal(APPLICATION_DATA, chunk, &mut self.out);
             if self.out.len() >= TLS_SEND_AT {
@@ -316,6 +304,87 @@ impl TlsStream {
             }
         }
         self.flush_tls()
+    }
+
+    /// Seals the records a [`Batch`] laid out in `buf` (each full one but
+    /// the last) and sends them.
+    fn send_batch(&mut self, buf: &mut [u8]) -> io::Result<()> {
+        let full = record::HEADER + record::MAX_PLAIN + batch::TRAILER;
+        self.flush_tls()?;
+        let (mut at, mut sent) = (0, 0);
+        while at < buf.len() {
+            let len = full.min(buf.len() - at);
+            if self.keys.tx.worn() {
+                Watched(&self.sock).write_all(&buf[sent..at])?;
+                sent = at;
+                self.rekey();
+                self.flush_tls()?;
+            }
+            self.keys
+                .tx
+                .seal_laid_out(APPLICATION_DATA, &mut buf[at..at + len]);
+            at += len;
+        }
+        Watched(&self.sock).write_all(&buf[sent..])
+    }
+
+    /// Sends `len` bytes of `file` from `offset`, read (one `preadv` for
+    /// up to 16 records) straight into records laid out in `buf` and
+    /// sealed there.
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        buf: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        const RECORDS: usize = 16;
+        let full = record::HEADER + record::MAX_PLAIN + batch::TRAILER;
+        if buf.len() < RECORDS * full {
+            buf.resize(RECORDS * full, 0);
+        }
+        let mut pos = offset;
+        let end = offset + len;
+        while pos < end {
+            let want = ((end - pos) as usize).min(RECORDS * record::MAX_PLAIN);
+            let mut slots: Vec<io::IoSliceMut<'_>> = buf
+                .chunks_mut(full)
+                .take(want.div_ceil(record::MAX_PLAIN))
+                .enumerate()
+                .map(|(i, rec)| {
+                    let n = (want - i * record::MAX_PLAIN).min(record::MAX_PLAIN);
+                    io::IoSliceMut::new(&mut rec[record::HEADER..record::HEADER + n])
+                })
+                .collect();
+            let n = match rustix::io::preadv(file, &mut slots, pos) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "source file shrank during transfer",
+                    ))
+                }
+                Ok(n) => n,
+                Err(e) if e == rustix::io::Errno::INTR => continue,
+                Err(e) => return Err(e.into()),
+            };
+            // Whole records, then the last one's content and its room.
+            let wire = n / record::MAX_PLAIN * full
+                + match n % record::MAX_PLAIN {
+                    0 => 0,
+                    r => record::HEADER + r + batch::TRAILER,
+                };
+            self.send_batch(&mut buf[..wire])?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Changes our sending keys: a key update, sealed under the old ones.
+    fn rekey(&mut self) {
+        self.keys
+            .tx
+            .seal(HANDSHAKE, &record::key_update(false), &mut self.out);
+        self.keys.tx.update();
     }
 
     /// Sends an alert (level 1 warning, 2 fatal).
@@ -517,10 +586,7 @@ impl TlsStream {
                     }
                     self.keys.rx.update();
                     if asked {
-                        self.keys
-                            .tx
-                            .seal(HANDSHAKE, &record::key_update(false), &mut self.out);
-                        self.keys.tx.update();
+                        self.rekey();
                         self.flush_tls()?;
                     }
                 }

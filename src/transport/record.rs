@@ -207,20 +207,29 @@ impl Direction {
     /// Appends to `out` one record carrying `data` (at most [`MAX_PLAIN`]
     /// bytes) as content `kind`, sealed.
     pub fn seal(&mut self, kind: u8, data: &[u8], out: &mut Vec<u8>) {
-        debug_assert!(data.len() <= MAX_PLAIN);
-        let body = data.len() + 1 + TAG;
-        let header = [APPLICATION_DATA, 3, 3, (body >> 8) as u8, body as u8];
-        out.reserve(HEADER + body);
-        out.extend_from_slice(&header);
         let at = out.len();
+        out.extend_from_slice(&[0; HEADER]);
         out.extend_from_slice(data);
-        out.push(kind);
+        out.extend_from_slice(&[0; 1 + TAG]);
+        self.seal_laid_out(kind, &mut out[at..]);
+    }
+
+    /// Seals the record laid out in `rec`: room for the header, the
+    /// content, room for the content type and the tag.
+    pub fn seal_laid_out(&mut self, kind: u8, rec: &mut [u8]) {
+        let content = rec.len() - HEADER - 1 - TAG;
+        debug_assert!(content <= MAX_PLAIN);
+        let body = content + 1 + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (body >> 8) as u8, body as u8];
+        rec[..HEADER].copy_from_slice(&header);
+        rec[HEADER + content] = kind;
         let nonce = self.nonce();
-        let tag = self
+        let (sealed, tag) = rec[HEADER..].split_at_mut(content + 1);
+        let t = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[at..])
+            .seal_in_place_separate_tag(nonce, Aad::from(header), sealed)
             .expect("a record is far below the AEAD's limit");
-        out.extend_from_slice(tag.as_ref());
+        tag.copy_from_slice(t.as_ref());
     }
 
     /// Opens the record at `buf[at..at + len]` (header and body), writing

@@ -253,6 +253,31 @@ fn records_split_anywhere_by_the_network_arrive_whole_in_reads_of_any_size() {
     }
 }
 
+/// A rustls client that finishes its handshake on `sock`, then reads
+/// everything until the end: the lengths of the records that came after
+/// the handshake, and their content.
+fn rustls_client_reads_all(
+    mut conn: ClientConnection,
+    mut sock: TcpStream,
+) -> thread::JoinHandle<(Vec<usize>, Vec<u8>)> {
+    thread::spawn(move || {
+        while conn.is_handshaking() {
+            conn.complete_io(&mut sock).unwrap();
+        }
+        let mut wire = Vec::new();
+        sock.read_to_end(&mut wire).unwrap();
+        let lens = record_lengths(&wire);
+        let mut plain = Vec::new();
+        let mut rd = &wire[..];
+        while !rd.is_empty() {
+            conn.read_tls(&mut rd).unwrap();
+            conn.process_new_packets().unwrap();
+            let _ = conn.reader().read_to_end(&mut plain);
+        }
+        (lens, plain)
+    })
+}
+
 /// The record headers in `wire` (after the handshake's records).
 fn record_lengths(wire: &[u8]) -> Vec<usize> {
     let mut at = 0;
@@ -267,26 +292,9 @@ fn record_lengths(wire: &[u8]) -> Vec<usize> {
 
 #[test]
 fn a_write_leaves_in_full_records_and_reaches_the_peer_intact() {
-    let (_dir, cfg, mut conn, c, srv) = our_server_and_a_rustls_client();
+    let (_dir, cfg, conn, c, srv) = our_server_and_a_rustls_client();
     let data = pattern(4 * 16 * 1024 + 100, 3);
-    let peer = thread::spawn(move || {
-        let mut sock = c;
-        while conn.is_handshaking() {
-            conn.complete_io(&mut sock).unwrap();
-        }
-        // Everything after the handshake, raw.
-        let mut wire = Vec::new();
-        sock.read_to_end(&mut wire).unwrap();
-        let lens = record_lengths(&wire);
-        let mut plain = Vec::new();
-        let mut rd = &wire[..];
-        while !rd.is_empty() {
-            conn.read_tls(&mut rd).unwrap();
-            conn.process_new_packets().unwrap();
-            let _ = conn.reader().read_to_end(&mut plain);
-        }
-        (lens, plain)
-    });
+    let peer = rustls_client_reads_all(conn, c);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut ours = tls::accept_blocking(srv, &cfg, deadline).unwrap();
     ours.write_all(&data).unwrap();
@@ -307,4 +315,58 @@ fn a_write_leaves_in_full_records_and_reaches_the_peer_intact() {
             2 + 1 + record::TAG
         ]
     );
+}
+
+#[test]
+fn a_batch_of_small_writes_leaves_as_full_records_sealed_where_they_lie() {
+    let (_dir, cfg, conn, c, srv) = our_server_and_a_rustls_client();
+    // 100 answers of 700 bytes, then a flush; 2,000 more bytes, a flush.
+    let data = pattern(72_000, 4);
+    let peer = rustls_client_reads_all(conn, c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let link = super::Link::new(tls::accept_blocking(srv, &cfg, deadline).unwrap());
+    let mut batch = super::Batch::new(link.clone(), 320 * 1024);
+    for piece in data[..70_000].chunks(700) {
+        batch.write_all(piece).unwrap();
+    }
+    assert_eq!(batch.pending(), 70_000);
+    batch.flush().unwrap();
+    assert_eq!(batch.pending(), 0);
+    batch.write_all(&data[70_000..]).unwrap();
+    batch.flush().unwrap();
+    link.lock().close_write();
+    let (lens, plain) = peer.join().unwrap();
+    assert!(plain == data, "bytes differ");
+    let full = 16 * 1024 + 1 + record::TAG;
+    let last = 70_000 - 4 * 16 * 1024 + 1 + record::TAG;
+    let alert = 2 + 1 + record::TAG;
+    assert_eq!(
+        lens,
+        [full, full, full, full, last, 2_000 + 1 + record::TAG, alert]
+    );
+}
+
+#[test]
+fn a_file_is_read_into_records_and_sealed_there() {
+    let (dir, cfg, conn, c, srv) = our_server_and_a_rustls_client();
+    let data = pattern(600_000, 5);
+    let path = dir.path().join("f");
+    std::fs::write(&path, &data).unwrap();
+    let peer = rustls_client_reads_all(conn, c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ours = tls::accept_blocking(srv, &cfg, deadline).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    ours.send_file(&file, 1_000, 500_000, &mut Vec::new())
+        .unwrap();
+    ours.close_write();
+    let (lens, plain) = peer.join().unwrap();
+    assert!(plain == data[1_000..501_000], "bytes differ");
+    // 30 full records, one of the 8,480 bytes left, the close_notify.
+    let full = 16 * 1024 + 1 + record::TAG;
+    let mut want = vec![full; 30];
+    want.extend([
+        500_000 - 30 * 16 * 1024 + 1 + record::TAG,
+        2 + 1 + record::TAG,
+    ]);
+    assert_eq!(lens, want);
 }
