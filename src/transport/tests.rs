@@ -220,6 +220,46 @@ fn a_damaged_record_is_refused_with_an_alert_and_stays_refused() {
 }
 
 #[test]
+fn records_too_short_or_too_long_are_refused_through_both_read_paths() {
+    let (_dir, id) = an_identity();
+    // After one intact record: a header with no body, one whose body is
+    // shorter than a tag, one claiming more than a record may hold.
+    type Append = fn(&mut Vec<u8>);
+    let cases: [(Append, &str); 3] = [
+        (|w| w.extend_from_slice(&[0x17, 3, 3, 0, 0]), "BadRecordMac"),
+        (
+            |w| w.extend_from_slice(&[0x17, 3, 3, 0, 3, 1, 2, 3]),
+            "BadRecordMac",
+        ),
+        (
+            |w| w.extend_from_slice(&[0x17, 3, 3, 0xff, 0xff]),
+            "record too long",
+        ),
+    ];
+    for (append, why) in cases {
+        for read_size in [64, 256 * 1024] {
+            let (c, srv) = socket_pair();
+            let peer = rustls_sends(&id, srv, vec![b"intact".to_vec()], append, &[usize::MAX]);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            let mut ours = tls::connect(c, "127.0.0.1", deadline, &|| false).unwrap();
+            let mut buf = vec![0u8; read_size];
+            let mut got = Vec::new();
+            let err = loop {
+                match ours.read(&mut buf) {
+                    Ok(0) => panic!("clean end instead of an error"),
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(got, b"intact");
+            assert!(err.to_string().contains(why), "{why}: {err}");
+            drop(ours);
+            let _ = peer.join().unwrap();
+        }
+    }
+}
+
+#[test]
 fn records_split_anywhere_by_the_network_arrive_whole_in_reads_of_any_size() {
     let (_dir, id) = an_identity();
     // Full records and short ones, as a server's batches make them.
