@@ -34,27 +34,35 @@ const HASH_HEX: usize = 16;
 
 /// The temporary name of a download of `name` (a final path component).
 pub fn part_name(name: &str) -> String {
-    temp_name(name, PART_SUFFIX)
+    temp_names(name).0
 }
 
 /// The resume note's name for a download of `name`.
 pub fn note_name(name: &str) -> String {
-    temp_name(name, RESUME_SUFFIX)
+    temp_names(name).1
 }
 
-fn temp_name(name: &str, suffix: &str) -> String {
+/// [`part_name`] and [`note_name`] of `name`, from one hash of it (every
+/// file of a download gets both: with thousands of small files, what they
+/// cost counts before the first request).
+pub fn temp_names(name: &str) -> (String, String) {
     let hash = blake3::hash(name.as_bytes());
-    let hex: String = hash.as_bytes()[..HASH_HEX / 2]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     // Room for the dot in front, ".HASH" and the longer suffix.
-    let room = NAME_MAX - 1 - 1 - HASH_HEX - PART_SUFFIX.len().max(RESUME_SUFFIX.len());
+    let longer = PART_SUFFIX.len().max(RESUME_SUFFIX.len());
+    let room = NAME_MAX - 1 - 1 - HASH_HEX - longer;
     let mut end = name.len().min(room);
     while !name.is_char_boundary(end) {
         end -= 1;
     }
-    format!(".{}.{hex}{suffix}", &name[..end])
+    let mut part = String::with_capacity(end + 2 + HASH_HEX + longer);
+    part.push('.');
+    part.push_str(&name[..end]);
+    part.push('.');
+    part.push_str(&hash.to_hex()[..HASH_HEX]);
+    let mut note = part.clone();
+    part.push_str(PART_SUFFIX);
+    note.push_str(RESUME_SUFFIX);
+    (part, note)
 }
 
 /// Whether `name` has the form of our temporary names: such a name from a
@@ -329,6 +337,15 @@ mod tests {
         assert_ne!(part_name(&long), part_name(&(long.clone() + "x")));
         assert!(!is_reserved(".a.fxfer-part"));
         assert!(!is_reserved("a.0123456789abcdef.fxfer-part"));
+        // The names earlier versions gave, so their partial downloads are
+        // found and resumed.
+        assert_eq!(
+            temp_names("s0016.bin"),
+            (
+                ".s0016.bin.78d78e37ca0e4930.fxfer-part".to_string(),
+                ".s0016.bin.78d78e37ca0e4930.fxfer-resume".to_string()
+            )
+        );
     }
 
     #[test]

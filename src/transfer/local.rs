@@ -21,7 +21,7 @@ use std::time::Instant;
 use blake3::hazmat::HasherExt;
 
 use super::commit::CommitQueue;
-use super::folder::{is_reserved, note_name, part_name, Dir, Folder};
+use super::folder::{is_reserved, part_name, temp_names, Dir, Folder};
 use super::settler::Settler;
 use crate::client::{FileSink, CHUNK};
 use crate::error::describe_io;
@@ -334,7 +334,7 @@ impl Dest {
                 (target, dir, file)
             }
         };
-        let (part_name, note_name) = (part_name(&file), note_name(&file));
+        let (part_name, note_name) = temp_names(&file);
         let folder = self.root.join(&dir);
         let mut plan = Plan {
             name: name.to_string(),

@@ -472,7 +472,7 @@ pub fn get(settings: &GetSettings, names: &[String], progress: &Progress) -> Res
         // Hash what partial downloads already hold now, not while the
         // server is waiting for us to read.
         dest.prehash(&p);
-        todo.push(Task::new(&p.name.clone(), p));
+        todo.push(Task::new(p));
     }
     progress.set_files(todo.len());
     let parallel = settings.parallel && settings.jobs > 1;
@@ -912,9 +912,9 @@ struct Task {
 }
 
 impl Task {
-    fn new(name: &str, plan: Plan) -> Task {
+    fn new(plan: Plan) -> Task {
         Task {
-            name: name.to_string(),
+            name: plan.name.clone(),
             retries: 0,
             restarted: false,
             first: Some(plan),

@@ -890,22 +890,20 @@ fn can_probe(run: &Run, tasks: &[Task]) -> bool {
 /// The listing a probing run asks for: the folders the names are in, or
 /// the whole tree when they are many.
 fn listing_for<'p>(tasks: &[Task]) -> Item<'p> {
-    let mut folders: Vec<String> = tasks
+    let mut folders: Vec<&str> = tasks
         .iter()
-        .map(|t| {
-            t.name
-                .rsplit_once('/')
-                .map_or("", |(dir, _)| dir)
-                .to_string()
-        })
+        .map(|t| t.name.rsplit_once('/').map_or("", |(dir, _)| dir))
         .collect();
     folders.sort_unstable();
     folders.dedup();
     let recursive = folders.len() > SIZE_LISTINGS;
     if recursive {
-        folders = vec![String::new()];
+        folders = vec![""];
     }
-    Item::List { folders, recursive }
+    Item::List {
+        folders: folders.into_iter().map(str::to_string).collect(),
+        recursive,
+    }
 }
 
 /// Starts `n` workers (numbered from `from`), each with a connection of

@@ -143,6 +143,11 @@ pub fn compare_all(
             })
         })
         .collect();
+    if candidates.iter().all(Option::is_none) {
+        // Nothing here to compare (plain names, a fresh folder): no
+        // threads to start.
+        return vec![Verdict::Fetch; candidates.len()];
+    }
     // Copies are read on every core: one share of them per thread.
     let judge_all = |cs: &[Option<Candidate>]| -> Vec<Verdict> {
         cs.iter()
