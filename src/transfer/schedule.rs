@@ -212,8 +212,8 @@ struct State<'p> {
     /// In [`Mode::Lane`], the large items (in `items` otherwise).
     bulk: VecDeque<Item<'p>>,
     mode: Mode,
-    /// Whether a worker is connecting to time the set-up.
-    timing: bool,
+    /// Since when a worker is connecting to time the set-up.
+    timing: Option<Instant>,
     /// Items taken by a worker and not yet settled or put back.
     active: usize,
     /// Workers still running.
@@ -331,6 +331,26 @@ impl<'p> State<'p> {
         true
     }
 
+    /// How many workers a probing run wants at `now` (see [`Queue::next`]),
+    /// and until when that may change without anyone saying so (the
+    /// first set-up still being timed).
+    fn workers_wanted(&self, early: usize, jobs: usize, now: Instant) -> (usize, Option<Instant>) {
+        let undecided = match (self.mode, self.timing) {
+            (Mode::Undecided, None) => Some(now + short_handshake()),
+            (Mode::Undecided, Some(t)) => Some(t + short_handshake()),
+            _ => None,
+        }
+        .filter(|&d| d > now);
+        let want = if undecided.is_some() || (self.mode == Mode::Lane && self.bulk.is_empty()) {
+            1
+        } else if self.known.is_some() {
+            jobs.min(self.len() + self.active)
+        } else {
+            early
+        };
+        (want, undecided)
+    }
+
     /// When a withheld listing is to be asked for.
     fn listing_due(&self) -> Option<Instant> {
         match self.listing {
@@ -360,7 +380,7 @@ impl<'p> Queue<'p> {
                 items: items.unwrap_or_default().into(),
                 bulk: VecDeque::new(),
                 mode: Mode::Undecided,
-                timing: false,
+                timing: None,
                 active: 0,
                 live: workers,
                 asked: HashSet::new(),
@@ -409,6 +429,7 @@ impl<'p> Queue<'p> {
             (Mode::Undecided, Some(t)) => {
                 log::debug!("set-up took {t:?}: every connection fetches small files");
                 st.mode = Mode::Shared;
+                self.notify();
                 Role::Any
             }
             (Mode::Lane, Some(_)) => Role::Bulk,
@@ -419,25 +440,27 @@ impl<'p> Queue<'p> {
     /// A connection is being opened and timed by someone who does not ask
     /// [`Queue::before_connect`] (the one that lists the folders).
     pub fn timing(&self) {
-        self.st.lock().unwrap().timing = true;
+        self.st.lock().unwrap().timing = Some(Instant::now());
     }
 
     /// Called before a worker opens its connection. The first one connects
     /// at once, to time the set-up; the others wait for that (at most
-    /// [`SHORT_HANDSHAKE`], so a long round trip costs them no more than
-    /// that) and, if the lane takes the small files, connect only once
-    /// there is a large item for them (they may never need to). Returns
-    /// the worker's role when that is decided here.
+    /// [`SHORT_HANDSHAKE`] after it started, so a long round trip costs
+    /// them no more than that) and, if the lane takes the small files,
+    /// connect only once there is a large item for them (they may never
+    /// need to). Returns the worker's role when that is decided here.
     pub fn before_connect(&self) -> Option<Role> {
-        let deadline = Instant::now() + short_handshake();
         let mut st = self.st.lock().unwrap();
         loop {
             match st.mode {
-                Mode::Undecided if !st.timing => {
-                    st.timing = true;
+                Mode::Undecided if st.timing.is_none() => {
+                    st.timing = Some(Instant::now());
                     return None;
                 }
                 Mode::Undecided => {
+                    let deadline = st
+                        .timing
+                        .map_or_else(Instant::now, |t| t + short_handshake());
                     let left = deadline.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return None;
@@ -472,23 +495,28 @@ impl<'p> Queue<'p> {
     }
 
     /// Waits until a probing run wants more workers than the `hired` so
-    /// far (at most `jobs`: one per item in line or in flight, once the
-    /// listing is in), or needs none.
-    pub fn next(&self, hired: usize, jobs: usize) -> Next {
+    /// far, or needs none. The first worker alone starts: its set-up says
+    /// whether the others are needed now. Then, at a long round trip (or
+    /// once [`SHORT_HANDSHAKE`] has passed without an answer) they start,
+    /// `early` of them before the listing and then one per item in line or
+    /// in flight (at most `jobs`); at a short one, only once there are
+    /// large items for them.
+    pub fn next(&self, hired: usize, early: usize, jobs: usize) -> Next {
         let mut st = self.st.lock().unwrap();
         loop {
             if (st.empty() && st.active == 0) || st.live == 0 {
                 return Next::Finished;
             }
-            let want = jobs.min(st.len() + st.active);
-            if st.known.is_some() && want > hired {
+            let (want, undecided) = st.workers_wanted(early, jobs, Instant::now());
+            if want > hired {
                 return Next::Hire(want - hired);
             }
+            let wake = [undecided, st.listing_due()].into_iter().flatten().min();
             // (Told of the plan and of large items, not of every file.)
-            st = match st.listing_due() {
+            st = match wake {
                 None => self.bulk_changed.wait(st).unwrap(),
-                Some(due) => {
-                    let left = due.saturating_duration_since(Instant::now());
+                Some(at) => {
+                    let left = at.saturating_duration_since(Instant::now());
                     if left.is_zero() && st.ask_listing() {
                         self.notify();
                         continue;
@@ -949,7 +977,7 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
     }));
     // This thread holds the queue open while it starts the workers, so
     // that one failing to start cannot leave the work without anyone.
-    let q = Queue::new(Some(items), early + 1);
+    let q = Queue::new(Some(items), 2);
     {
         let mut st = q.st.lock().unwrap();
         st.asked = asked;
@@ -958,8 +986,10 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
     std::thread::scope(|s| {
         let q = &q;
         let spawn = |n: usize, from: usize| spawn_workers(s, run, q, from, n);
-        let mut handles = spawn(early, 0);
-        let mut hired = early;
+        // The first one alone: its set-up says whether the others are
+        // needed now (see Queue::next).
+        let mut handles = spawn(1, 0);
+        let mut hired = 1;
         let mut outcomes = Vec::new();
         let left = q.leave(Role::Any);
         if !left.is_empty() {
@@ -968,7 +998,7 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
             q.give_back(left, 0);
             outcomes.extend(worker::work(run, q, None, None, true));
         }
-        while let Next::Hire(n) = q.next(hired, jobs) {
+        while let Next::Hire(n) = q.next(hired, early, jobs) {
             q.hire(n);
             handles.extend(spawn(n, hired));
             hired += n;
@@ -1065,6 +1095,58 @@ mod tests {
     use super::*;
 
     const MIB: u64 = 1024 * 1024;
+
+    /// A probe of a file of unknown size named `name`.
+    fn probe<'p>(name: &str) -> Item<'p> {
+        Item::Whole {
+            task: Box::new(Task {
+                name: name.into(),
+                retries: 0,
+                restarted: false,
+                first: None,
+                kept: 0,
+                probe: true,
+            }),
+            size: None,
+        }
+    }
+
+    #[test]
+    fn the_first_set_up_says_whether_more_workers_start() {
+        let (early, jobs) = (8, 8);
+        let probes = || Some((0..100).map(|i| probe(&format!("f{i}"))).collect());
+        let now = Instant::now();
+        // While the first connection is being timed: that one alone.
+        let q = Queue::new(probes(), 1);
+        q.st.lock().unwrap().timing = Some(now);
+        let (want, wake) = q.st.lock().unwrap().workers_wanted(early, jobs, now);
+        assert_eq!((want, wake), (1, Some(now + short_handshake())));
+        // No answer in time: the others start and connect.
+        let later = now + short_handshake();
+        assert_eq!(
+            q.st.lock().unwrap().workers_wanted(early, jobs, later),
+            (early, None)
+        );
+        // A long round trip: every connection fetches small files.
+        let q = Queue::new(probes(), 1);
+        assert_eq!(q.connected(Some(Duration::from_secs(1))), Role::Any);
+        assert_eq!(
+            q.st.lock().unwrap().workers_wanted(early, jobs, now).0,
+            early
+        );
+        // A short one: the lane alone, until there is a large item.
+        let q = Queue::new(probes(), 1);
+        assert_eq!(q.connected(Some(Duration::ZERO)), Role::Lane);
+        assert_eq!(q.st.lock().unwrap().workers_wanted(early, jobs, now).0, 1);
+        q.st.lock().unwrap().bulk.push_back(Item::List {
+            folders: vec![String::new()],
+            recursive: false,
+        });
+        assert_eq!(
+            q.st.lock().unwrap().workers_wanted(early, jobs, now).0,
+            early
+        );
+    }
 
     #[test]
     fn only_files_beyond_a_share_are_split() {
