@@ -194,17 +194,23 @@ impl Root {
         }
         if !self.portable {
             let rel = parts.join("/");
-            match rfs::openat2(
-                &self.fd,
-                rel.as_str(),
-                flags,
-                Mode::empty(),
-                ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-            ) {
-                Ok(fd) => return Ok(fd),
-                // Kernels before 5.6, or a sandbox that blocks the call.
-                Err(e) if e == Errno::NOSYS || e == Errno::PERM => {}
-                Err(e) => return Err(refusal(e)),
+            // EAGAIN: a rename somewhere on the system raced the kernel's
+            // check of a "..", and it asks to be asked again; if that keeps
+            // happening, the portable walk answers instead.
+            for _ in 0..4 {
+                match rfs::openat2(
+                    &self.fd,
+                    rel.as_str(),
+                    flags,
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+                ) {
+                    Ok(fd) => return Ok(fd),
+                    Err(e) if e == Errno::AGAIN => continue,
+                    // Kernels before 5.6, or a sandbox that blocks the call.
+                    Err(e) if e == Errno::NOSYS || e == Errno::PERM => break,
+                    Err(e) => return Err(refusal(e)),
+                }
             }
         }
         self.walk(parts, flags)
@@ -387,6 +393,36 @@ fn unsafe_to_show(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_with_dot_dot_inside_resolves_while_files_are_renamed_elsewhere() {
+        // openat2 asks callers to retry ("EAGAIN") when any rename on the
+        // system raced its ".." resolution: a busy file server sees that.
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("sub")).unwrap();
+        fs::write(d.path().join("a.txt"), b"x").unwrap();
+        std::os::unix::fs::symlink("sub/../a.txt", d.path().join("link")).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let (x, y) = (other.path().join("x"), other.path().join("y"));
+        fs::write(&x, b"").unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let renamer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = fs::rename(&x, &y);
+                    let _ = fs::rename(&y, &x);
+                }
+            })
+        };
+        let root = Root::new(d.path(), false).unwrap();
+        let failed = (0..50_000)
+            .filter(|_| root.open("link", Want::File).is_err())
+            .count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        renamer.join().unwrap();
+        assert_eq!(failed, 0);
+    }
 
     #[test]
     fn a_file_in_the_way_of_a_folder_is_named() {
