@@ -18,7 +18,7 @@ pub mod tls;
 
 pub use batch::Batch;
 pub use memory::Memory;
-pub use record::TrafficSecrets;
+pub use record::{Suite, TrafficSecrets};
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -41,6 +41,10 @@ const DIRECT_READ: usize = 64 * 1024;
 /// Sealed records are written to the socket once this many are waiting
 /// (and at the end of every write).
 const TLS_SEND_AT: usize = 256 * 1024;
+/// The most records in a row that hand on no application data (empty
+/// ones, key updates, session tickets, warnings) before the peer is
+/// refused.
+const QUIET_RECORDS: u32 = 32;
 
 /// One connection's byte stream, plain or TLS.
 pub enum Stream {
@@ -48,12 +52,48 @@ pub enum Stream {
     Tls(Box<TlsStream>),
 }
 
+/// What a TLS connection's records travel over after the handshake: the
+/// TCP socket (shared with whoever may need to shut it down from outside,
+/// the server's registry), or, for tests and the fuzzer, bytes in memory.
+pub trait Carrier {
+    /// Reads what has arrived, waiting (up to the read time-out) when
+    /// nothing has; 0: the peer closed.
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads what has arrived without waiting (`WouldBlock`: nothing).
+    fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Sends all of `data`.
+    fn send_all(&self, data: &[u8]) -> io::Result<()>;
+    /// The longest one wait in [`Carrier::recv`] may last (the socket's
+    /// read time-out).
+    fn read_timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+impl Carrier for Arc<TcpStream> {
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        (&**self).read(buf)
+    }
+
+    fn recv_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        rustix::net::recv(&**self, buf, RecvFlags::DONTWAIT)
+            .map(|(n, _)| n)
+            .map_err(io::Error::from)
+    }
+
+    fn send_all(&self, data: &[u8]) -> io::Result<()> {
+        Watched(self).write_all(data)
+    }
+
+    fn read_timeout(&self) -> Option<Duration> {
+        (**self).read_timeout().ok().flatten()
+    }
+}
+
 /// A TLS 1.3 connection after its handshake: rustls ran the handshake,
 /// [`record`] moves the records (see there why).
-pub struct TlsStream {
-    /// Shared with whoever may need to shut the socket down from outside
-    /// (the server's registry).
-    sock: Arc<TcpStream>,
+pub struct TlsStream<C: Carrier = Arc<TcpStream>> {
+    sock: C,
     keys: Keys,
     client: bool,
     /// Bytes read from the socket. `plain` is the opened content of a
@@ -72,6 +112,12 @@ pub struct TlsStream {
     /// A fatal error met while more was being opened after some bytes
     /// were handed on, for the next read (and every one after).
     failed: Option<(io::ErrorKind, String)>,
+    /// Why nothing more may be sent: a fatal alert went one way or the
+    /// other (RFC 8446 6.2), or a write failed part way (what follows
+    /// would not be a record to the peer), for every later write.
+    dead: Option<(io::ErrorKind, String)>,
+    /// Records in a row that handed on no application data.
+    quiet: u32,
     binding: [u8; tls::BINDING_LEN],
     certs: Option<Vec<CertificateDer<'static>>>,
     suite: String,
@@ -134,25 +180,14 @@ impl Stream {
             .map_err(|e| record::takeover_error(&e.to_string()))?;
         let keys = Keys::new(extracted, &secrets, client)?;
         // What rustls decrypted comes first, then the records after it.
-        let mut inbuf = vec![0u8; TLS_READ_BUF.max(early.len() + raw.len())];
-        inbuf[..early.len()].copy_from_slice(&early);
-        inbuf[early.len()..early.len() + raw.len()].copy_from_slice(&raw);
-        Ok(Stream::Tls(Box::new(TlsStream {
-            sock,
-            keys,
-            client,
-            inbuf,
-            plain: 0..early.len(),
-            start: early.len(),
-            end: early.len() + raw.len(),
-            out: Vec::new(),
-            messages: Messages::default(),
-            closed,
-            failed: None,
-            binding,
-            certs,
-            suite,
-        })))
+        let plain = early.len();
+        let mut inbuf = early;
+        inbuf.extend_from_slice(&raw);
+        let mut t = TlsStream::over(sock, keys, client, inbuf, plain, closed);
+        t.binding = binding;
+        t.certs = certs;
+        t.suite = suite;
+        Ok(Stream::Tls(Box::new(t)))
     }
 
     /// The TCP socket underneath (for time-outs and shutdown).
@@ -205,7 +240,7 @@ impl Stream {
     /// Ends our sending side: a TLS close_notify, then a TCP shutdown.
     pub fn close_write(&mut self) {
         if let Stream::Tls(t) = self {
-            let _ = t.send_alert(1, record::CLOSE_NOTIFY);
+            let _ = t.close_notify();
         }
         let _ = self.socket().shutdown(Shutdown::Write);
     }
@@ -283,17 +318,97 @@ impl Write for Watched<'_> {
     }
 }
 
-impl TlsStream {
+impl<C: Carrier> TlsStream<C> {
+    /// A stream over `sock` whose handshake happened elsewhere, with keys
+    /// from the two traffic secrets (the client's, the server's), both
+    /// sequences at 0: for tests and the fuzzer, which play the peer. No
+    /// channel binding (zeros), no certificates.
+    #[doc(hidden)]
+    pub fn with_secrets(
+        sock: C,
+        suite: Suite,
+        client_secret: &[u8],
+        server_secret: &[u8],
+        client: bool,
+    ) -> io::Result<Self> {
+        let keys = Keys::from_secrets(suite, client_secret, server_secret, client)?;
+        Ok(TlsStream::over(sock, keys, client, Vec::new(), 0, false))
+    }
+
+    /// A stream over `sock` with `keys`: `inbuf[..plain]` is plaintext
+    /// already opened, what follows it up to its end records not yet
+    /// opened; `closed`: the peer's close_notify came already.
+    fn over(
+        sock: C,
+        keys: Keys,
+        client: bool,
+        mut inbuf: Vec<u8>,
+        plain: usize,
+        closed: bool,
+    ) -> Self {
+        let end = inbuf.len();
+        if inbuf.len() < TLS_READ_BUF {
+            inbuf.resize(TLS_READ_BUF, 0);
+        }
+        TlsStream {
+            sock,
+            keys,
+            client,
+            inbuf,
+            plain: 0..plain,
+            start: plain,
+            end,
+            out: Vec::new(),
+            messages: Messages::default(),
+            closed,
+            failed: None,
+            dead: None,
+            quiet: 0,
+            binding: [0u8; tls::BINDING_LEN],
+            certs: None,
+            suite: "TLS 1.3".into(),
+        }
+    }
+
+    /// Seals `data` and sends it, as [`Write::write_all`] would.
+    #[doc(hidden)]
+    pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
+        self.write_all_plain(data)
+    }
+
     /// Writes every sealed record to the socket.
     fn flush_tls(&mut self) -> io::Result<()> {
-        let r = Watched(&self.sock).write_all(&self.out);
-        // After an error the stream is broken; nothing more is sent.
+        let r = self.sock.send_all(&self.out);
         self.out.clear();
+        self.sent(r)
+    }
+
+    /// After a write that failed the stream is broken (part of a record
+    /// may have gone): nothing more is sent.
+    fn sent(&mut self, r: io::Result<()>) -> io::Result<()> {
+        if let Err(e) = &r {
+            let msg = format!("TLS: an earlier write failed: {e}");
+            self.dead.get_or_insert((e.kind(), msg));
+        }
         r
+    }
+
+    /// The error of a write that must not be made (see `dead`).
+    fn check_alive(&self) -> io::Result<()> {
+        match &self.dead {
+            Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Our close_notify: we send nothing more.
+    pub fn close_notify(&mut self) -> io::Result<()> {
+        self.send_alert(1, record::CLOSE_NOTIFY)
     }
 
     /// Seals `data` into records of up to 16 KiB and sends them.
     fn write_all_plain(&mut self, data: &[u8]) -> io::Result<()> {
+        self.check_alive()?;
         for chunk in data.chunks(record::MAX_PLAIN) {
             if self.keys.tx.worn() {
                 self.rekey();
@@ -310,12 +425,14 @@ impl TlsStream {
     /// the last) and sends them.
     fn send_batch(&mut self, buf: &mut [u8]) -> io::Result<()> {
         let full = record::HEADER + record::MAX_PLAIN + batch::TRAILER;
+        self.check_alive()?;
         self.flush_tls()?;
         let (mut at, mut sent) = (0, 0);
         while at < buf.len() {
             let len = full.min(buf.len() - at);
             if self.keys.tx.worn() {
-                Watched(&self.sock).write_all(&buf[sent..at])?;
+                let r = self.sock.send_all(&buf[sent..at]);
+                self.sent(r)?;
                 sent = at;
                 self.rekey();
                 self.flush_tls()?;
@@ -325,7 +442,8 @@ impl TlsStream {
                 .seal_laid_out(APPLICATION_DATA, &mut buf[at..at + len]);
             at += len;
         }
-        Watched(&self.sock).write_all(&buf[sent..])
+        let r = self.sock.send_all(&buf[sent..]);
+        self.sent(r)
     }
 
     /// Sends `len` bytes of `file` from `offset`, read (one `preadv` for
@@ -389,6 +507,7 @@ impl TlsStream {
 
     /// Sends an alert (level 1 warning, 2 fatal).
     fn send_alert(&mut self, level: u8, desc: u8) -> io::Result<()> {
+        self.check_alive()?;
         self.keys.tx.seal(ALERT, &[level, desc], &mut self.out);
         self.flush_tls()
     }
@@ -401,6 +520,7 @@ impl TlsStream {
         }
         let msg = format!("TLS: {what}");
         self.failed = Some((io::ErrorKind::InvalidData, msg.clone()));
+        self.dead = Some((io::ErrorKind::InvalidData, msg.clone()));
         io::Error::new(io::ErrorKind::InvalidData, msg)
     }
 
@@ -451,6 +571,20 @@ impl TlsStream {
                 return Err(self.fatal(alert, what));
             }
         };
+        // Each such record costs a record's work and hands on nothing: a
+        // peer sending them without end would keep a read from ever
+        // returning to its caller's time-out (rustls, like BoringSSL,
+        // allows 32 key updates in a row and 32 empty records). Alerts
+        // other than user_canceled end the connection anyway.
+        if kind == APPLICATION_DATA && !content.is_empty() {
+            self.quiet = 0;
+        } else if kind != ALERT || buf[content.clone()] == [1, 90] {
+            self.quiet += 1;
+            if self.quiet > QUIET_RECORDS {
+                let what = format!("{} records in a row without data", self.quiet);
+                return Err(self.fatal(record::UNEXPECTED_MESSAGE, what));
+            }
+        }
         if kind != HANDSHAKE && !self.messages.is_empty() {
             return Err(self.fatal(
                 record::UNEXPECTED_MESSAGE,
@@ -494,15 +628,9 @@ impl TlsStream {
         loop {
             let want = aligned(&buf[at..total], buf.len() - total);
             let got = if first {
-                (&*self.sock).read(&mut buf[total..total + want])
+                self.sock.recv(&mut buf[total..total + want])
             } else {
-                rustix::net::recv(
-                    &*self.sock,
-                    &mut buf[total..total + want],
-                    RecvFlags::DONTWAIT,
-                )
-                .map(|(n, _)| n)
-                .map_err(io::Error::from)
+                self.sock.recv_now(&mut buf[total..total + want])
             };
             match got {
                 Ok(0) if first => {
@@ -587,7 +715,8 @@ impl TlsStream {
                         ));
                     }
                     self.keys.rx.update();
-                    if asked {
+                    // (Not into a stream a failed write broke.)
+                    if asked && self.dead.is_none() {
                         self.rekey();
                         self.flush_tls()?;
                     }
@@ -618,7 +747,7 @@ impl TlsStream {
         self.plain = self.start..self.start;
         // (A read that fails, say a time-out, leaves the buffer consistent
         // for the next try.)
-        let n = (&*self.sock).read(&mut self.inbuf[self.end..])?;
+        let n = self.sock.recv(&mut self.inbuf[self.end..])?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -627,6 +756,30 @@ impl TlsStream {
         }
         self.end += n;
         Ok(())
+    }
+}
+
+impl<C: Carrier> TlsStream<C> {
+    /// Whether one read may wait for the socket again. The socket's
+    /// time-out bounds each wait; a record trickling in a byte at a time
+    /// (or records that hand on nothing) must not stretch one read to
+    /// many of them: its caller's deadline (the server's idle time-out,
+    /// the client's --max-time and Ctrl-C) is looked at between reads.
+    /// After one time-out in all, no more waits; what came so far stays
+    /// for the next read. (The time-out is looked up, a system call, only
+    /// on a second wait.)
+    fn may_wait(&self, waiting: &mut Option<Instant>) -> io::Result<()> {
+        let Some(since) = *waiting else {
+            *waiting = Some(Instant::now());
+            return Ok(());
+        };
+        match self.sock.read_timeout() {
+            Some(limit) if since.elapsed() >= limit => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "read timed out (a TLS record arriving too slowly)",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -648,7 +801,7 @@ fn aligned(part: &[u8], room: usize) -> usize {
     }
 }
 
-impl Read for TlsStream {
+impl<C: Carrier> Read for TlsStream<C> {
     /// Hands on as much as has arrived and can be opened without waiting,
     /// as a plaintext read would; waits only when nothing has.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
@@ -656,6 +809,8 @@ impl Read for TlsStream {
             return Ok(0);
         }
         let mut got = 0;
+        // When this read first waited for the socket.
+        let mut waiting: Option<Instant> = None;
         loop {
             if !self.plain.is_empty() {
                 let n = self.plain.len().min(buf.len() - got);
@@ -679,13 +834,17 @@ impl Read for TlsStream {
             match self.open_next() {
                 Ok(true) => continue,
                 Ok(false) if got > 0 => return Ok(got),
-                Ok(false) if buf.len() >= DIRECT_READ => {
-                    let n = self.read_direct(buf)?;
-                    if n > 0 {
-                        return Ok(n);
+                Ok(false) => {
+                    self.may_wait(&mut waiting)?;
+                    if buf.len() < DIRECT_READ {
+                        self.fill()?;
+                    } else {
+                        let n = self.read_direct(buf)?;
+                        if n > 0 {
+                            return Ok(n);
+                        }
                     }
                 }
-                Ok(false) => self.fill()?,
                 Err(_) if got > 0 => return Ok(got),
                 Err(e) => return Err(e),
             }

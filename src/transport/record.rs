@@ -46,6 +46,7 @@ pub const CLOSE_NOTIFY: u8 = 0;
 pub const UNEXPECTED_MESSAGE: u8 = 10;
 pub const BAD_RECORD_MAC: u8 = 20;
 pub const RECORD_OVERFLOW: u8 = 22;
+pub const ILLEGAL_PARAMETER: u8 = 47;
 pub const DECODE_ERROR: u8 = 50;
 
 /// The traffic secrets rustls derives for one connection, caught through
@@ -125,44 +126,69 @@ pub fn takeover_error(what: &str) -> std::io::Error {
     ))
 }
 
+/// The TLS 1.3 cipher suites the record layer speaks (RFC 8446 B.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suite {
+    Aes128Gcm,
+    Aes256Gcm,
+    Chacha20Poly1305,
+}
+
+impl Suite {
+    fn algorithms(self) -> (&'static aead::Algorithm, hkdf::Algorithm) {
+        match self {
+            Suite::Aes128Gcm => (&aead::AES_128_GCM, hkdf::HKDF_SHA256),
+            Suite::Aes256Gcm => (&aead::AES_256_GCM, hkdf::HKDF_SHA384),
+            Suite::Chacha20Poly1305 => (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256),
+        }
+    }
+}
+
 impl Direction {
     /// This direction's keys from rustls's extracted ones and the traffic
     /// secret they came from (checked: the key and IV must derive from it).
     fn new(secrets: ConnectionTrafficSecrets, seq: u64, secret: Vec<u8>) -> std::io::Result<Self> {
-        let (aead, hash, key, iv) = match &secrets {
-            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => {
-                (&aead::AES_256_GCM, hkdf::HKDF_SHA384, key, iv)
-            }
-            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => {
-                (&aead::AES_128_GCM, hkdf::HKDF_SHA256, key, iv)
-            }
+        let (suite, key, iv) = match &secrets {
+            ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (Suite::Aes256Gcm, key, iv),
+            ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (Suite::Aes128Gcm, key, iv),
             ConnectionTrafficSecrets::Chacha20Poly1305 { key, iv } => {
-                (&aead::CHACHA20_POLY1305, hkdf::HKDF_SHA256, key, iv)
+                (Suite::Chacha20Poly1305, key, iv)
             }
             _ => return Err(takeover_error("unknown cipher suite")),
         };
-        let limit = match aead {
+        let (d, derived) = Direction::from_secret(suite, secret, seq)?;
+        if derived[..d.aead.key_len()] != *key.as_ref() || d.iv[..] != *iv.as_ref() {
+            return Err(takeover_error("the key log does not match the keys"));
+        }
+        Ok(d)
+    }
+
+    /// This direction's keys derived from its traffic secret, the next
+    /// record's sequence number `seq` (and the key's bytes, for the check
+    /// above).
+    fn from_secret(suite: Suite, secret: Vec<u8>, seq: u64) -> std::io::Result<(Self, [u8; 32])> {
+        let (aead, hash) = suite.algorithms();
+        let limit = match suite {
             // RFC 8446 5.5: AES-GCM keys are good for 2^24.5 full records;
             // rustls changes keys at 2^24 less a margin. Half that here.
-            a if *a == aead::CHACHA20_POLY1305 => u64::MAX,
+            Suite::Chacha20Poly1305 => u64::MAX,
             _ => 1 << 23,
         };
         let mut d = Direction {
             aead,
             hash,
             secret,
+            // Replaced by `derive` below.
             key: LessSafeKey::new(
-                UnboundKey::new(aead, key.as_ref()).map_err(|_| takeover_error("bad key"))?,
+                UnboundKey::new(aead, &[0u8; 32][..aead.key_len()])
+                    .map_err(|_| takeover_error("bad key length"))?,
             ),
             iv: [0; 12],
             seq,
             rekey_at: limit,
         };
         let derived = d.derive()?;
-        if derived[..aead.key_len()] != *key.as_ref() || d.iv[..] != *iv.as_ref() {
-            return Err(takeover_error("the key log does not match the keys"));
-        }
-        Ok(d)
+        Ok((d, derived))
     }
 
     /// Derives the key and IV from the traffic secret (the key's bytes are
@@ -232,6 +258,23 @@ impl Direction {
         tag.copy_from_slice(t.as_ref());
     }
 
+    /// For tests: seals `inner` as it is (content, type, padding) in a
+    /// record of outer type `outer`.
+    #[cfg(test)]
+    pub fn seal_inner(&mut self, outer: u8, inner: &[u8], out: &mut Vec<u8>) {
+        let body = inner.len() + TAG;
+        let header = [outer, 3, 3, (body >> 8) as u8, body as u8];
+        out.extend_from_slice(&header);
+        let at = out.len();
+        out.extend_from_slice(inner);
+        let nonce = self.nonce();
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[at..])
+            .unwrap();
+        out.extend_from_slice(tag.as_ref());
+    }
+
     /// Opens the record at `buf[at..at + len]` (header and body), writing
     /// its content from `buf[to]` on (`to` at most `at + HEADER`: in place,
     /// or moved down over what came before it, in the same pass): its
@@ -255,13 +298,15 @@ impl Direction {
                 at + HEADER - to..,
             )
             .map_err(|_| BAD_RECORD_MAC)?;
+        // Content, its type and padding: at most 2^14 + 1 bytes in all
+        // (RFC 8446 5.4), whatever the ciphertext's own limit allows.
+        if plain.len() > MAX_PLAIN + 1 {
+            return Err(RECORD_OVERFLOW);
+        }
         // The content type is the last byte that is not padding.
         let Some(end) = plain.iter().rposition(|&b| b != 0) else {
             return Err(UNEXPECTED_MESSAGE);
         };
-        if end > MAX_PLAIN {
-            return Err(RECORD_OVERFLOW);
-        }
         Ok((plain[end], to..to + end))
     }
 }
@@ -289,6 +334,26 @@ impl Keys {
         Ok(Keys {
             tx: Direction::new(tx, tx_seq, mine)?,
             rx: Direction::new(rx, rx_seq, theirs)?,
+        })
+    }
+
+    /// Keys from the two traffic secrets (the client's, the server's) of a
+    /// handshake that happened elsewhere, both sequences at 0: for tests
+    /// and the fuzzer, which play the peer.
+    pub fn from_secrets(
+        suite: Suite,
+        client_secret: &[u8],
+        server_secret: &[u8],
+        client: bool,
+    ) -> std::io::Result<Keys> {
+        let (mine, theirs) = if client {
+            (client_secret, server_secret)
+        } else {
+            (server_secret, client_secret)
+        };
+        Ok(Keys {
+            tx: Direction::from_secret(suite, mine.to_vec(), 0)?.0,
+            rx: Direction::from_secret(suite, theirs.to_vec(), 0)?.0,
         })
     }
 
@@ -350,11 +415,32 @@ impl Messages {
         Some(match (kind, &body[..]) {
             (KEY_UPDATE, [0]) => Ok(PostHandshake::KeyUpdate(false)),
             (KEY_UPDATE, [1]) => Ok(PostHandshake::KeyUpdate(true)),
+            // RFC 8446 4.6.3: any other value is an illegal parameter.
+            (KEY_UPDATE, [_]) => Err(ILLEGAL_PARAMETER),
             (KEY_UPDATE, _) => Err(DECODE_ERROR),
-            (NEW_SESSION_TICKET, _) if client => Ok(PostHandshake::Nothing),
+            (NEW_SESSION_TICKET, t) if client => match well_formed_ticket(t) {
+                Some(()) => Ok(PostHandshake::Nothing),
+                None => Err(DECODE_ERROR),
+            },
             _ => Err(UNEXPECTED_MESSAGE),
         })
     }
+}
+
+/// Whether `b` is a NewSessionTicket's body (RFC 8446 4.6.1): lifetime,
+/// age_add, `ticket_nonce<0..255>`, `ticket<1..2^16-1>`,
+/// `extensions<0..2^16-2>`, and nothing after. We never use a ticket, but
+/// one that cannot be decoded is the peer's error all the same (6.2).
+fn well_formed_ticket(b: &[u8]) -> Option<()> {
+    fn vec16(b: &[u8]) -> Option<(&[u8], &[u8])> {
+        let n = u16::from_be_bytes([*b.first()?, *b.get(1)?]) as usize;
+        let rest = &b[2..];
+        Some((rest.get(..n)?, &rest[n..]))
+    }
+    let (&nonce, rest) = b.get(8..)?.split_first()?;
+    let (ticket, rest) = vec16(rest.get(nonce as usize..)?)?;
+    let (_extensions, rest) = vec16(rest)?;
+    (!ticket.is_empty() && rest.is_empty()).then_some(())
 }
 
 /// The length of the whole record at the front of `buf`, if it is all
@@ -365,7 +451,7 @@ pub fn whole_record(buf: &[u8]) -> Option<usize> {
         return None;
     }
     let len = u16::from_be_bytes([buf[3], buf[4]]) as usize;
-    if len > MAX_BODY + 2048 {
+    if len > MAX_BODY {
         return Some(HEADER);
     }
     (buf.len() >= HEADER + len).then_some(HEADER + len)
