@@ -56,10 +56,23 @@ fn interrupted_in_pieces(data: &[u8]) -> Server {
             ..Rules::default()
         },
     );
+    // At 8 MB/s the cut comes a good half second in: the other connection
+    // (started once the pieces are planned) has long taken the first
+    // piece. Unpaced, a loaded machine could start it only after the
+    // first connection took both, and lose the first with the second.
     let o = get_via(
         &s,
         &cut,
-        &["--parallel", "--jobs", "2", "--retries", "0", "big.bin"],
+        &[
+            "--parallel",
+            "--jobs",
+            "2",
+            "--retries",
+            "0",
+            "--limit-rate",
+            "8M",
+            "big.bin",
+        ],
     );
     assert_exit(&o, 3);
     s

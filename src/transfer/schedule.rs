@@ -231,6 +231,11 @@ struct State<'p> {
     ///
     /// [`Progress::totals_due`]: crate::progress::Progress::totals_due
     totals_due: Option<Duration>,
+    /// Whether a probing run may start workers besides the first.
+    others: bool,
+    /// A listing was put out for the other connections, and none has been
+    /// started since.
+    others_coming: bool,
 }
 
 /// What the thread that starts the workers of a probing run does next.
@@ -270,7 +275,15 @@ impl<'p> State<'p> {
 
     /// The line `role` takes from next, if it has anything.
     fn next_line(&mut self, role: Role) -> Option<&mut VecDeque<Item<'p>>> {
+        // A listing put out for another connection (see `ask_listing`) is
+        // the lane's only once no other will take it: behind the lane's
+        // window its answer would wait for every file in it.
+        let for_others = matches!(self.bulk.front(), Some(Item::List { .. }))
+            && (self.others_coming || self.live > 1);
         let order = match (self.mode, role) {
+            (Mode::Lane, Role::Lane) if for_others => {
+                return Some(&mut self.items).filter(|l| !l.is_empty())
+            }
             (Mode::Lane, Role::Lane) => [&mut self.items, &mut self.bulk],
             (Mode::Lane, Role::Bulk) => return Some(&mut self.bulk).filter(|l| !l.is_empty()),
             _ => [&mut self.bulk, &mut self.items],
@@ -325,6 +338,7 @@ impl<'p> State<'p> {
         log::debug!("asking for the listing");
         if self.mode == Mode::Lane {
             self.bulk.push_front(item);
+            self.others_coming = self.others;
         } else {
             self.items.push_front(item);
         }
@@ -387,6 +401,8 @@ impl<'p> Queue<'p> {
                 known: None,
                 listing: Listing::Asked,
                 totals_due: Some(Duration::ZERO),
+                others: false,
+                others_coming: false,
             }),
             changed: Condvar::new(),
             bulk_changed: Condvar::new(),
@@ -491,7 +507,9 @@ impl<'p> Queue<'p> {
 
     /// More workers are about to start.
     pub fn hire(&self, n: usize) {
-        self.st.lock().unwrap().live += n;
+        let mut st = self.st.lock().unwrap();
+        st.live += n;
+        st.others_coming = false;
     }
 
     /// Waits until a probing run wants more workers than the `hired` so
@@ -982,6 +1000,7 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
         let mut st = q.st.lock().unwrap();
         st.asked = asked;
         st.totals_due = run.progress.totals_due();
+        st.others = early > 1;
     }
     std::thread::scope(|s| {
         let q = &q;
