@@ -796,6 +796,23 @@ fn plan_totals(progress: &Progress, todo: &[Task], stamps: &HashMap<String, Stam
 /// this and one recursive listing is cheaper.
 const SIZE_LISTINGS: usize = 16;
 
+/// The folders that hold `tasks`, each once, or the whole tree (`""`,
+/// recursive) when they are more than [`SIZE_LISTINGS`]: what a listing
+/// for their sizes and stamps asks for.
+fn folders_to_list(tasks: &[Task]) -> (Vec<&str>, bool) {
+    let mut folders: Vec<&str> = tasks
+        .iter()
+        .map(|t| t.name.rsplit_once('/').map_or("", |(dir, _)| dir))
+        .collect();
+    folders.sort_unstable();
+    folders.dedup();
+    if folders.len() > SIZE_LISTINGS {
+        (vec![""], true)
+    } else {
+        (folders, false)
+    }
+}
+
 /// The stamps of the files `todo` names, from the server's listings of
 /// the folders they are in (pipelined: one round trip), over `conn` (opened
 /// if needed, kept for the downloads). For the progress total and the
@@ -806,16 +823,7 @@ fn stamps_from_server(
     conn: &mut Option<Connection>,
     todo: &[Task],
 ) -> Result<HashMap<String, Stamp>, Error> {
-    let mut folders: Vec<&str> = todo
-        .iter()
-        .map(|t| t.name.rsplit_once('/').map_or("", |(dir, _)| dir))
-        .collect();
-    folders.sort_unstable();
-    folders.dedup();
-    let recursive = folders.len() > SIZE_LISTINGS;
-    if recursive {
-        folders = vec![""];
-    }
+    let (folders, recursive) = folders_to_list(todo);
     let mut stamps = HashMap::new();
     if conn.is_none() {
         // A server that cannot be reached at once is left to the downloads

@@ -33,8 +33,8 @@ use super::local::{Head, Plan};
 use super::segmented::{Segmented, PIECE_MIN};
 use super::worker;
 use super::{
-    connect, plan_totals, report, stamps_from_server, unusable, Outcome, Run, Task, PROBE_LEN,
-    SIZE_LISTINGS,
+    connect, folders_to_list, plan_totals, report, stamps_from_server, unusable, Outcome, Run,
+    Task, PROBE_LEN,
 };
 use crate::client::Connection;
 use crate::protocol::Stamp;
@@ -936,16 +936,7 @@ fn can_probe(run: &Run, tasks: &[Task]) -> bool {
 /// The listing a probing run asks for: the folders the names are in, or
 /// the whole tree when they are many.
 fn listing_for<'p>(tasks: &[Task]) -> Item<'p> {
-    let mut folders: Vec<&str> = tasks
-        .iter()
-        .map(|t| t.name.rsplit_once('/').map_or("", |(dir, _)| dir))
-        .collect();
-    folders.sort_unstable();
-    folders.dedup();
-    let recursive = folders.len() > SIZE_LISTINGS;
-    if recursive {
-        folders = vec![""];
-    }
+    let (folders, recursive) = folders_to_list(tasks);
     Item::List {
         folders: folders.into_iter().map(str::to_string).collect(),
         recursive,
