@@ -7,7 +7,6 @@
 
 use crate::util::*;
 use std::io::{BufReader, Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 const AUTH_CHALLENGE: u8 = 0x86;
@@ -119,10 +118,11 @@ struct Got {
     digest: Vec<u8>,
 }
 
-/// A hand-written client of one older version, over plain TCP.
+/// A hand-written client of one older version, over plain TCP (or, for
+/// version 6, inside TLS).
 struct Old {
     version: u16,
-    r: BufReader<TcpStream>,
+    r: BufReader<Stream>,
 }
 
 impl Old {
@@ -139,8 +139,24 @@ impl Old {
     /// Connects, sends the greeting and `then` in one write, and returns
     /// the server's greeting, whatever it is.
     fn connect(s: &Server, version: u16, then: &[u8]) -> (Old, Vec<u8>) {
-        let mut c = s.tcp();
+        let c = s.tcp();
         c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Old::greet(Stream::plain(c), version, then)
+    }
+
+    /// As [`Old::open`], over whatever the server speaks: TLS unless it
+    /// runs --plaintext (a version 6 client's way).
+    fn open_any(s: &Server, version: u16, then: &[u8]) -> Old {
+        let (old, hello) = Old::greet(s.connect(), version, then);
+        assert_eq!(
+            hello,
+            greeting(version),
+            "the server answers in version {version}"
+        );
+        old
+    }
+
+    fn greet(mut c: Stream, version: u16, then: &[u8]) -> (Old, Vec<u8>) {
         let mut ask = greeting(version);
         ask.extend_from_slice(then);
         c.write_all(&ask).unwrap();
@@ -533,7 +549,7 @@ fn older_clients_prove_the_token_as_they_always_did_on_a_plaintext_server() {
 }
 
 #[test]
-fn a_tls_server_refuses_older_clients_in_the_clear_naming_version_6() {
+fn a_tls_server_refuses_older_clients_in_the_clear_naming_versions_6_and_7() {
     for token in [false, true] {
         let mut b = Server::builder().files(files);
         if token {
@@ -544,18 +560,34 @@ fn a_tls_server_refuses_older_clients_in_the_clear_naming_version_6() {
         let s = b.start();
         for version in [3u16, 4, 5] {
             // What an older client sends: its greeting and requests, in
-            // the clear. The answer: a version 6 greeting without the auth
-            // flag, ERROR 6, and the end of the connection.
+            // the clear. The answer: a greeting of the highest version
+            // spoken, without the auth flag, ERROR 6, and the end of the
+            // connection.
             let mut ask = list("", 0);
             ask.extend_from_slice(&QUIT);
             let (mut c, hello) = Old::connect(&s, version, &ask);
-            assert_eq!(hello, greeting(6));
+            assert_eq!(hello, greeting(7));
             let (code, msg) = c.error();
             assert_eq!(code, 6);
             assert_eq!(
                 msg,
                 format!(
-                    "unsupported protocol version {version}; this server speaks version 6 over TLS"
+                    "unsupported protocol version {version}; this server speaks versions 6, 7 over TLS"
+                )
+            );
+            c.closed();
+        }
+        // A version 6 or 7 client run with --plaintext gets code 11 after
+        // a greeting of its own version (a version 6 one, as it always
+        // did).
+        for version in [6u16, 7] {
+            let (mut c, hello) = Old::connect(&s, version, &list("", 0));
+            assert_eq!(hello, greeting(version));
+            assert_eq!(
+                c.error(),
+                (
+                    11,
+                    "this server requires TLS; connect without --plaintext".into()
                 )
             );
             c.closed();
@@ -569,15 +601,15 @@ fn a_tls_server_refuses_older_clients_in_the_clear_naming_version_6() {
 #[test]
 fn a_plaintext_server_names_every_version_it_speaks_when_refusing_one() {
     let s = plain_server();
-    for version in [2u16, 7] {
+    for version in [2u16, 8] {
         let (mut c, hello) = Old::connect(&s, version, &list("", 0));
-        assert_eq!(hello, greeting(6));
+        assert_eq!(hello, greeting(7));
         let (code, msg) = c.error();
         assert_eq!(code, 6);
         assert_eq!(
             msg,
             format!(
-                "unsupported protocol version {version}; this server speaks versions 3, 4, 5, 6"
+                "unsupported protocol version {version}; this server speaks versions 3, 4, 5, 6, 7"
             )
         );
         c.closed();
@@ -603,4 +635,77 @@ fn a_busy_plaintext_server_refuses_an_older_client_in_its_own_version() {
     );
     c.closed();
     drop(held);
+}
+
+/// A ranged GET of the first 256 KiB from offset 0, as `get --parallel`
+/// sends before it knows a file's size (a probe).
+fn probe(path: &str) -> Vec<u8> {
+    get(path, 0, None, Some(256 * 1024))
+}
+
+#[test]
+fn an_empty_files_range_is_refused_before_version_7_and_the_whole_file_from_it() {
+    // BLAKE3 has no chaining value for an empty subtree. Up to version 6 a
+    // ranged GET of an empty file is refused with code 5, the connection
+    // kept, and the client asks for the file whole; from version 7 the
+    // range is answered as the whole file it is: FILE, no DATA, END with
+    // the digest of the empty input (algorithm 1).
+    let empty = blake3::hash(b"").as_bytes().to_vec();
+    // The empty file, whole: FILE (size 0, offset 0), no DATA, END with
+    // the digest of the empty input.
+    let whole_empty = |got: Got, what: &str| {
+        assert_eq!(
+            (got.size, got.offset, got.body.len(), got.alg, &got.digest),
+            (0, 0, 0, 1, &empty),
+            "{what}"
+        );
+    };
+    for plaintext in [false, true] {
+        let s = if plaintext {
+            plain_server()
+        } else {
+            Server::builder().files(files).start()
+        };
+        let older: &[u16] = if plaintext { &[4, 5, 6] } else { &[6] };
+        let mut chaining = Vec::new();
+        for &version in older {
+            // Today's released client: the probe, the fall-back, and a
+            // probe of a small file, pipelined.
+            let mut ask = probe("empty");
+            ask.extend(get("empty", 0, None, None));
+            ask.extend(probe("a.txt"));
+            ask.extend_from_slice(&QUIT);
+            let mut c = Old::open_any(&s, version, &ask);
+            assert_eq!(
+                c.error(),
+                (5, "offset 0 is beyond the end of the file (0 bytes)".into()),
+                "v{version}"
+            );
+            whole_empty(c.file(), &format!("v{version}: the fall-back"));
+            let got = c.file();
+            assert_eq!((got.body.as_slice(), got.alg), (&b"hello"[..], 2));
+            chaining.push(got.digest);
+            c.closed();
+        }
+        // Version 7: the probe is the whole file; a small file's probe is
+        // answered as before (its chaining value); a stamp that differs
+        // still refuses a range with code 8.
+        let mut ask = probe("empty");
+        ask.extend(probe("a.txt"));
+        ask.extend(get("empty", 0, Some((1, 0, 0)), Some(256 * 1024)));
+        ask.extend_from_slice(&QUIT);
+        let mut c = Old::open_any(&s, 7, &ask);
+        whole_empty(c.file(), &format!("v7, plaintext {plaintext}"));
+        let got = c.file();
+        assert_eq!((got.body.as_slice(), got.alg), (&b"hello"[..], 2));
+        assert_eq!(got.digest, chaining[0], "a non-empty range as before");
+        assert_eq!(c.error().0, 8);
+        c.closed();
+        let log = s.wait_log("first piece of it");
+        assert_eq!(
+            log.matches("beyond the end of the file").count(),
+            older.len(),
+            "only the older clients were refused: {log}"
+        );
+    }
 }

@@ -498,6 +498,81 @@ fn parallel_names_of_every_kind_before_the_listing() {
 }
 
 #[test]
+fn empty_files_arrive_with_their_probe_one_get_each_without_a_warning() {
+    // An empty file has no range (BLAKE3 has no chaining value for an
+    // empty subtree), so its probe is answered as the whole file: one GET
+    // for it, no refusal in the server's log and no second request. Over
+    // one connection (a short round trip) and over several.
+    let t = SystemTime::UNIX_EPOCH + Duration::new(1_600_000_000, 987_654_321);
+    let empties: Vec<String> = (0..12).map(|i| format!("e{i:02}")).collect();
+    let names = empties.clone();
+    let s = Server::with_files(move |h| {
+        use std::os::unix::fs::PermissionsExt;
+        for (i, n) in names.iter().enumerate() {
+            write(h, n, b"");
+            let f = std::fs::File::options()
+                .write(true)
+                .open(h.join(n))
+                .unwrap();
+            f.set_modified(t).unwrap();
+            let mode = if i % 2 == 0 { 0o755 } else { 0o644 };
+            f.set_permissions(std::fs::Permissions::from_mode(mode))
+                .unwrap();
+        }
+        write(h, "small.txt", b"small");
+    });
+    for (round, short_ms) in [(0, "2000"), (1, "0")] {
+        let o = s
+            .client("get")
+            .env("FXFER_SHORT_HANDSHAKE_MS", short_ms)
+            .args(["-q", "--parallel", "--jobs", "4", "--dir"])
+            .arg(format!("round{round}"))
+            .arg("small.txt")
+            .args(&empties)
+            .output()
+            .unwrap();
+        assert_exit(&o, 0);
+        let d = s.work.join(format!("round{round}"));
+        for (i, n) in empties.iter().enumerate() {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(d.join(n)).unwrap();
+            assert_eq!(m.len(), 0, "{n}");
+            assert_eq!(
+                (m.mtime(), m.mtime_nsec()),
+                (1_600_000_000, 987_654_321),
+                "{n}"
+            );
+            let x = if i % 2 == 0 { 0o111 } else { 0 };
+            assert_eq!(m.mode() & 0o111, x, "{n}: mode {:o}", m.mode());
+        }
+        assert_eq!(std::fs::read(d.join("small.txt")).unwrap(), b"small");
+        // Every connection of this round has closed, so every GET it
+        // made is in the log.
+        let mut log = s.wait_log("disconnected");
+        for _ in 0..100 {
+            let (c, gone) = (
+                log.matches(": connected").count(),
+                log.matches(": disconnected").count(),
+            );
+            if c == gone && gone > round {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            log = s.log_text();
+        }
+        assert!(!log.contains(" WARN "), "round {round}: {log}");
+        for n in &empties {
+            let line = format!(": sent \"{n}\" (0 bytes from offset 0)");
+            assert_eq!(
+                log.matches(&line).count(),
+                round + 1,
+                "round {round}, {n}: one GET a run: {log}"
+            );
+        }
+    }
+}
+
+#[test]
 fn a_parallel_get_of_a_dead_server_gives_up_after_its_retries() {
     // Each connection tries --retries more times, then leaves; the last to
     // leave reports every file. Nobody starts the series over.

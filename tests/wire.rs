@@ -87,21 +87,70 @@ fn worked_examples_are_what_the_server_sends() {
         .start();
     let (ask, answer) = example("12.7 ");
     assert_bytes("12.7", &exchange(&s, &ask), &answer);
+    // An empty file asked for as a range: the whole file in version 7,
+    // refused with code 5 behind a version 6 greeting.
+    let s = Server::with_files(|h| stamped(h, "empty", b""));
+    let (mut ask, answer) = example("12.8 ");
+    assert_bytes("12.8", &exchange(&s, &ask), &answer);
+    ask[5] = 6;
+    assert_bytes("12.8 v6", &exchange(&s, &ask), &last_hex_block("12.8 "));
+}
+
+/// The last code block of a section that is all hex (the bytes of an
+/// answer shown without annotations).
+fn last_hex_block(heading: &str) -> Vec<u8> {
+    let start = DOC.find(&format!("### {heading}")).unwrap();
+    let section = &DOC[start..];
+    let end = section[4..].find("\n##").map_or(section.len(), |i| i + 4);
+    hex_blocks(&section[..end])
+        .pop()
+        .unwrap_or_else(|| panic!("{heading}: no hex block"))
+}
+
+/// The code blocks of `text` that are all hex, as bytes, in order.
+fn hex_blocks(text: &str) -> Vec<Vec<u8>> {
+    text.split("```")
+        .skip(1)
+        .step_by(2)
+        .map(str::trim)
+        .filter(|b| !b.is_empty() && b.chars().all(|c| c.is_ascii_hexdigit()))
+        .map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect()
 }
 
 #[test]
-fn older_versions_are_refused_naming_version_6() {
+fn older_versions_are_refused_naming_versions_6_and_7() {
     let s = Server::with_files(|h| stamped(h, "a.txt", b"hello"));
     // Versions 3 to 5 speak no TLS and bind no token proof to a channel:
-    // inside TLS, they get ERROR 6 after a version 6 greeting.
+    // inside TLS, they get ERROR 6 after a version 7 greeting.
     let (mut ask, _) = example("12.1 ");
     for v in [3, 4, 5] {
         ask[5] = v;
         let got = exchange(&s, &ask);
-        assert_eq!(&got[..8], b"FXFR\x00\x06\x00\x00");
+        assert_eq!(&got[..8], b"FXFR\x00\x07\x00\x00");
         assert_eq!(got[8], 0xEE, "an ERROR frame");
         assert_eq!(&got[13..15], &[0, 6], "unsupported version");
         let text = String::from_utf8_lossy(&got[17..]);
-        assert!(text.contains("speaks version 6"), "{text}");
+        assert!(text.ends_with("speaks versions 6, 7"), "{text}");
     }
+    // Section 12.6's ERROR 6, inside TLS and in the clear.
+    let error6 = hex_blocks(&DOC[DOC.find("**ERROR 6.** Inside TLS").unwrap()..]);
+    ask[5] = 5;
+    assert_bytes("12.6 ERROR 6", &exchange(&s, &ask), &error6[0]);
+    let mut c = s.tcp();
+    c.write_all(&ask).unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).unwrap();
+    assert_bytes("12.6 ERROR 6 in the clear", &got, &error6[1]);
+    // Version 6 is answered in version 6, as a version 6 server did.
+    ask[5] = 6;
+    let (_, answer) = example("12.1 ");
+    let got = exchange(&s, &ask);
+    assert_eq!(&got[..8], b"FXFR\x00\x06\x00\x00");
+    assert_bytes("12.1 in v6", &got[8..], &answer[8..]);
 }

@@ -612,7 +612,13 @@ impl<W: Wire> Connection<W> {
         sink: &mut dyn FileSink,
     ) -> Result<Result<Received, FileError>, Error> {
         let header = match self.recv()? {
-            Response::File(h) if h.offset == offset && (len.is_none() || h.offset < h.size) => h,
+            // A range starts before the end of the file, except that from
+            // version 7 an empty file's range from 0 is the whole file.
+            Response::File(h)
+                if h.offset == offset && (len.is_none() || h.offset < h.size || h.size == 0) =>
+            {
+                h
+            }
             Response::File(h) if h.offset == 0 && len.is_none() => h,
             Response::File(h) => {
                 return Err(Error::protocol(

@@ -1,8 +1,9 @@
-//! The fxfer wire protocol, version 6: handshake, frames, requests and
+//! The fxfer wire protocol, version 7: handshake, frames, requests and
 //! responses, encoded and decoded over any `Read`/`Write`. Since version 6
 //! it runs inside TLS 1.3 (see `transport`), which this module never sees.
-//! In the clear (plaintext mode) a server also speaks versions 3 to 5, each
-//! with its own framing and token proofs: see [`versions_spoken`].
+//! A server also speaks version 6 inside TLS, and in the clear (plaintext
+//! mode) versions 3 to 6, each with its own framing and token proofs: see
+//! [`versions_spoken`].
 //!
 //! This module knows nothing about sockets, files, threads or terminals; the
 //! server and client wrap it around a `TcpStream`, the tests around a
@@ -27,8 +28,10 @@
 //! by a single `ERROR` frame in place of any of them. A ranged GET (version
 //! 4) asks for at most `length` bytes from `offset`, and its END carries the
 //! BLAKE3 chaining value of that range, so a client can fetch a file in
-//! pieces over several connections and still verify it as a whole. Requests
-//! may be pipelined; responses come back in request order.
+//! pieces over several connections and still verify it as a whole (from
+//! version 7, an empty file's range, which has no chaining value, is
+//! answered as the whole file, END carrying its digest). Requests may be
+//! pipelined; responses come back in request order.
 
 mod codec;
 pub mod handshake;
@@ -49,20 +52,27 @@ pub const MAGIC: [u8; 4] = *b"FXFR";
 /// 5 added permission bits to listings and FILE headers, digests in
 /// listings on request, and LIST of a single file (fetching only what
 /// changed); version 6 runs inside TLS 1.3 and binds the token proofs to
-/// the TLS channel.
-pub const VERSION: u16 = 6;
-/// The versions a server speaks inside TLS: only 6, the first that knew
-/// TLS (older clients never start a TLS handshake).
-pub const TLS_VERSIONS: &[u16] = &[6];
+/// the TLS channel; version 7 answers a ranged GET of an empty file as the
+/// whole file instead of refusing it.
+pub const VERSION: u16 = 7;
+/// The versions a server speaks inside TLS: 6, the first that knew TLS
+/// (older clients never start a TLS handshake), and 7.
+pub const TLS_VERSIONS: &[u16] = &[6, 7];
 /// The versions a server speaks in plaintext mode: every version since
 /// token authentication, each client answered in its own version. Versions
 /// 3 to 5 never had TLS, so in the clear they lose nothing they had.
-pub const PLAINTEXT_VERSIONS: &[u16] = &[3, 4, 5, 6];
+pub const PLAINTEXT_VERSIONS: &[u16] = &[3, 4, 5, 6, 7];
 /// The first version with ranged GETs.
 pub const RANGE_VERSION: u16 = 4;
 /// The first version whose listings and FILE headers carry permission bits
 /// (and, on request, digests), and that lists a single file.
 pub const SYNC_VERSION: u16 = 5;
+/// The first version that answers a ranged GET from offset 0 of an empty
+/// file (a probe of a file whose size the client does not know yet) with
+/// the whole file, END carrying its BLAKE3 digest: BLAKE3 defines no
+/// chaining value for an empty subtree, so before it such a range was
+/// refused with code 5 and cost the client a second request.
+pub const EMPTY_RANGE_VERSION: u16 = 7;
 /// BLAKE3's chunk size: a ranged GET starts on a multiple of it.
 pub const CHUNK_LEN: u64 = 1024;
 /// Greeting flag (server to client): a token is required; an AUTH_CHALLENGE
@@ -206,7 +216,7 @@ pub fn versions_spoken(tls: bool) -> &'static [u16] {
     }
 }
 
-/// "version 6" or "versions 3, 4, 5, 6", for messages.
+/// "version 6" or "versions 6, 7", for messages.
 pub fn versions_text(versions: &[u16]) -> String {
     let list = versions
         .iter()

@@ -621,6 +621,41 @@ fn worked_examples_match_the_protocol_document() {
     let mut s = hello.to_vec();
     s.extend(listing(true));
     assert_eq!(documented_exchange("12.5"), (hex(&c), hex(&s)));
+
+    // 12.8: an empty file asked for as a range, answered whole: FILE with
+    // size 0, no DATA, END with the digest of the empty input (algorithm
+    // 1). Read back, the answer is what a client checks.
+    let mut c = hello.to_vec();
+    c.extend(req(&[
+        Request::Get {
+            path: "empty".into(),
+            offset: 0,
+            if_unchanged: None,
+            len: Some(256 * 1024),
+        },
+        Request::Quit,
+    ]));
+    let empty = FileHeader {
+        size: 0,
+        ..example_header(0)
+    };
+    let mut s = hello.to_vec();
+    write_file_header(&mut s, &empty).unwrap();
+    write_trailer(&mut s, &Trailer::blake3(*blake3::hash(b"").as_bytes())).unwrap();
+    assert_eq!(documented_exchange("12.8"), (hex(&c), hex(&s)));
+    let mut r = &s[8..];
+    assert_eq!(Response::read_from(&mut r).unwrap(), Response::File(empty));
+    match Response::read_from(&mut r).unwrap() {
+        Response::End(t) => {
+            assert_eq!(t.algorithm, DigestAlgorithm::Blake3);
+            assert_eq!(
+                hex(&t.digest),
+                "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(r.is_empty());
 }
 
 fn req(rs: &[Request]) -> Vec<u8> {

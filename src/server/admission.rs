@@ -813,6 +813,9 @@ impl Loop {
         if p.plain_client {
             // At a TLS server, in the clear: refused, in the clear.
             let (code, msg) = if protocol::TLS_VERSIONS.contains(&hello.version) {
+                // In the client's own version, which it reads the refusal
+                // as (a version 6 client gets the bytes it always got).
+                p.version = hello.version;
                 (
                     ErrorCode::TransportMismatch,
                     "this server requires TLS; connect without --plaintext".to_string(),

@@ -573,7 +573,8 @@ struct GetRequest<'a> {
 }
 
 /// Answers a GET: FILE, DATA..., END with the BLAKE3 digest of the whole
-/// file, or for a ranged GET the chaining value of the range sent. Returns
+/// file, or for a ranged GET the chaining value of the range sent (from
+/// version 7, an empty file's range is the whole file). Returns
 /// the body bytes sent, or `None` if refused.
 fn get(
     w: &mut Batch,
@@ -631,7 +632,15 @@ fn get(
         }
         _ => want.offset,
     };
-    if offset > size || (want.len.is_some() && offset == size) {
+    // From version 7 an empty file's range from offset 0 is the whole
+    // file, and answered as a plain GET of it: BLAKE3 has no chaining
+    // value for an empty subtree, and a client probing a file of unknown
+    // size would otherwise need a second request. Older connections keep
+    // the refusal below, which their clients answer by asking again.
+    let len = want
+        .len
+        .filter(|_| !(size == 0 && offset == 0 && want.version >= protocol::EMPTY_RANGE_VERSION));
+    if offset > size || (len.is_some() && offset == size) {
         refuse_with!(
             ErrorCode::BadRequest,
             format!("offset {offset} is beyond the end of the file ({size} bytes)")
@@ -644,10 +653,10 @@ fn get(
         mtime_nanos,
         mode: md.mode() as u16 & protocol::MODE_MASK,
     };
-    let body = header.range_len(want.len);
+    let body = header.range_len(len);
     // What END carries: the whole file's digest, or the range's chaining
     // value.
-    let range = want.len.map(|_| (offset, body));
+    let range = len.map(|_| (offset, body));
 
     let digest = if size <= SMALL_BODY {
         // Small: read it whole (the digest covers the whole file even when

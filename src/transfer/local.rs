@@ -1009,12 +1009,18 @@ impl<'a> LocalFile<'a> {
     /// Checks what a ranged GET from the start brought against the
     /// server's chaining value: the whole file, ready to be placed, or its
     /// first bytes, kept in the part (their hash is kept too, so that
-    /// continuing the file does not read them again).
+    /// continuing the file does not read them again). An empty file comes
+    /// with its digest instead, and is checked as a whole file.
     pub fn finish_probe(mut self, trailer: &Trailer) -> Result<Probed, Failure> {
         self.finish_writing()?;
         let header = self
             .header
             .ok_or_else(|| Failure::Permanent("no file header".into()))?;
+        if header.size == 0 && trailer.algorithm == DigestAlgorithm::Blake3 {
+            // An empty file has no chaining value: from version 7 its range
+            // is answered as the whole file, with the whole file's digest.
+            return self.finish(trailer).map(|a| Probed::Whole(Box::new(a)));
+        }
         if trailer.algorithm != DigestAlgorithm::Blake3Subtree || trailer.digest.len() != 32 {
             return Err(Failure::Permanent(
                 "server sent no BLAKE3 chaining value for a range; cannot verify it".into(),
