@@ -7,6 +7,9 @@
 
 use crate::util::*;
 use std::io::{BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 const AUTH_CHALLENGE: u8 = 0x86;
@@ -706,6 +709,110 @@ fn an_empty_files_range_is_refused_before_version_7_and_the_whole_file_from_it()
             log.matches("beyond the end of the file").count(),
             older.len(),
             "only the older clients were refused: {log}"
+        );
+    }
+}
+
+/// A version 6 server in plaintext mode, made of the real one (which
+/// answers a version 6 client exactly as a version 6 server did) behind a
+/// proxy that refuses a version 7 greeting as a version 6 server does: its
+/// own greeting, ERROR 6, and the end of the connection. Gives the proxy's
+/// port and how many version 7 greetings it refused.
+fn v6_only(s: &Server) -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let (count, to) = (Arc::clone(&refused), s.port);
+    std::thread::spawn(move || {
+        for c in l.incoming().take(64) {
+            let Ok(mut c) = c else { break };
+            let count = Arc::clone(&count);
+            std::thread::spawn(move || {
+                c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let mut hello = [0u8; 8];
+                if c.read_exact(&mut hello).is_err() {
+                    return;
+                }
+                c.set_read_timeout(None).unwrap();
+                if hello[4..6] == [0, 7] {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let mut p = 6u16.to_be_bytes().to_vec();
+                    p.extend(str16(
+                        "unsupported protocol version 7; this server speaks versions 3, 4, 5, 6",
+                    ));
+                    let mut answer = greeting(6);
+                    answer.extend(frame(ERROR, &p));
+                    let _ = c.write_all(&answer);
+                    let _ = c.shutdown(Shutdown::Write);
+                    let _ = std::io::copy(&mut c, &mut std::io::sink());
+                    return;
+                }
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", to)) else {
+                    return;
+                };
+                let _ = up.write_all(&hello);
+                let (mut down_to, mut down_from) =
+                    (c.try_clone().unwrap(), up.try_clone().unwrap());
+                let down = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut down_from, &mut down_to);
+                    let _ = down_to.shutdown(Shutdown::Write);
+                });
+                let _ = std::io::copy(&mut c, &mut up);
+                let _ = up.shutdown(Shutdown::Write);
+                let _ = down.join();
+            });
+        }
+    });
+    (port, refused)
+}
+
+#[test]
+fn this_client_speaks_version_6_to_a_server_that_speaks_no_7() {
+    // A version 6 server refuses a version 7 greeting; the client then
+    // connects again in version 6, sends again what it had sent, and
+    // greets that server in 6 for the rest of the run. In version 6 an
+    // empty file's probe is refused, and the client asks for it whole.
+    for token in [false, true] {
+        let tf = tempfile::tempdir().unwrap().keep().join("token");
+        secret(&tf, TOKEN);
+        let mut b = Server::builder().files(files).plaintext();
+        if token {
+            b = b.arg("--token-file").arg(tf.to_str().unwrap());
+        }
+        let s = b.start();
+        let (port, refused) = v6_only(&s);
+        let port = port.to_string();
+        let runs: [&[&str]; 2] = [&[], &["--parallel", "--jobs", "3"]];
+        for (round, extra) in runs.iter().enumerate() {
+            let dir = format!("round{round}");
+            let mut c = fxfer(&s.work);
+            c.args(["get", "--plaintext", "--port", &port, "--dir", &dir]);
+            if token {
+                c.arg("--token-file").arg(&tf);
+            }
+            let o = c
+                .args(*extra)
+                .args(["empty", "a.txt", "big.bin"])
+                .output()
+                .unwrap();
+            assert_exit(&o, 0);
+            for (name, data) in expected().into_iter().filter(|(n, _)| !n.contains('/')) {
+                let got = std::fs::read(s.work.join(&dir).join(name)).unwrap();
+                assert!(got == data, "token {token}, round {round}: {name}");
+            }
+        }
+        let log = s.wait_log("refused GET \"empty\"");
+        assert!(log.contains("connected (protocol v6)"), "{log}");
+        assert!(
+            !log.lines().any(|l| l.ends_with(": connected")),
+            "a version 7 connection reached the server: {log}"
+        );
+        // Found out once in the serial run, and once per connection at
+        // most (the first ones start together) in the parallel one.
+        let n = refused.load(Ordering::SeqCst);
+        assert!(
+            (2..=4).contains(&n),
+            "token {token}: {n} version 7 greetings"
         );
     }
 }

@@ -17,7 +17,7 @@ pub use limits::{
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::config::ServerAddr;
@@ -106,6 +106,43 @@ pub struct Connection<W: Wire = Link> {
     identity: Option<(Fingerprint, Trusted)>,
     /// TLS version and cipher suite, or "plaintext".
     transport: String,
+    /// The protocol version we greeted with: [`protocol::VERSION`], or one
+    /// of [`OLDER_VERSIONS`] for a server that speaks only that.
+    version: u16,
+    /// The requests sent before the server's greeting came: sent again
+    /// over a new connection if the server speaks only an older version.
+    early: Vec<u8>,
+    /// Connects again greeting in another version (connections made with
+    /// [`Connection::connect`]; once per connection).
+    reopen: Option<Reopen<W>>,
+}
+
+/// How a connection connects again, in the version given.
+type Reopen<W> = Box<dyn FnMut(u16) -> Result<Connection<W>, Error> + Send>;
+
+/// The older versions this client also speaks, to a server that speaks no
+/// newer one. Version 6 differs from 7 only in refusing a ranged GET of an
+/// empty file, which this client answers by asking for the file whole.
+pub const OLDER_VERSIONS: &[u16] = &[6];
+
+/// The servers (by address) found to speak only an older version, and
+/// which: the later connections of a run greet them in it at once.
+static OLDER_SERVERS: Mutex<Vec<(String, u16)>> = Mutex::new(Vec::new());
+
+/// "versions 6, 7": what this client speaks, for messages.
+fn spoken_text() -> String {
+    let mut all = OLDER_VERSIONS.to_vec();
+    all.push(protocol::VERSION);
+    protocol::versions_text(&all)
+}
+
+/// The version to greet the server `addr` with.
+fn version_for(addr: &str) -> u16 {
+    let known = OLDER_SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    known
+        .iter()
+        .find(|(a, _)| a == addr)
+        .map_or(protocol::VERSION, |&(_, v)| v)
 }
 
 impl Connection<Link> {
@@ -113,6 +150,20 @@ impl Connection<Link> {
     /// server's identity (unless `--plaintext`), and queues our greeting
     /// (sent with the first request).
     pub fn connect(server: &ServerAddr, limits: &Limits) -> Result<Connection, Error> {
+        let (again, lim) = (server.clone(), *limits);
+        let reopen: Reopen<Link> =
+            Box::new(move |version| Connection::connect_in(&again, &lim, version, None));
+        let version = version_for(&server.to_string());
+        Connection::connect_in(server, limits, version, Some(reopen))
+    }
+
+    /// [`Connection::connect`], greeting in `version`.
+    fn connect_in(
+        server: &ServerAddr,
+        limits: &Limits,
+        version: u16,
+        reopen: Option<Reopen<Link>>,
+    ) -> Result<Connection, Error> {
         let addr = server.to_string();
         let fail = |reason: String| Error::Connect {
             addr: addr.clone(),
@@ -185,14 +236,16 @@ impl Connection<Link> {
         };
         let transport = stream.describe();
         log::debug!("{addr}: {transport}");
-        let mut conn = Connection::over(
+        let mut conn = Connection::over_in(
             Link::new(stream),
             addr,
             server.token.clone(),
             limits,
             transport,
+            (version, reopen),
         )?;
-        conn.identity = identity;
+        // (Unless it connected again: that connection has its own.)
+        conn.identity = conn.identity.take().or(identity);
         Ok(conn)
     }
 }
@@ -209,6 +262,19 @@ impl<W: Wire> Connection<W> {
         limits: &Limits,
         transport: String,
     ) -> Result<Connection<W>, Error> {
+        let version = (protocol::VERSION, None);
+        Connection::over_in(wire, addr, token, limits, transport, version)
+    }
+
+    /// [`Connection::over`], greeting in `version`.
+    fn over_in(
+        wire: W,
+        addr: String,
+        token: Option<Vec<u8>>,
+        limits: &Limits,
+        transport: String,
+        (version, reopen): (u16, Option<Reopen<W>>),
+    ) -> Result<Connection<W>, Error> {
         let (r, w) = Socket::pair(wire, *limits);
         let mut conn = Connection {
             addr,
@@ -221,8 +287,11 @@ impl<W: Wire> Connection<W> {
             limits: *limits,
             identity: None,
             transport,
+            version,
+            early: Vec::new(),
+            reopen,
         };
-        Hello::current()
+        Hello { version, flags: 0 }
             .write_to(&mut conn.writer)
             .map_err(|e| conn.lost(e))?;
         // With a token, finish the handshake before any request goes out;
@@ -278,6 +347,10 @@ impl<W: Wire> Connection<W> {
 
     /// Queues a request; [`Connection::flush`] sends what is queued.
     pub fn send(&mut self, req: &Request) -> Result<(), Error> {
+        if !self.greeted && self.reopen.is_some() {
+            // Kept until the greeting says whether they must go again.
+            req.write_to(&mut self.early).map_err(|e| self.lost(e))?;
+        }
         req.write_to(&mut self.writer).map_err(|e| self.lost(e))
     }
 
@@ -338,21 +411,27 @@ impl<W: Wire> Connection<W> {
         })?;
         self.reader.get_mut().timeout = self.timeout;
         self.greeted = true;
-        // This client speaks only the version it greeted with.
-        if hello.version != protocol::VERSION {
-            // The server says which versions it speaks in an ERROR frame.
+        // The server speaks the version we greeted with, or says in its
+        // greeting the highest it speaks, and why in an ERROR frame.
+        if hello.version != self.version {
             let why = match self.read_response() {
                 Ok(Response::Error(e)) => e.message,
                 _ => format!("server speaks protocol version {}", hello.version),
             };
+            if hello.version < self.version && OLDER_VERSIONS.contains(&hello.version) {
+                if let Some(reopen) = self.reopen.take() {
+                    return self.speak_older(hello.version, reopen, &why);
+                }
+            }
             return Err(Error::protocol(
                 format!("server {}", self.addr),
                 ProtocolError::Incompatible(format!(
-                    "protocol version mismatch: {why} (this client speaks version {})",
-                    protocol::VERSION
+                    "protocol version mismatch: {why} (this client speaks {})",
+                    spoken_text()
                 )),
             ));
         }
+        self.early = Vec::new();
         log::debug!("{}: speaks protocol v{}", self.addr, hello.version);
         if hello.flags & protocol::HELLO_AUTH != 0 {
             self.authenticate()?;
@@ -384,6 +463,39 @@ impl<W: Wire> Connection<W> {
             ));
         }
         Ok(())
+    }
+
+    /// The server speaks only `version`, an older one we speak too: connect
+    /// again in it, send again what was sent, and go on over the new
+    /// connection. Later connections to this server greet in it at once.
+    fn speak_older(&mut self, version: u16, mut reopen: Reopen<W>, why: &str) -> Result<(), Error> {
+        log::info!("{}: {why}; speaking protocol v{version} with it", self.addr);
+        {
+            let mut known = OLDER_SERVERS.lock().unwrap_or_else(|p| p.into_inner());
+            known.retain(|(a, _)| *a != self.addr);
+            known.push((self.addr.clone(), version));
+        }
+        let mut fresh = reopen(version)?;
+        fresh.set_timeout(self.timeout);
+        if let Some(l) = self.reader.get_ref().limit.clone() {
+            fresh.limit_rate(l);
+        }
+        fresh
+            .writer
+            .write_all(&self.early)
+            .map_err(|e| fresh.lost(ProtocolError::Io(e)))?;
+        *self = fresh;
+        if self.greeted {
+            // It had a token: the greeting came before any request.
+            self.flush()
+        } else {
+            self.greet()
+        }
+    }
+
+    /// The protocol version this connection speaks (once greeted).
+    pub fn version(&self) -> u16 {
+        self.version
     }
 
     fn auth_error(&self, reason: impl Into<String>) -> Error {
@@ -615,7 +727,10 @@ impl<W: Wire> Connection<W> {
             // A range starts before the end of the file, except that from
             // version 7 an empty file's range from 0 is the whole file.
             Response::File(h)
-                if h.offset == offset && (len.is_none() || h.offset < h.size || h.size == 0) =>
+                if h.offset == offset
+                    && (len.is_none()
+                        || h.offset < h.size
+                        || (h.size == 0 && self.version >= protocol::EMPTY_RANGE_VERSION)) =>
             {
                 h
             }

@@ -175,7 +175,9 @@ impl Session {
         self.say(&format!(
             "Connected to {} (fxfer protocol v{}). Downloads go to {}.",
             self.settings.server,
-            protocol::VERSION,
+            self.conn
+                .as_ref()
+                .map_or(protocol::VERSION, Connection::version),
             self.settings.download_dir.display()
         ));
         let mut browser = Browser::new(self.settings.server.to_string(), listing);
@@ -369,7 +371,12 @@ impl Session {
             .collect();
         let total: u64 = files.iter().map(|e| e.size).sum();
         self.say(&format!("Server:          {}", self.settings.server));
-        self.say(&format!("Protocol:        fxfer v{}", protocol::VERSION));
+        self.say(&format!(
+            "Protocol:        fxfer v{}",
+            self.conn
+                .as_ref()
+                .map_or(protocol::VERSION, Connection::version)
+        ));
         if let Some(c) = &self.conn {
             self.say(&format!("Transport:       {}", c.transport()));
             match c.identity() {
