@@ -593,12 +593,16 @@ fn whole_arrived<'p>(
             out
         }
         Received::Unranged => {
+            // A server before version 7 has no range from offset 0 of an
+            // empty file. Known to be empty, it goes behind what is in
+            // flight, instead of alone as a file of unknown size would
+            // (one round trip each).
             let mut t = t;
             t.probe = false;
             q.give_back(
                 vec![Item::Whole {
                     task: Box::new(t),
-                    size,
+                    size: size.or(Some(0)),
                 }],
                 1,
             );
