@@ -570,7 +570,8 @@ fn in_asked_order(
             (f.as_str(), (by, j + 1))
         })
         .collect();
-    outcomes.sort_by_key(|o| {
+    // (One look-up per outcome, not one per comparison.)
+    outcomes.sort_by_cached_key(|o| {
         files
             .get(o.name.as_str())
             .copied()

@@ -505,6 +505,13 @@ impl<'p> Queue<'p> {
         }
     }
 
+    /// No other worker will start (there is no thread to start them).
+    fn alone(&self) {
+        let mut st = self.st.lock().unwrap();
+        st.others = false;
+        st.others_coming = false;
+    }
+
     /// More workers are about to start.
     pub fn hire(&self, n: usize) {
         let mut st = self.st.lock().unwrap();
@@ -984,9 +991,8 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
         task: Box::new(t),
         size: None,
     }));
-    // This thread holds the queue open while it starts the workers, so
-    // that one failing to start cannot leave the work without anyone.
-    let q = Queue::new(Some(items), 2);
+    // One worker: this thread.
+    let q = Queue::new(Some(items), 1);
     {
         let mut st = q.st.lock().unwrap();
         st.asked = asked;
@@ -995,25 +1001,33 @@ fn probing(run: &Run, mut tasks: Vec<Task>) -> Vec<Outcome> {
     }
     std::thread::scope(|s| {
         let q = &q;
-        let spawn = |n: usize, from: usize| spawn_workers(s, run, q, from, n);
-        // The first one alone: its set-up says whether the others are
-        // needed now (see Queue::next).
-        let mut handles = spawn(1, 0);
-        let mut hired = 1;
-        let mut outcomes = Vec::new();
-        let left = q.leave(Role::Any);
-        if !left.is_empty() {
-            // No worker is left (none could start): this thread works.
-            q.hire(1);
-            q.give_back(left, 0);
-            outcomes.extend(worker::work(run, q, None, None, true));
+        // This thread is the first worker: its set-up says whether the
+        // others are needed now (see Queue::next). Another thread starts
+        // them, so that the first request waits for no thread to start.
+        // (At a short round trip this thread then fetches every small
+        // file, as a serial get does.)
+        let hiring = std::thread::Builder::new()
+            .name("get-hire".into())
+            .spawn_scoped(s, move || {
+                let mut handles = Vec::new();
+                let mut hired = 1;
+                while let Next::Hire(n) = q.next(hired, early, jobs) {
+                    q.hire(n);
+                    handles.extend(spawn_workers(s, run, q, hired, n));
+                    hired += n;
+                }
+                let mut outcomes = Vec::new();
+                for h in handles {
+                    outcomes.extend(h.join().unwrap_or_default());
+                }
+                outcomes
+            });
+        if hiring.is_err() {
+            // Nobody will start the others: this worker takes everything.
+            q.alone();
         }
-        while let Next::Hire(n) = q.next(hired, early, jobs) {
-            q.hire(n);
-            handles.extend(spawn(n, hired));
-            hired += n;
-        }
-        for h in handles {
+        let mut outcomes = worker::work(run, q, None, None, true);
+        if let Ok(h) = hiring {
             outcomes.extend(h.join().unwrap_or_default());
         }
         outcomes
@@ -1030,19 +1044,13 @@ pub fn parallel(
     known: Option<HashMap<String, Stamp>>,
 ) -> Vec<Outcome> {
     let jobs = run.settings.jobs;
-    let order: HashMap<String, usize> = tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.name.clone(), i))
-        .collect();
+    // (The outcomes come in any order: `get` puts them in the order asked.)
     if known.is_none() && first.is_none() && can_probe(run, &tasks) {
-        let mut outcomes = probing(run, tasks);
-        outcomes.sort_by_key(|o| order.get(&o.name).copied().unwrap_or(usize::MAX));
-        return outcomes;
+        return probing(run, tasks);
     }
     let early = jobs.min(tasks.len()).max(1);
     let q = Queue::new(None, early);
-    let mut outcomes = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let q = &q;
         let spawn = |n: usize| spawn_workers(s, run, q, 0, n);
         // The other connections are opened while this one is: each costs
@@ -1095,9 +1103,7 @@ pub fn parallel(
             outcomes.extend(h.join().unwrap_or_default());
         }
         outcomes
-    });
-    outcomes.sort_by_key(|o| order.get(&o.name).copied().unwrap_or(usize::MAX));
-    outcomes
+    })
 }
 
 #[cfg(test)]
