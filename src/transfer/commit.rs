@@ -121,15 +121,17 @@ pub fn alongside<R, O: Send>(
             q.set_open(false);
         }
         let r = work();
-        // Nothing more comes: the thread writes what is left and stops.
+        // Nothing more comes. What is left is written by the thread and
+        // by this one, whose connections are done: a core that would
+        // wait here shares the writing (and writes what a thread that
+        // stopped never took).
         q.set_open(false);
-        let mut out = match writer.map(|h| h.join()) {
-            Ok(Ok(out)) => out,
-            _ => Vec::new(),
-        };
-        // Files the thread never took (it stopped) are written here.
+        let mut out = Vec::new();
         while let Some(a) = q.pop() {
             out.extend(dest.commit(a).into_iter().map(settle));
+        }
+        if let Ok(Ok(theirs)) = writer.map(|h| h.join()) {
+            out.extend(theirs);
         }
         out.extend(dest.flush().into_iter().map(settle));
         (r, out)
