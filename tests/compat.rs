@@ -816,3 +816,56 @@ fn this_client_speaks_version_6_to_a_server_that_speaks_no_7() {
         );
     }
 }
+
+#[test]
+fn a_busy_version_6_server_is_reported_busy_not_spoken_to_again_in_6() {
+    // A server refuses at acceptance (its address limit, a penalty) before
+    // it has read the client's greeting, so the refusal comes behind its
+    // own version's greeting: not a version mismatch, and no reason to
+    // connect again in that version at once.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port().to_string();
+    let in_6 = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&in_6);
+    std::thread::spawn(move || {
+        for c in l.incoming().take(16) {
+            let Ok(mut c) = c else { break };
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut hello = [0u8; 8];
+            if c.read_exact(&mut hello).is_ok() && hello[4..6] == [0, 6] {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+            let mut p = 4u16.to_be_bytes().to_vec();
+            p.extend(str16(
+                "server busy: too many connections from your address, try again later",
+            ));
+            let mut answer = greeting(6);
+            answer.extend(frame(ERROR, &p));
+            let _ = c.write_all(&answer);
+            let _ = c.shutdown(Shutdown::Write);
+            let _ = std::io::copy(&mut c, &mut std::io::sink());
+        }
+    });
+    let work = tempfile::tempdir().unwrap();
+    let o = fxfer(work.path())
+        .args([
+            "get",
+            "--plaintext",
+            "--port",
+            &port,
+            "--retries",
+            "0",
+            "a.txt",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("server busy"), "{err}");
+    assert!(!err.contains("version"), "{err}");
+    assert_eq!(
+        in_6.load(Ordering::SeqCst),
+        0,
+        "greeted in version 6: {err}"
+    );
+}

@@ -415,7 +415,11 @@ impl<W: Wire> Connection<W> {
         // greeting the highest it speaks, and why in an ERROR frame.
         if hello.version != self.version {
             let why = match self.read_response() {
-                Ok(Response::Error(e)) => e.message,
+                Ok(Response::Error(e)) if e.code == ErrorCode::UnsupportedVersion => e.message,
+                // Refused before the server read our greeting (its address
+                // limit, a penalty), so behind its own version's greeting:
+                // that refusal, not a version to speak.
+                Ok(Response::Error(e)) => return Err(self.refusal(e)),
                 _ => format!("server speaks protocol version {}", hello.version),
             };
             if hello.version < self.version && OLDER_VERSIONS.contains(&hello.version) {
