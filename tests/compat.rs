@@ -869,3 +869,24 @@ fn a_busy_version_6_server_is_reported_busy_not_spoken_to_again_in_6() {
         "greeted in version 6: {err}"
     );
 }
+
+#[test]
+fn the_later_connections_of_a_run_greet_a_version_6_server_in_6_at_once() {
+    // A parallel get of a folder lists it first, over one connection, and
+    // starts the others once that one has found the server speaks only
+    // version 6: they greet in 6 from the start.
+    let s = plain_server();
+    let (port, refused) = v6_only(&s);
+    let o = fxfer(&s.work)
+        .args(["get", "--plaintext", "--port", &port.to_string()])
+        .args(["--dir", "got", "--parallel", "--jobs", "4", "-r", ""])
+        .output()
+        .unwrap();
+    assert_exit(&o, 0);
+    for (name, data) in expected() {
+        assert!(std::fs::read(s.work.join("got").join(name)).unwrap() == data);
+    }
+    let log = s.wait_log("sent \"big.bin\"");
+    assert!(log.matches("connected (protocol v6)").count() > 1, "{log}");
+    assert_eq!(refused.load(Ordering::SeqCst), 1, "{log}");
+}
