@@ -280,3 +280,34 @@ fn a_descriptor_storm_leaks_no_per_address_slot() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_exit(&s.client("ls").output().unwrap(), 0);
 }
+
+#[test]
+fn a_refusal_at_acceptance_greets_in_version_6_which_a_version_6_client_reads_as_one() {
+    use std::io::{Read, Write};
+    // Refused before its greeting is read, a client's version is unknown:
+    // a version 6 client takes any other greeting for a version mismatch
+    // (and gives up, where busy is worth a retry), and a version 7 client
+    // reads a refusal behind a version 6 greeting as that refusal.
+    let s = Server::builder()
+        .plaintext()
+        .files(|h| write(h, "a.txt", b"alpha"))
+        .arg("--max-connections-per-ip")
+        .arg("1")
+        .start();
+    let _first = hold(&s);
+    for version in [6u16, 7] {
+        let mut c = s.tcp();
+        let mut hello = b"FXFR".to_vec();
+        hello.extend(version.to_be_bytes());
+        hello.extend([0, 0]);
+        c.write_all(&hello).unwrap();
+        let mut got = [0u8; 8];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(got, *b"FXFR\x00\x06\x00\x00", "a version {version} client");
+        let mut r = BufReader::new(c);
+        match Response::read_from(&mut r).unwrap() {
+            Response::Error(e) => assert_eq!(e.code, ErrorCode::Busy),
+            other => panic!("{other:?}"),
+        }
+    }
+}

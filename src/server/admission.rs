@@ -596,6 +596,11 @@ impl Loop {
             // Decided before reading anything: answered in the clear, so a
             // refusal costs no cryptography.
             p.wire = Wire::Plain;
+            // And before the client said its version: greeted in 6, which
+            // a version 7 client reads a refusal behind too, where a
+            // version 6 one takes any other greeting for a mismatch (and
+            // gives up, where busy is worth a retry).
+            p.version = protocol::TLS_VERSIONS[0];
         }
         if let Some(wait) = self.registry.penalties.pending(peer.ip(), now) {
             warn!(
