@@ -41,6 +41,19 @@ fn str16(s: &str) -> Vec<u8> {
     v
 }
 
+/// What a version 6 server answers a connection it refuses: its greeting,
+/// one ERROR frame with `code` and `message`, then the end of its sending
+/// side, reading (and dropping) what the client still sends.
+fn refuse_in_6(c: &mut TcpStream, code: u16, message: &str) {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend(str16(message));
+    let mut answer = greeting(6);
+    answer.extend(frame(ERROR, &p));
+    let _ = c.write_all(&answer);
+    let _ = c.shutdown(Shutdown::Write);
+    let _ = std::io::copy(c, &mut std::io::sink());
+}
+
 fn list(path: &str, flags: u8) -> Vec<u8> {
     let mut p = str16(path);
     p.push(flags);
@@ -736,15 +749,11 @@ fn v6_only(s: &Server) -> (u16, Arc<AtomicUsize>) {
                 c.set_read_timeout(None).unwrap();
                 if hello[4..6] == [0, 7] {
                     count.fetch_add(1, Ordering::SeqCst);
-                    let mut p = 6u16.to_be_bytes().to_vec();
-                    p.extend(str16(
+                    refuse_in_6(
+                        &mut c,
+                        6,
                         "unsupported protocol version 7; this server speaks versions 3, 4, 5, 6",
-                    ));
-                    let mut answer = greeting(6);
-                    answer.extend(frame(ERROR, &p));
-                    let _ = c.write_all(&answer);
-                    let _ = c.shutdown(Shutdown::Write);
-                    let _ = std::io::copy(&mut c, &mut std::io::sink());
+                    );
                     return;
                 }
                 let Ok(mut up) = TcpStream::connect(("127.0.0.1", to)) else {
@@ -835,15 +844,11 @@ fn a_busy_version_6_server_is_reported_busy_not_spoken_to_again_in_6() {
             if c.read_exact(&mut hello).is_ok() && hello[4..6] == [0, 6] {
                 count.fetch_add(1, Ordering::SeqCst);
             }
-            let mut p = 4u16.to_be_bytes().to_vec();
-            p.extend(str16(
+            refuse_in_6(
+                &mut c,
+                4,
                 "server busy: too many connections from your address, try again later",
-            ));
-            let mut answer = greeting(6);
-            answer.extend(frame(ERROR, &p));
-            let _ = c.write_all(&answer);
-            let _ = c.shutdown(Shutdown::Write);
-            let _ = std::io::copy(&mut c, &mut std::io::sink());
+            );
         }
     });
     let work = tempfile::tempdir().unwrap();

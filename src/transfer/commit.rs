@@ -14,7 +14,8 @@
 //! while the disk works at its own. Memory stays bounded: at most
 //! [`STAGED_BYTES`] wait here, and beyond that a connection waits before it
 //! hands over the next file (each connection holds at most one file of
-//! under 1 MiB while receiving it).
+//! under 1 MiB while receiving it). Once the connections are done, the
+//! thread that ran them writes what is still waiting beside this one.
 
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};

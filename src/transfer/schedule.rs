@@ -25,7 +25,7 @@
 //! only large files and pieces (see [`SHORT_HANDSHAKE`]). The listing is
 //! then not asked for until something needs it (see [`Listing`]).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -223,7 +223,8 @@ struct State<'p> {
     /// Probing: the names asked for (until the listing is in, for the
     /// total), and once the listing is in (or lost), the bytes of those it
     /// listed (for the size of pieces).
-    asked: HashSet<String>,
+    /// (Each once: `select::expand` drops repeated names.)
+    asked: Vec<String>,
     known: Option<u64>,
     listing: Listing<'p>,
     /// How soon a total is shown (see [`Progress::totals_due`]), which
@@ -397,7 +398,7 @@ impl<'p> Queue<'p> {
                 timing: None,
                 active: 0,
                 live: workers,
-                asked: HashSet::new(),
+                asked: Vec::new(),
                 known: None,
                 listing: Listing::Asked,
                 totals_due: Some(Duration::ZERO),
@@ -583,12 +584,7 @@ impl<'p> Queue<'p> {
     fn listed(
         &self,
         stamps: Option<HashMap<String, Stamp>>,
-    ) -> (
-        Vec<Task>,
-        HashMap<String, Stamp>,
-        Vec<Held>,
-        HashSet<String>,
-    ) {
+    ) -> (Vec<Task>, HashMap<String, Stamp>, Vec<Held>, Vec<String>) {
         let mut st = self.st.lock().unwrap();
         let held = match std::mem::replace(&mut st.listing, Listing::Asked) {
             Listing::Awaited(held) => held,
